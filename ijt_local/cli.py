@@ -1,0 +1,51 @@
+"""The `ijt-local` command. Each subcommand is thin: parse options, call the library, print.
+
+Subcommands live beside the library code they drive (data/, train/, convert/, eval/) and are gathered
+here; none of those modules imports torch at module level, so `ijt-local --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import UserError
+
+
+class Group(click.Group):
+    """Turns a UserError anywhere below into one line on stderr and exit status 1 (no traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ijt-local")
+def cli():
+    """Implicit instruction tuning on a laptop: tune, convert, run with the rule expert, compare."""
+
+
+def _register() -> None:
+    from . import runtime_cli
+    from .data import cli as data_cli
+    from .eval import cli as eval_cli
+    from .train import cli as train_cli
+    from .convert import cli as convert_cli
+
+    for module in (runtime_cli, data_cli, train_cli, convert_cli, eval_cli):
+        for command in module.commands:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="ijt-local")

