@@ -1,0 +1,398 @@
+"""A llama.cpp session: load a GGUF (+ LoRA adapters), decode with an optional rule expert, score text.
+
+The decode loop works on llama.cpp's own contiguous logits buffer (a zero-copy numpy view): the rule
+expert adds its scores in place, then llama.cpp's native sampler chain picks the token from the same
+buffer. Plain and PoE decoding therefore share one loop and differ by a single vectorised add.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import UserError
+from .models import ResolvedModel, resolve_model
+from .poe import poe_logprob
+from .prompts import ChatTemplate, get_template
+from .rules import RuleConfig, RuleExpert, Vocabulary
+
+_log_lines: collections.deque = collections.deque(maxlen=20)
+_log_callback = None
+
+
+def _capture_llama_logs() -> None:
+    """Route llama.cpp's log into a buffer (shown with IJT_LOCAL_VERBOSE=1) so that a failed load can
+    be explained in one line instead of a screenful."""
+    global _log_callback
+    import llama_cpp
+
+    if _log_callback is not None:
+        return
+    verbose = bool(os.environ.get("IJT_LOCAL_VERBOSE"))
+
+    @llama_cpp.llama_log_callback
+    def callback(level, text, user_data):
+        line = text.decode("utf-8", errors="replace")
+        if level in (3, 4) and line.strip():  # ggml's WARN and ERROR
+            _log_lines.append(line.strip())
+        if verbose:
+            print(line, end="", file=__import__("sys").stderr)
+
+    _log_callback = callback
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+def _first_error() -> str:
+    """The first error llama.cpp logged since the log was last cleared: the root cause, usually."""
+    errors = [line for line in _log_lines if "error" in line.lower() or "fail" in line.lower()]
+    return errors[0] if errors else (_log_lines[0] if _log_lines else "")
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # "stop" (EOS or a role tag) or "length"
+    n_tokens: int
+    seconds: float
+    tokens: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.n_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ResponseScore:
+    logprob_sum: float
+    n_tokens: int
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob_sum / max(self.n_tokens, 1)
+
+
+def default_gpu_layers() -> int:
+    """All layers on a GPU backend (Metal, CUDA) when llama.cpp was built with one, else none."""
+    import llama_cpp
+
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+class Session:
+    def __init__(
+        self,
+        model: ResolvedModel | str,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        gpu_layers: int | None = None,
+        adapters: Iterable[tuple[str | Path, float]] = (),
+        template: str | None = None,
+        n_batch: int = 512,
+    ):
+        import llama_cpp
+
+        _capture_llama_logs()
+        self.model = resolve_model(model) if isinstance(model, str) else model
+        self.template: ChatTemplate = get_template(template or self.model.template)
+        self.n_batch = n_batch
+        threads = threads or max(1, os.cpu_count() or 1)
+        _log_lines.clear()
+        try:
+            self.llama = llama_cpp.Llama(
+                model_path=str(self.model.path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=default_gpu_layers() if gpu_layers is None else gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            detail = _first_error() or str(exc)
+            raise UserError(f"{self.model.path}: llama.cpp cannot load this model ({detail})") from None
+        self._ctx = self.llama._ctx.ctx
+        self._vocab = self.llama._model.vocab
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self.n_vocab = self.llama.n_vocab()
+        self.n_ctx = self.llama.n_ctx()
+        self.eos_id = self.llama.token_eos()
+        self._adapters = []
+        for path, scale in adapters:
+            self._load_adapter(Path(path), float(scale))
+        if self._adapters:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * len(self._adapters))(
+                *[a for a, _ in self._adapters]
+            )
+            scales = (ctypes.c_float * len(self._adapters))(*[s for _, s in self._adapters])
+            if llama_cpp.llama_set_adapters_lora(self._ctx, handles, len(self._adapters), scales):
+                raise UserError("llama.cpp could not apply the LoRA adapters to this model")
+        self._piece_buffer = ctypes.create_string_buffer(64)
+        self._kv_tokens: list[int] = []  # what the KV cache holds, for prefix reuse across turns
+        self._vocabulary: Vocabulary | None = None
+        self._experts: dict[int, RuleExpert] = {}
+
+    def _load_adapter(self, path: Path, scale: float) -> None:
+        import llama_cpp
+
+        if not path.is_file():
+            raise UserError(f"{path}: no such adapter file")
+        _log_lines.clear()
+        handle = llama_cpp.llama_adapter_lora_init(self.llama._model.model, str(path).encode())
+        if not handle:
+            detail = _first_error()
+            raise UserError(f"{path}: llama.cpp cannot load this LoRA adapter for {self.model.name}"
+                            + (f" ({detail})" if detail else ""))
+        self._adapters.append((handle, scale))
+        self.llama._stack.callback(llama_cpp.llama_adapter_lora_free, handle)
+
+    # ---- tokens and text -------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.llama.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        import llama_cpp
+
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buffer, 64, 0, special)
+        if n < 0:  # longer than the buffer: ask again with the size llama.cpp reported
+            buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -n, 0, special)
+            return buffer.raw[:n]
+        return self._piece_buffer.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def vocabulary(self) -> Vocabulary:
+        """The text of each token id (built once per session; ~1 s for a 262k vocabulary)."""
+        if self._vocabulary is None:
+            pieces = [self.token_bytes(i).decode("utf-8", errors="replace") for i in range(self.n_vocab)]
+            self._vocabulary = Vocabulary(pieces, self.eos_id)
+        return self._vocabulary
+
+    def rule_expert(self, config: RuleConfig) -> RuleExpert:
+        key = id(config)
+        if key not in self._experts:
+            self._experts[key] = RuleExpert(config, self.vocabulary())
+        return self._experts[key]
+
+    def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        text = self.template.render(messages, eos=self.eos_text())
+        return self.tokenize(text, add_bos=self._adds_bos())
+
+    def eos_text(self) -> str:
+        return self.token_bytes(self.eos_id, special=True).decode("utf-8", errors="replace")
+
+    def _adds_bos(self) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    # ---- decoding --------------------------------------------------------------------------------
+
+    def _decode(self, tokens: list[int], n_past: int, all_logits: bool = False) -> None:
+        import llama_cpp
+
+        batch = self.llama._batch
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            batch.set_batch(chunk, n_past=n_past + start, logits_all=all_logits)
+            rc = llama_cpp.llama_decode(self._ctx, batch.batch)
+            if rc != 0:
+                raise UserError(f"llama.cpp decode failed (code {rc}; context {self.n_ctx} tokens)")
+
+    def _logits_view(self, index: int = -1) -> np.ndarray:
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def _prefill(self, tokens: list[int]) -> None:
+        """Bring the KV cache to `tokens`, reusing the longest common prefix already in it."""
+        import llama_cpp
+
+        keep = 0
+        for a, b in zip(self._kv_tokens, tokens):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)  # decode at least one token to get fresh logits
+        if keep == 0 or not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+            llama_cpp.llama_memory_clear(self._memory, True)
+            keep = 0
+        self._decode(tokens[keep:], n_past=keep)
+        self._kv_tokens = list(tokens)
+
+    def _sampler(self, sampling: SamplingParams):
+        import llama_cpp
+
+        params = llama_cpp.llama_sampler_chain_default_params()
+        chain = llama_cpp.llama_sampler_chain_init(params)
+        if sampling.temperature <= 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_k > 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+        if sampling.top_p < 1.0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(sampling.seed & 0xFFFFFFFF))
+        return chain
+
+    def generate(
+        self,
+        messages: list[dict] | None = None,
+        max_tokens: int = 512,
+        sampling: SamplingParams | None = None,
+        rules: RuleConfig | None = None,
+        on_text: Callable[[str], None] | None = None,
+        prompt_tokens: list[int] | None = None,
+        stop_at_role_tags: bool = True,
+    ) -> Generation:
+        """Generate one assistant reply to `messages` (or to raw `prompt_tokens`).
+
+        Stops at an end-of-generation token or when the text starts a role tag (`<|user|>` …), which is
+        cut from the reply. `on_text` receives the reply as it grows (never a partial role tag)."""
+        import llama_cpp
+
+        sampling = sampling or SamplingParams()
+        if prompt_tokens is None:
+            prompt_tokens = self.prompt_tokens(messages)
+        room = self.n_ctx - len(prompt_tokens)
+        if room <= 1:
+            raise UserError(f"prompt of {len(prompt_tokens)} tokens does not fit the {self.n_ctx}-token context")
+        max_tokens = min(max_tokens, room - 1)
+        state = None
+        if rules is not None:
+            instruction = next((m["content"] for m in reversed(messages or []) if m["role"] == "user"), "")
+            state = self.rule_expert(rules).start(self.tokenize(instruction, special=False))
+        tags = self.template.role_tags if stop_at_role_tags else ()
+        sampler = self._sampler(sampling)
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text, shown, tokens, finish = "", 0, [], "length"
+        started = time.perf_counter()
+        try:
+            self._prefill(prompt_tokens)
+            n_past = len(prompt_tokens)
+            for _ in range(max_tokens):
+                if state is not None:
+                    state.apply(self._logits_view())
+                token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
+                if self.is_end(token):
+                    finish = "stop"
+                    break
+                tokens.append(token)
+                if state is not None:
+                    state.accept(token)
+                text += utf8.decode(self.token_bytes(token))
+                cut = _find_tag(text, tags)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                if on_text is not None:
+                    safe = len(text) - _partial_tag_suffix(text, tags)
+                    if safe > shown:
+                        on_text(text[shown:safe])
+                        shown = safe
+                self._decode([token], n_past=n_past)
+                self._kv_tokens.append(token)
+                n_past += 1
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+        text += utf8.decode(b"", final=True)
+        if on_text is not None and len(text) > shown:
+            on_text(text[shown:])
+        seconds = time.perf_counter() - started
+        return Generation(text, finish, len(tokens), seconds, tokens, len(prompt_tokens))
+
+    # ---- scoring ---------------------------------------------------------------------------------
+
+    def logits(self, tokens: list[int]) -> np.ndarray:
+        """Logits predicting the token after each position of `tokens` (fresh context): [n, vocab]."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self._kv_tokens = []
+        out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            self._decode(chunk, n_past=start, all_logits=True)
+            for i in range(len(chunk)):
+                out[start + i] = self._logits_view(i)
+        llama_cpp.llama_memory_clear(self._memory, True)
+        return out
+
+    def score_response(self, messages: list[dict], response: str, rules: RuleConfig | None = None) -> ResponseScore:
+        """log p(response | prompt) under the model, or under the normalised product of experts
+        (logit + rule score − logsumexp(logit + rule score)) when `rules` is given."""
+        import llama_cpp
+
+        prompt = self.prompt_tokens(messages)
+        response_tokens = self.tokenize(response, special=False)
+        if not response_tokens:
+            return ResponseScore(0.0, 0)
+        tokens = (prompt + response_tokens)[: self.n_ctx]
+        state = None
+        if rules is not None:
+            instruction = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            state = self.rule_expert(rules).start(self.tokenize(instruction, special=False))
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self._kv_tokens = []
+        total, n = 0.0, 0
+        first = len(prompt) - 1  # the position whose logits predict the first response token
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            self._decode(chunk, n_past=start, all_logits=True)
+            for i in range(len(chunk)):
+                pos = start + i
+                if pos < first or pos + 1 >= len(tokens):
+                    continue
+                target = tokens[pos + 1]
+                scores = state.scores() if state is not None else None
+                total += poe_logprob(self._logits_view(i), scores, target)
+                n += 1
+                if state is not None:
+                    state.accept(target)
+        llama_cpp.llama_memory_clear(self._memory, True)
+        return ResponseScore(total, n)
+
+    def close(self) -> None:
+        self.llama.close()
+
+
+def _find_tag(text: str, tags: tuple[str, ...]) -> int | None:
+    hits = [i for i in (text.find(tag) for tag in tags) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _partial_tag_suffix(text: str, tags: tuple[str, ...]) -> int:
+    """Length of the longest tail of `text` that could still grow into a role tag."""
+    longest = 0
+    for tag in tags:
+        for k in range(min(len(tag) - 1, len(text)), longest, -1):
+            if text.endswith(tag[:k]):
+                longest = k
+                break
+    return longest
