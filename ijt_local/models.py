@@ -160,21 +160,23 @@ def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
 
 
 def describe_gguf(path: Path) -> dict:
-    """Architecture, vocabulary size, size on disk: read from the GGUF header with gguf-py."""
-    from gguf import GGUFReader
+    """Architecture, vocabulary size, size on disk: read by llama.cpp with the vocabulary only."""
+    import llama_cpp
 
-    reader = GGUFReader(path)
+    from .runtime import capture_llama_logs
 
-    def field(key):
-        f = reader.fields.get(key)
-        return None if f is None else f.contents()
-
-    arch = field("general.architecture")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    return {
+    check_gguf(path)
+    capture_llama_logs()
+    try:
+        reader = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: llama.cpp cannot read this model ({exc})") from None
+    info = {
         "path": str(path),
         "size_mb": round(path.stat().st_size / 2**20, 1),
-        "architecture": arch,
-        "vocab_size": len(tokens.data) if tokens is not None else None,
-        "name": field("general.name"),
+        "architecture": reader.metadata.get("general.architecture"),
+        "vocab_size": reader.n_vocab(),
+        "name": reader.metadata.get("general.name"),
     }
+    reader.close()
+    return info

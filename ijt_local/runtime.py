@@ -28,7 +28,7 @@ _log_lines: collections.deque = collections.deque(maxlen=20)
 _log_callback = None
 
 
-def _capture_llama_logs() -> None:
+def capture_llama_logs() -> None:
     """Route llama.cpp's log into a buffer (shown with IJT_LOCAL_VERBOSE=1) so that a failed load can
     be explained in one line instead of a screenful."""
     global _log_callback
@@ -72,6 +72,12 @@ class Generation:
     seconds: float
     tokens: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
+    prefill_seconds: float = 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        seconds = self.seconds - self.prefill_seconds
+        return self.n_tokens / seconds if seconds > 0 else 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -108,7 +114,7 @@ class Session:
     ):
         import llama_cpp
 
-        _capture_llama_logs()
+        capture_llama_logs()
         self.model = resolve_model(model) if isinstance(model, str) else model
         self.template: ChatTemplate = get_template(template or self.model.template)
         self.n_batch = n_batch
@@ -270,6 +276,7 @@ class Session:
         on_text: Callable[[str], None] | None = None,
         prompt_tokens: list[int] | None = None,
         stop_at_role_tags: bool = True,
+        ignore_eos: bool = False,
     ) -> Generation:
         """Generate one assistant reply to `messages` (or to raw `prompt_tokens`).
 
@@ -295,12 +302,13 @@ class Session:
         started = time.perf_counter()
         try:
             self._prefill(prompt_tokens)
+            prefill_seconds = time.perf_counter() - started
             n_past = len(prompt_tokens)
             for _ in range(max_tokens):
                 if state is not None:
                     state.apply(self._logits_view())
                 token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
-                if self.is_end(token):
+                if self.is_end(token) and not ignore_eos:
                     finish = "stop"
                     break
                 tokens.append(token)
@@ -325,7 +333,7 @@ class Session:
         if on_text is not None and len(text) > shown:
             on_text(text[shown:])
         seconds = time.perf_counter() - started
-        return Generation(text, finish, len(tokens), seconds, tokens, len(prompt_tokens))
+        return Generation(text, finish, len(tokens), seconds, tokens, len(prompt_tokens), prefill_seconds)
 
     # ---- scoring ---------------------------------------------------------------------------------
 

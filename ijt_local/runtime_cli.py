@@ -1,3 +1,194 @@
-"""Subcommands: models, chat, generate."""
+"""Subcommands that run models: models, chat, generate."""
 
-commands: list = []
+from __future__ import annotations
+
+import collections
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+
+def model_options(function):
+    """Options shared by every command that opens a Session."""
+    decorators = [
+        click.option("--model", "-m", default="default", show_default=True,
+                     help="A name (see `ijt-local models`), a GGUF path, or owner/repo:file.gguf."),
+        click.option("--adapter", "adapters", multiple=True, metavar="A.gguf[@SCALE]",
+                     help="GGUF LoRA adapter applied at run time (repeatable; scale defaults to 1)."),
+        click.option("--template", type=click.Choice(["tulu", "chatml"]), default=None,
+                     help="Chat template (default: the model's; tulu for base models)."),
+        click.option("--poe", is_flag=True, help="Multiply the model with the rule expert (product of experts)."),
+        click.option("--rules", "rule_spec", default=None, metavar="SPEC",
+                     help="Rules for --poe, e.g. eos,uniform,diversity,start (default: all)."),
+        click.option("--rules-config", type=click.Path(dir_okay=False), default=None,
+                     help="TOML file overriding rule words, weights and ramps."),
+        click.option("--paper-exact", is_flag=True, default=None,
+                     help="Reproduce the paper's code (EOS bonus drops to 0 after 250 tokens)."),
+        click.option("--ctx", "n_ctx", default=4096, show_default=True, help="Context size in tokens."),
+        click.option("--threads", type=int, default=None, help="CPU threads (default: all cores)."),
+        click.option("--gpu-layers", type=int, default=None,
+                     help="Layers to offload (default: all on Metal/CUDA builds, else 0)."),
+        click.option("--temp", "temperature", default=0.0, show_default=True, help="0 = greedy."),
+        click.option("--top-p", default=1.0, show_default=True),
+        click.option("--top-k", default=0, show_default=True, help="0 = off."),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--max-tokens", default=512, show_default=True),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def parse_adapter(text: str) -> tuple[str, float]:
+    path, _, scale = text.rpartition("@") if "@" in text else (text, "", "1")
+    try:
+        return path, float(scale)
+    except ValueError:
+        raise UserError(f"--adapter {text}: scale after '@' must be a number") from None
+
+
+def open_session(opts: dict):
+    """(session, rules or None, sampling, generator name) from the shared options."""
+    from .rules import load_rules
+    from .runtime import SamplingParams, Session
+
+    rules = None
+    if opts["poe"] or opts["rule_spec"] or opts["rules_config"]:
+        rules = load_rules(opts["rule_spec"], opts["rules_config"], opts["paper_exact"])
+    adapters = [parse_adapter(a) for a in opts["adapters"]]
+    session = Session(opts["model"], n_ctx=opts["n_ctx"], threads=opts["threads"],
+                      gpu_layers=opts["gpu_layers"], adapters=adapters, template=opts["template"])
+    sampling = SamplingParams(opts["temperature"], opts["top_p"], opts["top_k"], opts["seed"])
+    name = opts["model"] + "".join(f"+{Path(p).name}" for p, _ in adapters)
+    if rules is not None:
+        name += "+poe" + ("" if len(rules.enabled) == 4 else ":" + ",".join(sorted(rules.enabled)))
+        unresolved = session.rule_expert(rules).unresolved
+        if unresolved:
+            click.echo(f"rules: no single token for {', '.join(map(repr, sorted(unresolved)))}", err=True)
+    return session, rules, sampling, name
+
+
+@click.command()
+def models():
+    """List the named models with their path, size, architecture and vocabulary size."""
+    from .models import NAMED_MODELS, describe_gguf
+
+    for name, (locate, template, about) in NAMED_MODELS.items():
+        try:
+            info = describe_gguf(locate())
+        except UserError as exc:
+            click.echo(f"{name}\n  {about}\n  not available: {exc}")
+            continue
+        click.echo(f"{name}\n  {about}\n  path: {info['path']}\n  size: {info['size_mb']} MB, "
+                   f"architecture: {info['architecture']}, vocab: {info['vocab_size']}, template: {template}")
+
+
+@click.command()
+@model_options
+def chat(**opts):
+    """Chat with a model in the terminal (streaming; /reset, /quit, Ctrl-D).
+
+    When standard input is not a terminal, each input line is one user message."""
+    session, rules, sampling, name = open_session(opts)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo(f"{name} — /reset clears the history, /quit or Ctrl-D leaves.", err=True)
+    history: list[dict] = []
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/quit":
+            break
+        if text == "/reset":
+            history = []
+            click.echo("(history cleared)", err=True)
+            continue
+        history.append({"role": "user", "content": text})
+        generation = session.generate(history, opts["max_tokens"], sampling, rules,
+                                      on_text=lambda piece: click.echo(piece, nl=False))
+        click.echo()
+        history.append({"role": "assistant", "content": generation.text})
+        click.echo(f"[{generation.n_tokens} tokens, {generation.tokens_per_second:.1f} tok/s, "
+                   f"{generation.finish_reason}]", err=True)
+
+
+@click.command()
+@model_options
+@click.option("--prompt", default=None, help="One instruction; the reply is printed.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              help="JSONL of instructions (`instruction` or `messages` rows).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="JSONL to append results to; rows already there are skipped (resume).")
+def generate(prompt, input_path, output_path, **opts):
+    """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
+    if (prompt is None) == (input_path is None):
+        raise UserError("give either --prompt TEXT or --input F.jsonl --output F.jsonl")
+    if input_path is not None and output_path is None:
+        raise UserError("--input needs --output")
+    if prompt is not None:
+        session, rules, sampling, _ = open_session(opts)
+        session.generate([{"role": "user", "content": prompt}], opts["max_tokens"], sampling, rules,
+                         on_text=lambda piece: click.echo(piece, nl=False))
+        click.echo()
+        return
+    rows = load_instructions(input_path)
+    _generate_file(rows, Path(output_path), opts)
+
+
+def load_instructions(path) -> list[tuple[str, list[dict]]]:
+    """(instruction text, messages) per row; file:line on a bad row."""
+    from .jsonl import iter_jsonl
+    from .prompts import instruction_messages
+
+    rows = []
+    for lineno, row in enumerate(iter_jsonl(path), 1):
+        try:
+            messages = instruction_messages(row)
+        except ValueError as exc:
+            raise UserError(f"{path}: row {lineno}: {exc}") from None
+        if messages and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]  # a reference answer is not part of the prompt
+        if not messages:
+            raise UserError(f"{path}: row {lineno}: no user turn")
+        rows.append((messages[-1]["content"] if "instruction" not in row else row["instruction"], messages))
+    if not rows:
+        raise UserError(f"{path}: no instructions")
+    return rows
+
+
+def _generate_file(rows, output_path: Path, opts: dict) -> None:
+    from tqdm import tqdm
+
+    from .jsonl import JsonlAppender, read_completed_rows
+
+    done = collections.Counter(row.get("instruction") for row in read_completed_rows(output_path))
+    todo = []
+    for instruction, messages in rows:
+        if done[instruction] > 0:
+            done[instruction] -= 1
+        else:
+            todo.append((instruction, messages))
+    if not todo:
+        click.echo(f"{output_path}: all {len(rows)} rows already generated", err=True)
+        return
+    session, rules, sampling, name = open_session(opts)
+    stops = 0
+    with JsonlAppender(output_path) as out, tqdm(todo, desc=name, unit="row") as bar:
+        for instruction, messages in bar:
+            generation = session.generate(messages, opts["max_tokens"], sampling, rules)
+            out.write({"instruction": instruction, "output": generation.text, "generator": name,
+                       "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens})
+            stops += generation.finish_reason == "stop"
+            bar.set_postfix(stop=f"{stops}/{bar.n + 1}", tok_s=f"{generation.tokens_per_second:.0f}")
+    click.echo(f"{output_path}: {len(todo)} rows written ({stops} stopped on their own)", err=True)
+
+
+commands = [models, chat, generate]
