@@ -1,0 +1,113 @@
+"""`ijt-local compare`: the same instructions through several models, cached per model, measured, and
+shown side by side.
+
+    DIR/generations/NAME.jsonl       one row per instruction (resumable), NAME.meta.json its settings
+    DIR/results.json                 {"models": {NAME: {"spec", "metrics", "generation"}}, "prompts", ...}
+    DIR/report.html                  static page: metrics, plots, all outputs side by side
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ..errors import UserError
+from ..jsonl import write_atomic
+from .generations import generate_cached
+from .metrics import DEFINITIONS, behaviour_metrics
+from .prompt_sets import load_prompts
+from .report import render_report
+from .specs import ModelSpec, check_spec, parse_spec
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_named_specs(pairs: list[str]) -> list[tuple[str, ModelSpec]]:
+    """`NAME=SPEC` options -> [(name, spec)], names unique and safe as file names."""
+    if not pairs:
+        raise UserError("give at least one --model NAME=SPEC")
+    named = []
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise UserError(f"--model {pair}: expected NAME=SPEC (for example base=default)")
+        if not _NAME.match(name):
+            raise UserError(f"--model {pair}: name {name!r} must be letters, digits, '.', '_' or '-'")
+        if any(name == other for other, _ in named):
+            raise UserError(f"--model {pair}: name {name!r} given twice")
+        named.append((name, parse_spec(text)))
+    return named
+
+
+def generation_summary(rows: list[dict]) -> dict:
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    tokens = sum(r["n_tokens"] for r in rows)
+    return {
+        "outputs": len(rows),
+        "tokens": tokens,
+        "seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+    }
+
+
+def run_compare(
+    model_pairs: list[str],
+    prompts_path: str | Path,
+    out_dir: str | Path,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    seed: int = 0,
+    stop_at_role_tags: bool = False,
+    limit: int | None = None,
+    judge=None,
+    log=None,
+) -> dict:
+    """Generate what is missing, then rebuild results.json and report.html from the cache.
+
+    `judge`, when given, is a callable (generations: dict[name, rows]) -> {name: winrate dict}."""
+    if max_tokens < 1:
+        raise UserError("--max-tokens must be at least 1")
+    named = parse_named_specs(model_pairs)
+    prompts = load_prompts(prompts_path, limit=limit)
+    for _, spec in named:  # every model must exist before hours of generation start
+        check_spec(spec)
+    out_dir = Path(out_dir)
+    generations = {}
+    for name, spec in named:
+        generations[name] = generate_cached(
+            spec,
+            prompts,
+            out_dir / "generations" / f"{name}.jsonl",
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            stop_at_role_tags=stop_at_role_tags,
+            label=name,
+            log=log,
+        )
+    results = {
+        "models": {
+            name: {
+                "spec": spec.text,
+                "model": spec.describe(),
+                "metrics": behaviour_metrics(generations[name]),
+                "generation": generation_summary(generations[name]),
+            }
+            for name, spec in named
+        },
+        "prompts": {"path": str(prompts_path), "count": len(prompts)},
+        "settings": {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+            "stop_at_role_tags": stop_at_role_tags,
+        },
+        "definitions": DEFINITIONS,
+    }
+    if judge is not None:
+        for name, winrate in judge(generations).items():
+            results["models"][name]["winrate"] = winrate
+    write_atomic(out_dir / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(out_dir / "report.html", render_report(results, generations))
+    return results

@@ -1,0 +1,106 @@
+"""Generations cached per model: one JSONL row per instruction, appended as each finishes, so an
+interrupted run resumes where it stopped. A sidecar `.meta.json` records the settings the cache was made
+with; reusing a cache with other settings is refused rather than silently mixed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
+from .metrics import find_role_tag
+from .prompt_sets import EvalPrompt
+from .specs import ModelSpec
+
+
+def cache_meta(spec: ModelSpec, max_tokens: int, temperature: float, seed: int, stop_at_role_tags: bool) -> dict:
+    return {
+        "spec": spec.text,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,
+        "stop_at_role_tags": stop_at_role_tags,
+    }
+
+
+def check_cache_meta(cache: Path, meta: dict) -> None:
+    meta_path = cache.with_suffix(".meta.json")
+    if meta_path.exists():
+        try:
+            old = json.loads(meta_path.read_text(encoding="utf-8"))
+        except ValueError:
+            old = None
+        if old != meta and cache.exists() and cache.stat().st_size > 0:
+            raise UserError(
+                f"{cache}: cached generations were made with {old}, not {meta}; "
+                "use another --out directory or delete that file"
+            )
+    write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
+
+
+def cached_rows(cache: Path, prompts: list[EvalPrompt]) -> dict[str, dict]:
+    wanted = {p.id for p in prompts}
+    return {row["id"]: row for row in read_completed_rows(cache) if row.get("id") in wanted}
+
+
+def generate_cached(
+    spec: ModelSpec,
+    prompts: list[EvalPrompt],
+    cache: Path,
+    max_tokens: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    stop_at_role_tags: bool = False,
+    label: str | None = None,
+    open_session=None,
+    log=None,
+) -> list[dict]:
+    """Rows for `prompts` in order, generating only the ones missing from `cache`.
+
+    The model is loaded only when something is missing, so re-running a finished comparison only
+    rebuilds its results and report. By default generation runs through role tags, as the paper's did
+    (only EOS ends a reply), so a base model that goes on to play the user shows it in the output."""
+    from .specs import open_spec
+
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    cache = Path(cache)
+    check_cache_meta(cache, cache_meta(spec, max_tokens, temperature, seed, stop_at_role_tags))
+    done = cached_rows(cache, prompts)
+    missing = [p for p in prompts if p.id not in done]
+    name = label or spec.text
+    if missing:
+        from ..runtime import SamplingParams
+
+        log(f"{name}: {len(done)} cached, generating {len(missing)} with {spec.text}")
+        session, rules = (open_session or open_spec)(spec)
+        sampling = SamplingParams(temperature=temperature, seed=seed)
+        try:
+            with JsonlAppender(cache) as out:
+                for i, prompt in enumerate(missing, 1):
+                    gen = session.generate(
+                        prompt.messages,
+                        max_tokens=max_tokens,
+                        sampling=sampling,
+                        rules=rules,
+                        stop_at_role_tags=stop_at_role_tags,
+                    )
+                    # With stop_at_role_tags the runtime cuts the tag from the text; find it in the raw tokens.
+                    raw = session.detokenize(gen.tokens)
+                    row = {
+                        "id": prompt.id,
+                        "instruction": prompt.instruction,
+                        "output": gen.text,
+                        "finish_reason": gen.finish_reason,
+                        "role_tag": find_role_tag(raw) or find_role_tag(gen.text),
+                        "n_tokens": gen.n_tokens,
+                        "seconds": round(gen.seconds, 3),
+                    }
+                    out.write(row)
+                    done[prompt.id] = row
+                    log(f"{name}: {len(done)}/{len(prompts)} ({gen.n_tokens} tokens, {gen.finish_reason}, "
+                        f"{gen.tokens_per_second:.0f} tok/s)")
+        finally:
+            session.close()
+    return [done[p.id] for p in prompts]

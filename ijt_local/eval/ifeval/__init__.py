@@ -1,0 +1,1 @@
+"""IFEval: verifiable-instruction prompts, checked strictly and loosely."""

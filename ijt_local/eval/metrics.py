@@ -1,0 +1,92 @@
+"""Behaviour metrics of a set of generations; no judge needed.
+
+Each generation row carries `instruction`, `output`, `finish_reason` ('stop' | 'length'), `role_tag`
+(the role tag the model emitted, which the runtime cut from `output`, or None) and `n_tokens`.
+
+    stop_rate        share of outputs that ended by EOS or a role tag within the token budget (compare
+                     generates through role tags by default, as the paper did, so there only EOS ends
+                     a reply; with --stop-at-role-tags a role tag ends it too)
+    role_leak_rate   share of outputs in which the model wrote a role tag (`<|user|>`, `<|im_start|>` …),
+                     i.e. went on to play the next turn of the dialogue
+    echo_rate        share of outputs that mostly restate the instruction: at least ECHO_THRESHOLD of the
+                     instruction's word ECHO_N-grams (lower-cased \\w+ words; shorter instructions use
+                     their whole word sequence as one n-gram) occur in the output
+    repetition_rate  mean over outputs of the share of word REPETITION_N-grams that repeat an earlier one
+                     in the same output (0 = no repeated 4-gram, near 1 = a loop)
+    mean_tokens      mean number of generated tokens
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..prompts import CHATML, TULU
+
+ECHO_N = 3
+ECHO_THRESHOLD = 0.5
+REPETITION_N = 4
+ROLE_TAGS = tuple(dict.fromkeys(TULU.role_tags + CHATML.role_tags + ("<start_of_turn>", "<end_of_turn>")))
+METRIC_NAMES = ("stop_rate", "role_leak_rate", "echo_rate", "repetition_rate", "mean_tokens")
+
+DEFINITIONS = {
+    "stop_rate": "share of outputs ended by EOS or a role tag within the token budget",
+    "role_leak_rate": f"share of outputs in which the model wrote a role tag ({', '.join(ROLE_TAGS)})",
+    "echo_rate": f"share of outputs containing >= {ECHO_THRESHOLD:.0%} of the instruction's word "
+    f"{ECHO_N}-grams",
+    "repetition_rate": f"mean share of word {REPETITION_N}-grams that repeat an earlier one in the same output",
+    "mean_tokens": "mean number of generated tokens",
+}
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def find_role_tag(text: str) -> str | None:
+    """The earliest role tag in `text`, or None."""
+    hits = [(text.find(tag), tag) for tag in ROLE_TAGS if tag in text]
+    return min(hits)[1] if hits else None
+
+
+def echo_overlap(instruction: str, output: str) -> float:
+    """Share of the instruction's word n-grams that occur in the output."""
+    inst, out = words(instruction), words(output)
+    if not inst:
+        return 0.0
+    n = min(ECHO_N, len(inst))
+    wanted = set(ngrams(inst, n))
+    have = set(ngrams(out, n))
+    return len(wanted & have) / len(wanted)
+
+
+def is_echo(instruction: str, output: str) -> bool:
+    return echo_overlap(instruction, output) >= ECHO_THRESHOLD
+
+
+def repetition(output: str) -> float:
+    grams = ngrams(words(output), REPETITION_N)
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def is_role_leak(row: dict) -> bool:
+    return bool(row.get("role_tag")) or find_role_tag(row["output"]) is not None
+
+
+def behaviour_metrics(rows: list[dict]) -> dict:
+    """The five metrics over generation rows (an empty list gives zeros)."""
+    n = len(rows)
+    if n == 0:
+        return {name: 0.0 for name in METRIC_NAMES}
+    return {
+        "stop_rate": sum(r["finish_reason"] == "stop" for r in rows) / n,
+        "role_leak_rate": sum(is_role_leak(r) for r in rows) / n,
+        "echo_rate": sum(is_echo(r["instruction"], r["output"]) for r in rows) / n,
+        "repetition_rate": sum(repetition(r["output"]) for r in rows) / n,
+        "mean_tokens": sum(r["n_tokens"] for r in rows) / n,
+    }

@@ -1,0 +1,55 @@
+"""Instruction files for evaluation: JSONL rows with `instruction`, `prompt`, or `messages`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..jsonl import iter_jsonl
+from ..prompts import instruction_messages
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    id: str
+    instruction: str  # the last user turn, for metrics and the report
+    messages: list  # what the model is given (a trailing assistant turn removed)
+    reference: str | None = None  # the dataset's own response, when it has one
+    row: dict | None = None
+
+
+def _nonblank_line_numbers(path: Path) -> list[int]:
+    with path.open(encoding="utf-8") as handle:
+        return [n for n, line in enumerate(handle, 1) if line.strip()]
+
+
+def load_prompts(path: str | Path, limit: int | None = None) -> list[EvalPrompt]:
+    """Read an instruction file; one clear `file:line` error for any row that is not an instruction."""
+    path = Path(path)
+    rows = list(iter_jsonl(path))  # raises file:line on malformed JSON
+    if not rows:
+        raise UserError(f"{path}: no instructions (empty file)")
+    line_numbers = _nonblank_line_numbers(path)
+    prompts, seen = [], set()
+    for lineno, row in zip(line_numbers, rows):
+        try:
+            messages = instruction_messages(row)
+        except ValueError as exc:
+            raise UserError(f"{path}:{lineno}: {exc}") from None
+        reference = None
+        if messages and messages[-1]["role"] == "assistant":
+            reference = messages[-1]["content"]
+            messages = messages[:-1]
+        users = [m for m in messages if m["role"] == "user"]
+        if not users or not str(users[-1]["content"]).strip():
+            raise UserError(f"{path}:{lineno}: no user instruction")
+        key = row.get("id", row.get("key", len(prompts)))
+        key = str(key)
+        if key in seen:
+            raise UserError(f"{path}:{lineno}: duplicate id {key!r}")
+        seen.add(key)
+        prompts.append(EvalPrompt(key, str(users[-1]["content"]), messages, reference, row))
+        if limit is not None and len(prompts) >= limit:
+            break
+    return prompts

@@ -1,0 +1,101 @@
+"""Model specs for evaluation: a model plus optional LoRA adapters and the rule expert.
+
+    SPEC     := MODEL ("+" ADAPTER)* ["+poe" [":" RULES]]
+    MODEL    := anything `--model` takes: default | smollm2-135m-instruct | path.gguf | owner/repo:file.gguf
+    ADAPTER  := path/to/adapter.gguf ["@" SCALE]        (scale defaults to 1.0)
+    RULES    := comma-separated rule names (eos,uniform,diversity,start); all four when omitted
+
+Examples: `default`, `default+poe`, `default+poe:eos,uniform`, `tuned.gguf`, `base.gguf+adapter.gguf@0.5`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..rules import parse_rule_spec
+
+_ADAPTER = re.compile(r"^(?P<path>.+\.gguf)(?:@(?P<scale>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    text: str
+    model: str
+    adapters: tuple[tuple[str, float], ...] = ()
+    poe: bool = False
+    rules: str | None = None  # the rule option string, None = all rules
+
+    def describe(self) -> dict:
+        return {
+            "spec": self.text,
+            "model": self.model,
+            "adapters": [{"path": p, "scale": s} for p, s in self.adapters],
+            "poe": self.poe,
+            "rules": self.rules if self.poe else None,
+        }
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse a SPEC string (syntax only; files are checked when the spec is opened)."""
+    text = text.strip()
+    if not text:
+        raise UserError("empty model spec")
+    body, poe, rules = text, False, None
+    match = re.search(r"\+poe(?::(?P<rules>[^+]*))?$", body)
+    if match:
+        body, poe = body[: match.start()], True
+        rules = match.group("rules")
+        if rules is not None:
+            if not rules.strip():
+                raise UserError(f"{text}: `+poe:` needs rule names (eos,uniform,diversity,start)")
+            parse_rule_spec(rules)  # unknown rule names fail here, before any model loads
+    if not body:
+        raise UserError(f"{text}: no model before `+poe`")
+    # A local file whose name contains '+' is one model, not model+adapter.
+    if Path(body).expanduser().is_file():
+        return ModelSpec(text, body, (), poe, rules)
+    model, *adapter_parts = body.split("+")
+    if not model:
+        raise UserError(f"{text}: no model before `+`")
+    adapters = []
+    for part in adapter_parts:
+        found = _ADAPTER.match(part)
+        if not found:
+            raise UserError(
+                f"{text}: unknown suffix `+{part}` (expected `+adapter.gguf[@scale]` or `+poe[:rules]`)"
+            )
+        scale = float(found.group("scale")) if found.group("scale") is not None else 1.0
+        adapters.append((found.group("path"), scale))
+    return ModelSpec(text, model, tuple(adapters), poe, rules)
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Fail early (before any generation) on a model or adapter that cannot be found."""
+    from ..models import resolve_model
+
+    resolve_model(spec.model)
+    for path, _ in spec.adapters:
+        if not Path(path).expanduser().is_file():
+            raise UserError(f"{spec.text}: adapter {path}: no such file")
+
+
+def open_spec(spec: ModelSpec, n_ctx: int = 4096, threads: int | None = None, gpu_layers: int | None = None,
+              rules_config: str | Path | None = None):
+    """Load a spec: (Session, RuleConfig or None)."""
+    from ..models import resolve_model
+    from ..rules import load_rules
+    from ..runtime import Session
+
+    check_spec(spec)
+    rules = load_rules(spec=spec.rules, config_path=rules_config) if spec.poe else None
+    session = Session(
+        resolve_model(spec.model),
+        n_ctx=n_ctx,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        adapters=[(Path(p).expanduser(), s) for p, s in spec.adapters],
+    )
+    return session, rules
