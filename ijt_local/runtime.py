@@ -236,19 +236,17 @@ class Session:
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
     def _prefill(self, tokens: list[int]) -> None:
-        """Bring the KV cache to `tokens`, reusing the longest common prefix already in it."""
+        """Bring the KV cache to `tokens`. When they continue what the cache holds (the next turn of a
+        chat), only the new tokens are decoded; otherwise the prompt is decoded from scratch, so that
+        the same prompt and seed always give the same text."""
         import llama_cpp
 
-        keep = 0
-        for a, b in zip(self._kv_tokens, tokens):
-            if a != b:
-                break
-            keep += 1
-        keep = min(keep, len(tokens) - 1)  # decode at least one token to get fresh logits
-        if keep == 0 or not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+        cached = self._kv_tokens
+        if 0 < len(cached) < len(tokens) and tokens[: len(cached)] == cached:
+            self._decode(tokens[len(cached):], n_past=len(cached))
+        else:
             llama_cpp.llama_memory_clear(self._memory, True)
-            keep = 0
-        self._decode(tokens[keep:], n_past=keep)
+            self._decode(tokens, n_past=0)
         self._kv_tokens = list(tokens)
 
     def _sampler(self, sampling: SamplingParams):

@@ -1,0 +1,118 @@
+"""Decoding on the real embedded GGUFs: stopping, role tags, sampling, PoE behaviour, scoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ijt_local.rules import load_rules
+from ijt_local.runtime import SamplingParams, _partial_tag_suffix
+
+VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "val" / "val.jsonl"
+FIXTURE_VAL = Path(__file__).parent / "fixtures" / "val_sample.jsonl"
+
+
+def val_instructions(n):
+    path = VAL if VAL.exists() else FIXTURE_VAL
+    return [json.loads(line)["instruction"] for line in path.read_text().splitlines()[:n]]
+
+
+def ask(text):
+    return [{"role": "user", "content": text}]
+
+
+def test_greedy_poe_on_val_instructions_stops_on_its_own(gemma_session):
+    rules = load_rules()
+    for instruction in val_instructions(3):
+        generation = gemma_session.generate(ask(instruction), max_tokens=400, rules=rules)
+        assert generation.finish_reason == "stop", instruction
+        assert "<|user|>" not in generation.text
+        assert generation.text.strip()
+
+
+def test_base_model_without_poe_echoes_or_continues(gemma_session):
+    # the paper's base-model behaviour: it restates the instruction or writes the next role tag
+    instruction = val_instructions(1)[0]
+    generation = gemma_session.generate(ask(instruction), max_tokens=64)
+    head = " ".join(instruction.split()[:4])
+    assert head in generation.text or generation.finish_reason == "length" or generation.n_tokens < 64
+
+
+def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
+    # a base model continues the dialogue; the reply must stop before the next role tag
+    messages = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
+                {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
+                {"role": "user", "content": "Say hi."}]
+    generation = gemma_session.generate(messages, max_tokens=80)
+    assert "<|" not in generation.text
+    assert generation.finish_reason == "stop"
+
+
+def test_streamed_text_equals_the_reply(real_session):
+    pieces = []
+    generation = real_session.generate(ask("List three fruits."), max_tokens=40, on_text=pieces.append)
+    assert "".join(pieces) == generation.text
+
+
+def test_fixed_seed_gives_the_same_text(real_session):
+    sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=7)
+    a = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
+    b = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
+    c = real_session.generate(ask("Tell me a story."), max_tokens=30,
+                              sampling=SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=8))
+    assert a.text == b.text
+    assert a.tokens != c.tokens
+
+
+def test_a_prompt_gives_the_same_tokens_after_another_prompt(smollm_session):
+    first = smollm_session.generate(ask("What is 2+2?"), max_tokens=20)
+    smollm_session.generate(ask("Name a color."), max_tokens=5)
+    again = smollm_session.generate(ask("What is 2+2?"), max_tokens=20)
+    assert first.tokens == again.tokens
+
+
+def test_max_tokens_gives_length(smollm_session):
+    generation = smollm_session.generate(ask("Write a long essay about rivers."), max_tokens=5)
+    assert generation.finish_reason == "length" and generation.n_tokens == 5
+
+
+def test_instruct_model_stops_at_eos(smollm_session):
+    generation = smollm_session.generate(ask("What is the capital of France?"), max_tokens=100)
+    assert generation.finish_reason == "stop"
+    assert "Paris" in generation.text
+
+
+def test_score_response_matches_logits(smollm_session):
+    messages = ask("Name a fruit.")
+    score = smollm_session.score_response(messages, "An apple.")
+    prompt = smollm_session.prompt_tokens(messages)
+    response = smollm_session.tokenize("An apple.", special=False)
+    logits = smollm_session.logits(prompt + response).astype(np.float64)
+    expected = 0.0
+    for i, token in enumerate(response):
+        row = logits[len(prompt) - 1 + i]
+        expected += row[token] - np.log(np.exp(row - row.max()).sum()) - row.max()
+    assert score.n_tokens == len(response)
+    assert score.logprob_sum == pytest.approx(expected, abs=1e-3)
+
+
+def test_poe_score_prefers_what_the_rules_favour(gemma_session):
+    messages = ask("Name a fruit.")
+    rules = load_rules("uniform")
+    # `I` is pushed down by the rules, so a reply starting with it loses more under PoE
+    plain_i = gemma_session.score_response(messages, "I like apples.")
+    poe_i = gemma_session.score_response(messages, "I like apples.", rules=rules)
+    plain_a = gemma_session.score_response(messages, "Apples are nice.")
+    poe_a = gemma_session.score_response(messages, "Apples are nice.", rules=rules)
+    assert poe_i.logprob_sum < plain_i.logprob_sum
+    assert (poe_i.logprob_sum - plain_i.logprob_sum) < (poe_a.logprob_sum - plain_a.logprob_sum)
+
+
+def test_partial_tag_suffix():
+    tags = ("<|user|>", "<|assistant|>")
+    assert _partial_tag_suffix("hello <|us", tags) == 4
+    assert _partial_tag_suffix("hello <", tags) == 1
+    assert _partial_tag_suffix("hello", tags) == 0
