@@ -37,11 +37,13 @@ def _print_table(results: dict) -> None:
 @click.option("--limit", type=int, default=None, help="only the first N instructions")
 @click.option("--stop-at-role-tags/--no-stop-at-role-tags", default=False, show_default=True,
               help="end a reply when the model writes a role tag (the paper's generation only stops at EOS)")
+@click.option("--threads", type=int, default=None,
+              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
 @click.option("--judge-model", default=None, help="judge model name at --judge-url")
 @click.option("--judge-reference", default=None, metavar="NAME",
               help="the model every other one is judged against (default: the last --model)")
-def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, judge_url,
+def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, threads, judge_url,
             judge_model, judge_reference):
     """Run instructions through several models; write DIR/results.json and DIR/report.html."""
     from .compare import run_compare
@@ -52,7 +54,8 @@ def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_
 
         judge = compare_judge(judge_url, judge_model, judge_reference, out)
     results = run_compare(list(models), prompts, out, max_tokens=max_tokens, temperature=temperature,
-                          seed=seed, stop_at_role_tags=stop_at_role_tags, limit=limit, judge=judge)
+                          seed=seed, stop_at_role_tags=stop_at_role_tags, limit=limit, judge=judge,
+                          threads=threads)
     _print_table(results)
     click.echo(f"wrote {out}/results.json and {out}/report.html")
 

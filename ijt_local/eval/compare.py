@@ -18,7 +18,7 @@ from .generations import generate_cached
 from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts
 from .report import render_report
-from .specs import ModelSpec, check_spec, parse_spec
+from .specs import ModelSpec, check_spec, open_spec, parse_spec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -61,6 +61,7 @@ def run_compare(
     stop_at_role_tags: bool = False,
     limit: int | None = None,
     judge=None,
+    threads: int | None = None,
     log=None,
 ) -> dict:
     """Generate what is missing, then rebuild results.json and report.html from the cache.
@@ -84,6 +85,7 @@ def run_compare(
             seed=seed,
             stop_at_role_tags=stop_at_role_tags,
             label=name,
+            open_session=lambda spec: open_spec(spec, threads=threads),
             log=log,
         )
     results = {
