@@ -73,11 +73,13 @@ def eval_group():
 @click.option("--limit", type=int, default=None, help="only the first N prompts")
 @click.option("--max-tokens", default=512, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-def ifeval(spec, data, out, limit, max_tokens, seed):
+@click.option("--threads", type=int, default=None,
+              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
+def ifeval(spec, data, out, limit, max_tokens, seed, threads):
     """IFEval: prompt- and instruction-level accuracy, strict and loose."""
     from .ifeval.run import run_ifeval
 
-    result = run_ifeval(spec, out, data=data, limit=limit, max_tokens=max_tokens, seed=seed)
+    result = run_ifeval(spec, out, data=data, limit=limit, max_tokens=max_tokens, seed=seed, threads=threads)
     click.echo(json.dumps(result["accuracy"], indent=1))
 
 
@@ -109,11 +111,14 @@ def winrate(outputs, reference, judge_url, judge_model, cache, api_key_env, time
 @click.option("--seed", default=0, show_default=True, type=int, help="picks the random other responses")
 @click.option("--max-response-tokens", default=512, show_default=True, type=int,
               help="responses are cut to this many tokens before scoring")
-def ranking(spec, data, out, limit, seed, max_response_tokens):
+@click.option("--threads", type=int, default=None,
+              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
+def ranking(spec, data, out, limit, seed, max_response_tokens, threads):
     """Response ranking (paper §4.2): how often an instruction's own response outscores a random other one."""
     from .ranking import run_ranking
 
-    result = run_ranking(spec, data, out=out, limit=limit, seed=seed, max_response_tokens=max_response_tokens)
+    result = run_ranking(spec, data, out=out, limit=limit, seed=seed, max_response_tokens=max_response_tokens,
+                         threads=threads)
     click.echo(json.dumps(result, indent=1))
 
 

@@ -16,7 +16,7 @@ from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
 from ..generations import generate_cached
 from ..prompt_sets import EvalPrompt
-from ..specs import check_spec, parse_spec
+from ..specs import check_spec, open_spec, parse_spec
 from .checkers import CHECKERS, check_instruction, check_instruction_loose
 
 HF_DATASET = ("google/IFEval", "ifeval_input_data.jsonl")
@@ -95,7 +95,7 @@ def per_instruction_type(scored: list[dict]) -> dict:
 
 
 def run_ifeval(spec_text: str, out_dir: str | Path, data: str | Path | None = None, limit: int | None = None,
-               max_tokens: int = 512, seed: int = 0, log=None) -> dict:
+               max_tokens: int = 512, seed: int = 0, threads: int | None = None, log=None) -> dict:
     spec = parse_spec(spec_text)
     path = Path(data) if data else default_data_path()
     rows = load_ifeval(path, limit)
@@ -103,7 +103,8 @@ def run_ifeval(spec_text: str, out_dir: str | Path, data: str | Path | None = No
     out_dir = Path(out_dir)
     prompts = [EvalPrompt(str(r["key"]), r["prompt"], [{"role": "user", "content": r["prompt"]}]) for r in rows]
     generations = generate_cached(spec, prompts, out_dir / "generations.jsonl", max_tokens=max_tokens,
-                                  seed=seed, stop_at_role_tags=True, label="ifeval", log=log)
+                                  seed=seed, stop_at_role_tags=True, label="ifeval",
+                                  open_session=lambda s: open_spec(s, threads=threads), log=log)
     scored = [score_response(row, gen["output"]) | {"finish_reason": gen["finish_reason"]}
               for row, gen in zip(rows, generations)]
     result = {
