@@ -118,3 +118,21 @@ def test_unreachable_judge_is_one_line_and_keeps_cached_judgements(judge_server,
     assert result.exit_code == 1
     assert "unreachable" in result.output and len(result.output.strip().splitlines()) == 1
     assert len(cache.read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_compare_with_judge_adds_win_rates_to_results_and_report(judge_server, tmp_path):
+    from ijt_local.eval.compare import run_compare
+    from ijt_local.eval.judge import compare_judge
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"instruction": "Name a color."}) + "\n")
+    out = tmp_path / "out"
+    judge = compare_judge(judge_server, "judge", "instruct", out)
+    results = run_compare(["base=default", "instruct=smollm2-135m-instruct"], prompts, out, max_tokens=8,
+                          threads=1, judge=judge, log=lambda _: None)
+    winrate = results["models"]["base"]["winrate"]
+    assert winrate["reference"] == "instruct" and winrate["instructions"] == 1
+    assert "winrate" not in results["models"]["instruct"]
+    assert len((out / "judgements" / "base-vs-instruct.jsonl").read_text().splitlines()) == 2
+    assert "<th>winrate</th>" in (out / "report.html").read_text()

@@ -41,6 +41,8 @@ def test_role_tags_found_in_either_template():
     assert find_role_tag("fine\n<|user|>\nmore") == "<|user|>"
     assert find_role_tag("a <|im_start|>user b <|user|>") == "<|im_start|>"
     assert find_role_tag("no tags <|here") is None
+    assert find_role_tag("Okay!\n<|admin|>\nhi") == "<|admin|>"  # an invented role is a leak too
+    assert find_role_tag("a <| b |> c") is None
 
 
 def test_behaviour_metrics_on_hand_made_rows():

@@ -24,6 +24,12 @@ def _print_table(results: dict) -> None:
             f"{m[k]:>15.1f}" if k == "mean_tokens" else f"{m[k]:>15.3f}" for k in METRIC_NAMES
         ]
         click.echo("  ".join(cells))
+    for name, entry in results["models"].items():
+        w = entry.get("winrate")
+        if w and w.get("win_rate") is not None:
+            se = "" if w["standard_error"] is None else f" ± {w['standard_error']:.3f}"
+            click.echo(f"{name} vs {w['reference']}: win rate {w['win_rate']:.3f}{se} "
+                       f"({w['scored']} scored, {w['invalid_judgements']} invalid judgements)")
 
 
 @click.command()

@@ -6,8 +6,8 @@ Each generation row carries `instruction`, `output`, `finish_reason` ('stop' | '
     stop_rate        share of outputs that ended by EOS or a role tag within the token budget (compare
                      generates through role tags by default, as the paper did, so there only EOS ends
                      a reply; with --stop-at-role-tags a role tag ends it too)
-    role_leak_rate   share of outputs in which the model wrote a role tag (`<|user|>`, `<|im_start|>` …),
-                     i.e. went on to play the next turn of the dialogue
+    role_leak_rate   share of outputs in which the model wrote a role tag (`<|user|>`, `<|im_start|>`, any
+                     `<|word|>` …), i.e. went on to play another turn of the dialogue
     echo_rate        share of outputs that mostly restate the instruction: at least ECHO_THRESHOLD of the
                      instruction's word ECHO_N-grams (lower-cased \\w+ words; shorter instructions use
                      their whole word sequence as one n-gram) occur in the output
@@ -30,7 +30,8 @@ METRIC_NAMES = ("stop_rate", "role_leak_rate", "echo_rate", "repetition_rate", "
 
 DEFINITIONS = {
     "stop_rate": "share of outputs ended by EOS or a role tag within the token budget",
-    "role_leak_rate": f"share of outputs in which the model wrote a role tag ({', '.join(ROLE_TAGS)})",
+    "role_leak_rate": f"share of outputs in which the model wrote a role tag ({', '.join(ROLE_TAGS)}, "
+    "or any other <|word|>)",
     "echo_rate": f"share of outputs containing >= {ECHO_THRESHOLD:.0%} of the instruction's word "
     f"{ECHO_N}-grams",
     "repetition_rate": f"mean share of word {REPETITION_N}-grams that repeat an earlier one in the same output",
@@ -46,10 +47,14 @@ def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
+# Tulu-style tags for roles the template does not have (`<|system|>`, `<|admin|>` …) are leaks too.
+_TAG_PATTERN = re.compile("|".join(re.escape(tag) for tag in ROLE_TAGS) + r"|<\|[A-Za-z_]{1,20}\|>")
+
+
 def find_role_tag(text: str) -> str | None:
     """The earliest role tag in `text`, or None."""
-    hits = [(text.find(tag), tag) for tag in ROLE_TAGS if tag in text]
-    return min(hits)[1] if hits else None
+    match = _TAG_PATTERN.search(text)
+    return match.group(0) if match else None
 
 
 def echo_overlap(instruction: str, output: str) -> float:

@@ -17,7 +17,7 @@ body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; }
 table.metrics { border-collapse: collapse; } table.metrics td, table.metrics th {
   border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
-table.metrics th:first-child, table.metrics td:first-child { text-align: left; }
+table.metrics th:nth-child(-n+2), table.metrics td:nth-child(-n+2) { text-align: left; }
 .plots img { max-width: 48%; margin-right: 1%; border: 1px solid #eee; }
 .item { border-top: 2px solid #ddd; padding-top: 8px; margin-top: 16px; }
 .instruction { background: #f4f6fa; padding: 8px; white-space: pre-wrap; font-weight: 600; }
@@ -62,8 +62,7 @@ def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[s
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     top = max([max(c, default=0) for c in token_counts.values()] + [1])
     bins = [top * k / 20 for k in range(21)]
-    for name in names:
-        ax.hist(token_counts[name], bins=bins, alpha=0.5, label=name)
+    ax.hist([token_counts[name] for name in names], bins=bins, label=names)  # bars side by side
     ax.set_xlabel("generated tokens")
     ax.set_ylabel("outputs")
     ax.set_title("Length distribution")
@@ -108,7 +107,11 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
             html.append(f"<td>{value:.1f}</td>" if m == "mean_tokens" else f"<td>{value:.3f}</td>")
         for key in extra:
             w = results["models"][name].get(key)
-            cell = "–" if not w or w.get("win_rate") is None else f"{w['win_rate']:.3f} ± {w['standard_error']:.3f}"
+            cell = "–"
+            if w and w.get("win_rate") is not None:
+                se = w.get("standard_error")
+                cell = f"{w['win_rate']:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+                cell += f" vs {w.get('reference', '?')}"
             html.append(f"<td>{escape(cell)}</td>")
         html.append("</tr>")
     html.append("</table><dl class=\"defs\">")
