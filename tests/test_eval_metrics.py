@@ -107,3 +107,16 @@ def test_load_prompts_formats_and_errors(tmp_path):
     wrong.write_text('{"instruction": "a"}\n\n{"text": "b"}\n')
     with pytest.raises(UserError, match="wrong.jsonl:3: row has none of"):
         load_prompts(wrong)
+
+
+def test_cached_rows_skip_torn_lines_and_edited_instructions(tmp_path):
+    from ijt_local.eval.generations import cached_rows
+    from ijt_local.eval.prompt_sets import EvalPrompt
+
+    cache = tmp_path / "m.jsonl"
+    cache.write_text(json.dumps({"id": "0", "instruction": "a", "output": "A"}) + "\n"
+                     + json.dumps({"id": "1", "instruction": "old b", "output": "B"}) + "\n"
+                     + '{"id": "2", "instru')  # killed mid-write
+    prompts = [EvalPrompt(str(i), text, [{"role": "user", "content": text}]) for i, text in enumerate("abc")]
+    assert list(cached_rows(cache, prompts)) == ["0"]
+    assert cache.read_text().endswith("}\n")  # the torn line is cut away before appending

@@ -41,8 +41,13 @@ def check_cache_meta(cache: Path, meta: dict) -> None:
 
 
 def cached_rows(cache: Path, prompts: list[EvalPrompt]) -> dict[str, dict]:
-    wanted = {p.id for p in prompts}
-    return {row["id"]: row for row in read_completed_rows(cache) if row.get("id") in wanted}
+    """Cached rows by id; a row whose instruction changed since (an edited prompts file) is stale."""
+    wanted = {p.id: p.instruction for p in prompts}
+    return {
+        row["id"]: row
+        for row in read_completed_rows(cache)
+        if row.get("id") in wanted and row.get("instruction") == wanted[row["id"]]
+    }
 
 
 def generate_cached(
@@ -78,7 +83,7 @@ def generate_cached(
         sampling = SamplingParams(temperature=temperature, seed=seed)
         try:
             with JsonlAppender(cache) as out:
-                for i, prompt in enumerate(missing, 1):
+                for prompt in missing:
                     gen = session.generate(
                         prompt.messages,
                         max_tokens=max_tokens,

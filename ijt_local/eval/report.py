@@ -49,10 +49,11 @@ def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[s
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         values = [metrics[name][rate] for rate in RATE_NAMES]
-        ax.bar([j + i * width for j in range(len(RATE_NAMES))], values, width, label=name)
+        bars = ax.bar([j + i * width for j in range(len(RATE_NAMES))], values, width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(RATE_NAMES))])
     ax.set_xticklabels([r.replace("_rate", "") for r in RATE_NAMES])
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of outputs")
     ax.set_title("Behaviour rates per model")
     ax.legend()
