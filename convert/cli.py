@@ -1,3 +1,70 @@
-"""Subcommands of this package, gathered by ijt_local.cli."""
+"""Subcommands of this package, gathered by ijt_local.cli. torch/transformers load only when a command runs."""
 
-commands: list = []
+from __future__ import annotations
+
+import json
+
+import click
+
+from .gguf_output import OUTTYPES
+
+
+def _echo(summary: dict) -> None:
+    click.echo(json.dumps(summary))
+
+
+@click.command("merge")
+@click.option("--base", required=True,
+              help="The base the adapter was trained on: `default`, a GGUF file, a Hugging Face folder or repo id.")
+@click.option("--adapter", required=True, type=click.Path(file_okay=False),
+              help="PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), e.g. a `train` --out.")
+@click.option("--out", required=True, type=click.Path(), help="Hugging Face folder to write the merged model to.")
+def merge_command(base, adapter, out):
+    """Merge a LoRA adapter into its base; writes safetensors + config + tokenizer."""
+    from .merge import merge
+
+    _echo(merge(base, adapter, out))
+
+
+@click.command("convert")
+@click.argument("hf_dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="GGUF file to write.")
+@click.option("--outtype", type=click.Choice(OUTTYPES), default="f16", show_default=True,
+              help="Encoding of the weight matrices (norms stay f32).")
+@click.option("--quantize", "quantize_type", metavar="TYPE", default=None,
+              help="Then quantize with llama.cpp (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def convert_command(hf_dir, out, outtype, quantize_type, no_progress):
+    """Convert a Hugging Face llama / qwen2 / gemma3 folder to GGUF."""
+    from .hf_to_gguf import convert
+
+    _echo(convert(hf_dir, out, outtype, quantize_type, progress=not no_progress))
+
+
+@click.command("quantize")
+@click.argument("source", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--type", "kind", required=True, metavar="TYPE", help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...")
+@click.option("--threads", type=int, default=None, help="Default: all cores.")
+def quantize_command(source, out, kind, threads):
+    """Quantize a GGUF file with llama.cpp's quantizer."""
+    from pathlib import Path
+
+    from .quantize import quantize_gguf
+
+    _echo(quantize_gguf(Path(source), Path(out), kind, threads))
+
+
+@click.command("export-adapter")
+@click.argument("adapter_dir", type=click.Path())
+@click.option("--base", required=True, help="The base model GGUF the adapter will run on (`default` or a path).")
+@click.option("--out", required=True, type=click.Path(), help="GGUF adapter file to write.")
+@click.option("--outtype", type=click.Choice(["f32", "f16"]), default="f32", show_default=True)
+def export_adapter_command(adapter_dir, base, out, outtype):
+    """Write a PEFT LoRA as a GGUF LoRA adapter for `--adapter` at run time."""
+    from .export_adapter import export_adapter
+
+    _echo(export_adapter(adapter_dir, base, out, outtype))
+
+
+commands: list = [merge_command, convert_command, quantize_command, export_adapter_command]
