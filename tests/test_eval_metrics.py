@@ -26,6 +26,7 @@ def test_echo_is_most_of_the_instruction_restated():
     assert is_echo(inst, "Give three tips for staying healthy. Give three tips for staying healthy.")
     assert is_echo(inst, "<|user|>\ngive three tips for staying healthy\n<|assistant|>")
     assert not is_echo(inst, "1. Drink water. 2. Sleep well. 3. Walk every day, it keeps you healthy.")
+    assert not is_echo("What is the capital city of Japan?", "The capital city of Japan is Tokyo.")
     assert echo_overlap(inst, "") == 0.0
     assert echo_overlap("Hi", "hi there") == 1.0  # shorter than an n-gram: the whole instruction
 

@@ -8,9 +8,12 @@ Each generation row carries `instruction`, `output`, `finish_reason` ('stop' | '
                      a reply; with --stop-at-role-tags a role tag ends it too)
     role_leak_rate   share of outputs in which the model wrote a role tag (`<|user|>`, `<|im_start|>`, any
                      `<|word|>` …), i.e. went on to play another turn of the dialogue
-    echo_rate        share of outputs that mostly restate the instruction: at least ECHO_THRESHOLD of the
+    echo_rate        share of outputs that restate the instruction: at least ECHO_THRESHOLD (80 %) of the
                      instruction's word ECHO_N-grams (lower-cased \\w+ words; shorter instructions use
-                     their whole word sequence as one n-gram) occur in the output
+                     their whole word sequence as one n-gram) occur in the output. 80 % means a nearly
+                     verbatim copy: at 50 % an answer that restates the question in a sentence ("The
+                     capital city of Japan is Tokyo.") counted as an echo; on the 56 validation
+                     instructions base-model echoes overlap 100 % and tuned answers at most ~78 %.
     repetition_rate  mean over outputs of the share of word REPETITION_N-grams that repeat an earlier one
                      in the same output (0 = no repeated 4-gram, near 1 = a loop)
     mean_tokens      mean number of generated tokens
@@ -23,7 +26,7 @@ import re
 from ..prompts import CHATML, TULU
 
 ECHO_N = 3
-ECHO_THRESHOLD = 0.5
+ECHO_THRESHOLD = 0.8
 REPETITION_N = 4
 ROLE_TAGS = tuple(dict.fromkeys(TULU.role_tags + CHATML.role_tags + ("<start_of_turn>", "<end_of_turn>")))
 METRIC_NAMES = ("stop_rate", "role_leak_rate", "echo_rate", "repetition_rate", "mean_tokens")

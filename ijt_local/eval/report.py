@@ -56,7 +56,7 @@ def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[s
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of outputs")
     ax.set_title("Behaviour rates per model")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=max(len(names), 1), frameon=False)
     images.append(("Behaviour rates per model", _png(fig)))
     plt.close(fig)
 
@@ -96,7 +96,9 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
             f"<p>{len(generations[names[0]]) if names else 0} instructions from "
             f"<code>{escape(str(results['prompts']['path']))}</code>; up to "
             f"{int(results['settings']['max_tokens'])} tokens, temperature "
-            f"{escape(str(results['settings']['temperature']))}, seed {escape(str(results['settings']['seed']))}.</p>",
+            f"{escape(str(results['settings']['temperature']))}, seed {escape(str(results['settings']['seed']))}; "
+            + ("a role tag or EOS ends a reply.</p>" if results["settings"].get("stop_at_role_tags")
+               else "only EOS ends a reply (generation runs through role tags, as in the paper).</p>"),
             "<h2>Metrics</h2>", '<table class="metrics"><tr><th>model</th><th>spec</th>']
     html += [f"<th>{escape(m)}</th>" for m in METRIC_NAMES]
     extra = [key for key in ("winrate",) if any(key in results["models"][n] for n in names)]
