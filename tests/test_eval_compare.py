@@ -103,3 +103,18 @@ def test_bad_input_is_one_line_and_keeps_the_cache(finished, prompts, tmp_path, 
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in (out / "generations").iterdir()} == before
+
+
+def test_unreachable_judge_fails_in_one_line_after_writing_results(finished, prompts):
+    out, _ = finished
+    (out / "results.json").unlink()
+    before = {p.name: p.read_bytes() for p in (out / "generations").iterdir()}
+    args = ["compare", "--prompts", str(prompts), "--out", str(out), "--max-tokens", "12", "--threads", "1",
+            "--judge-url", "http://127.0.0.1:9/v1"]
+    for model in MODELS:
+        args += ["--model", model]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "unreachable" in result.output and "Traceback" not in result.output
+    assert (out / "results.json").exists() and (out / "report.html").exists()
+    assert {p.name: p.read_bytes() for p in (out / "generations").iterdir()} == before

@@ -107,9 +107,14 @@ def run_compare(
         },
         "definitions": DEFINITIONS,
     }
-    if judge is not None:
+    write_results(out_dir, results, generations)
+    if judge is not None:  # after a first write, so an unreachable judge still leaves results and report
         for name, winrate in judge(generations).items():
             results["models"][name]["winrate"] = winrate
+        write_results(out_dir, results, generations)
+    return results
+
+
+def write_results(out_dir: Path, results: dict, generations: dict[str, list[dict]]) -> None:
     write_atomic(out_dir / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     write_atomic(out_dir / "report.html", render_report(results, generations))
-    return results
