@@ -101,6 +101,9 @@ def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, t
     assert second.exit_code == 0, second.output
     assert json.loads(second.output)["win_rate"] == result["win_rate"]
     assert len(cache.read_text().splitlines()) == 2
+    limited = CliRunner().invoke(cli, args[:-4] + ["--judge-url", "http://127.0.0.1:9/v1", "--cache", str(cache),
+                                                   "--limit", "1"])
+    assert limited.exit_code == 0 and json.loads(limited.output)["instructions"] == 1
 
 
 def test_unreachable_judge_is_one_line_and_keeps_cached_judgements(judge_server, tmp_path):

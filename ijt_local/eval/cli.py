@@ -99,12 +99,13 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads):
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
               help="environment variable holding the endpoint's API key, if it needs one")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="seconds per request")
-def winrate(outputs, reference, judge_url, judge_model, cache, api_key_env, timeout):
+@click.option("--limit", type=int, default=None, help="only the first N shared instructions")
+def winrate(outputs, reference, judge_url, judge_model, cache, api_key_env, timeout, limit):
     """Pairwise win rate of OUTPUTS against REFERENCE, judged in both orders."""
     from .judge import OpenAIJudge, run_winrate
 
     judge = OpenAIJudge(judge_url, judge_model, api_key_env=api_key_env, timeout=timeout)
-    result = run_winrate(outputs, reference, judge, cache=cache)
+    result = run_winrate(outputs, reference, judge, cache=cache, limit=limit)
     click.echo(json.dumps(result, indent=1))
 
 

@@ -141,9 +141,11 @@ def load_outputs(path: str | Path) -> dict[str, str]:
     return table
 
 
-def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path) -> dict:
-    """Win rate of `outputs` over `reference` on their shared instructions, judged in both orders."""
-    shared = [instruction for instruction in outputs if instruction in reference]
+def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
+                limit: int | None = None) -> dict:
+    """Win rate of `outputs` over `reference` on their shared instructions (the first `limit`), judged in
+    both orders."""
+    shared = [instruction for instruction in outputs if instruction in reference][:limit]
     if not shared:
         raise UserError("the outputs and the reference share no instruction")
     cache = Path(cache)
@@ -185,11 +187,12 @@ def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache
     }
 
 
-def run_winrate(outputs_path: str | Path, reference_path: str | Path, judge, cache: str | Path | None = None) -> dict:
+def run_winrate(outputs_path: str | Path, reference_path: str | Path, judge, cache: str | Path | None = None,
+                limit: int | None = None) -> dict:
     outputs_path, reference_path = Path(outputs_path), Path(reference_path)
     if cache is None:
         cache = outputs_path.with_name(f"{outputs_path.stem}.judged-vs-{reference_path.stem}.jsonl")
-    result = judge_pairs(load_outputs(outputs_path), load_outputs(reference_path), judge, cache)
+    result = judge_pairs(load_outputs(outputs_path), load_outputs(reference_path), judge, cache, limit)
     return {"outputs": str(outputs_path), "reference": str(reference_path), "cache": str(cache)} | result
 
 
