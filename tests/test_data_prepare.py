@@ -161,5 +161,5 @@ def test_offline_hub_path_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
-    with pytest.raises(UserError, match=r"gsm8k: cannot load openai/gsm8k .*pass --from"):
+    with pytest.raises(UserError, match=r"gsm8k: cannot load openai/gsm8k: the Hugging Face hub is unreachable .*pass --from"):
         list(build_rows("gsm8k"))

@@ -180,6 +180,8 @@ def test_cli_train_and_bad_input(tiny_llama, data, tmp_path):
         assert len(result.output.strip().splitlines()) == 1, result.output
 
     fresh = str(tmp_path / "fresh")
+    fails(["--base", "nobody/no-such-model", "--data", str(data), "--out", fresh],
+          "--base nobody/no-such-model: cannot download from the Hugging Face hub")
     fails(["--base", str(tmp_path / "nowhere"), "--data", str(data), "--out", fresh], "--base")
     fails(["--base", str(tmp_path), "--data", str(data), "--out", fresh], "not a Hugging Face model folder")
     fails(["--base", str(tiny_llama), "--data", str(tmp_path / "missing.jsonl"), "--out", fresh], "no such data file")
@@ -201,3 +203,14 @@ def test_out_of_memory_is_one_clear_line(tiny_llama, data, tmp_path, monkeypatch
     monkeypatch.setattr(trainer_module, "labelled_loss_sum", exhausted)
     with pytest.raises(UserError, match="out of memory on cpu at batch size 4 x 64 tokens: lower --batch-size"):
         train_lora(config(tiny_llama, data, tmp_path / "run"))
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tiny_llama, data, tmp_path):
+    """2 x 2 accumulated examples give the loss and gradient of one batch of 4: each micro-batch's loss is
+    divided by the labelled-token count of the whole window, not by its own."""
+    one = train_lora(config(tiny_llama, data, tmp_path / "one", max_steps=1, batch_size=4))
+    two = train_lora(config(tiny_llama, data, tmp_path / "two", max_steps=1, batch_size=2, grad_accum=2))
+    first = [read_curve(tmp_path / name / "loss_curve.csv")[0] for name in ("one", "two")]
+    assert float(first[1]["loss"]) == pytest.approx(float(first[0]["loss"]), rel=1e-5)
+    assert float(first[1]["grad_norm"]) == pytest.approx(float(first[0]["grad_norm"]), rel=1e-4)
+    assert one["results"]["tokens_seen"] == two["results"]["tokens_seen"]

@@ -109,8 +109,12 @@ def resolve_base(spec: str) -> dict:
 
 
 def _hub_dir(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
+    from ijt_local.data.prepare import hub_reachable
+
+    if not hub_reachable():  # answer from the local HF cache at once instead of retrying the network
+        constants.HF_HUB_OFFLINE = True
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
     except Exception as exc:

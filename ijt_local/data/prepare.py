@@ -55,7 +55,8 @@ def load_hf_records(builder: Builder) -> Iterable[dict]:
             f"{builder.name}: loading {source.hf_repo} needs the `datasets` package (pip install datasets), "
             "or pass --from with a local copy"
         ) from None
-    if not hub_reachable():
+    online = hub_reachable()
+    if not online:
         # Without a network, `datasets` retries for ~25 s before failing; in offline mode it answers from
         # its cache at once, or fails at once. Both libraries read the switch into module constants.
         from huggingface_hub import constants
@@ -67,6 +68,11 @@ def load_hf_records(builder: Builder) -> Iterable[dict]:
         return datasets.load_dataset(source.hf_repo, source.hf_config, split=source.hf_split)
     except Exception as exc:  # offline, gated, renamed: all end the same way for the user
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not online:
+            raise UserError(
+                f"{builder.name}: cannot load {source.hf_repo}: the Hugging Face hub is unreachable and the "
+                "dataset is not in the local cache; pass --from PATH with a local copy"
+            ) from None
         raise UserError(
             f"{builder.name}: cannot load {source.hf_repo} from the Hugging Face hub ({reason}); "
             "offline? pass --from PATH with a local copy"
