@@ -69,7 +69,9 @@ def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None,
         check_cache_meta(out, {"spec": spec.text, "data": str(data), "seed": seed,
                                "max_response_tokens": max_response_tokens})
         done = {row["id"]: row for row in read_completed_rows(out)}
-    todo = [i for i, p in enumerate(prompts) if p.id not in done]
+    # a cached row counts only if it paired the same two responses (--limit changes the random pairing)
+    todo = [i for i, p in enumerate(prompts)
+            if p.id not in done or done[p.id].get("other_id") != prompts[others[i]].id]
     if todo:
         session, rules = open_spec(spec, threads=threads)
         appender = JsonlAppender(out) if out is not None else None
