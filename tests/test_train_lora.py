@@ -214,3 +214,15 @@ def test_gradient_accumulation_matches_the_larger_batch(tiny_llama, data, tmp_pa
     assert float(first[1]["loss"]) == pytest.approx(float(first[0]["loss"]), rel=1e-5)
     assert float(first[1]["grad_norm"]) == pytest.approx(float(first[0]["grad_norm"]), rel=1e-4)
     assert one["results"]["tokens_seen"] == two["results"]["tokens_seen"]
+
+
+def test_bfloat16_base_with_float32_lora_learns(tiny_gemma3, data, tmp_path):
+    """The half-precision path (bf16 base, fp32 LoRA weights under autocast) trains and saves fp32 LoRA."""
+    from safetensors.torch import load_file
+
+    manifest = train_lora(config(tiny_gemma3, data, tmp_path / "run", dtype="bfloat16", epochs=10, lr=1e-2,
+                                 batch_size=8, save_steps=1000))
+    assert manifest["dtype"] == "bfloat16"
+    assert manifest["results"]["final_train_loss"] < 0.7 * manifest["results"]["first_train_loss"]
+    weights = load_file(tmp_path / "run" / "adapter_model.safetensors")
+    assert weights and all(w.dtype == torch.float32 for w in weights.values())

@@ -14,7 +14,7 @@ import torch
 IGNORE = -100
 
 
-def default_chunk(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
+def default_chunk(vocab_size: int, budget_bytes: int = 64 * 2**20) -> int:
     """Rows per chunk so that one chunk's float32 logits stay within `budget_bytes`."""
     return max(16, budget_bytes // (4 * vocab_size))
 

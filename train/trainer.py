@@ -53,9 +53,10 @@ class LabelledLossTrainer(Trainer):
     # Trainer must not divide it by the number of accumulation steps again.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, loss_chunk: int | None = None, **kwargs):
+    def __init__(self, *args, loss_chunk: int | None = None, autocast_dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_chunk = loss_chunk
+        self.autocast_dtype = autocast_dtype
         # Makes Trainer count the labelled tokens of each accumulation window (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
         self._last_log = (None, 0)
@@ -67,7 +68,9 @@ class LabelledLossTrainer(Trainer):
                                         lengths, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        total, count = labelled_loss_sum(model, inputs, self.loss_chunk)
+        with torch.autocast(inputs["input_ids"].device.type, dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype is not None):
+            total, count = labelled_loss_sum(model, inputs, self.loss_chunk)
         if num_items_in_batch is not None and model.training:
             denominator = num_items_in_batch
         else:
