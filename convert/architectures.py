@@ -95,9 +95,8 @@ def _write_common(writer, hp: HParams) -> None:
     writer.add_head_count_kv(hp.kv_heads)
     writer.add_layer_norm_rms_eps(hp.eps)
     writer.add_vocab_size(hp.vocab)
-    if hp.head_dim != hp.hidden // hp.heads:
-        writer.add_key_length(hp.head_dim)
-        writer.add_value_length(hp.head_dim)
+    writer.add_key_length(hp.head_dim)
+    writer.add_value_length(hp.head_dim)
 
 
 def _write_llama(writer, hp: HParams) -> None:
@@ -125,8 +124,6 @@ def _write_gemma3(writer, hp: HParams) -> None:
     if config.get("hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
         raise UserError(f"{hp.where}: gemma3 activation {config.get('hidden_activation')} is not supported")
     _write_common(writer, hp)
-    writer.add_key_length(hp.head_dim)
-    writer.add_value_length(hp.head_dim)
     layer_types = config.get("layer_types")
     if not layer_types:
         pattern = int(config.get("sliding_window_pattern") or config.get("_sliding_window_pattern") or 6)

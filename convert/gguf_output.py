@@ -53,7 +53,7 @@ def atomic_output(out: Path):
         tmp.unlink(missing_ok=True)
 
 
-def encode_tensor(data, outtype: str, hf_name: str):
+def encode_tensor(data, outtype: str):
     """float32 numpy array -> (array to write, GGML type). Norms and other 1-D tensors stay float32, as
     llama.cpp expects; q8_0 falls back to f16 for rows not a multiple of its 32-value block."""
     import numpy as np

@@ -52,7 +52,7 @@ class _StreamedTensor:
         for start in range(0, rows, step):
             block = source.read_rows(start, min(rows, start + step))
             block = self.arch.transform(source.name, block, self.hp)
-            data, _ = encode_tensor(block, self.outtype, source.name)
+            data, _ = encode_tensor(block, self.outtype)
             data.tofile(handle)
             written += data.nbytes
             self.progress.update(data.nbytes)

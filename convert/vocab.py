@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ijt_local.errors import UserError
@@ -44,7 +44,6 @@ class GGUFVocab:
     scores: list[float] | None = None
     add_space_prefix: bool | None = None
     merges: bool = False  # written by gguf.SpecialVocab from tokenizer.json
-    notes: list[str] = field(default_factory=list)
 
 
 def _pre_tokenizer_name(tokenizer: dict, where: Path) -> str:
@@ -162,6 +161,7 @@ def _sentencepiece_model_vocab(folder: Path, vocab_size: int) -> GGUFVocab:
         tokens.append(f"[PAD{token_id}]".encode())
         scores.append(-1000.0)
         types.append(UNUSED)
+    # a bare tokenizer.model is the Llama 2 / Mistral layout, which prepends the '▁'
     return GGUFVocab("llama", "default", tokens, types, scores, add_space_prefix=True)
 
 

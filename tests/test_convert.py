@@ -45,7 +45,7 @@ def test_f32_logits_match_transformers(tiny, arch):
     folder, gguf = tiny[arch]
     model, tokenizer = _hf(folder)
     tokens = tokenizer(PARITY_TEXT)["input_ids"]
-    assert len(tokens) > 2 * model.config.max_position_embeddings // 1024 * 16
+    assert len(tokens) > 32  # twice the tiny gemma3's sliding window
     got = llama_cpp_logits(gguf, tokens)
     if arch == "gemma3":
         exact = np.abs(got - hf_logits(model, tokens)).max()
@@ -116,8 +116,6 @@ def test_chat_template_and_special_tokens(tiny):
 def test_folder_without_template_gets_tulu(tmp_path, tiny):
     import shutil
 
-    import llama_cpp
-
     folder = tmp_path / "no-template"
     shutil.copytree(tiny["llama"][0], folder)
     (folder / "chat_template.jinja").unlink(missing_ok=True)
@@ -136,7 +134,6 @@ def test_folder_without_template_gets_tulu(tmp_path, tiny):
                 {"role": "user", "content": "Poem?"}]
     rendered = Template(template).render(messages=messages, eos_token="</s>", add_generation_prompt=True)
     assert rendered == TULU.render(messages, eos="</s>")
-    assert llama_cpp.__version__
 
 
 # relative to the largest |logit|: f16 keeps 11 mantissa bits, bf16 8; with q8_0 weights llama.cpp also

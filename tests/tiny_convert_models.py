@@ -60,7 +60,7 @@ def make_tiny_qwen2(folder, seed: int = 0) -> Path:
 
 def make_tiny_adapter(base_dir, folder, seed: int = 1, rank: int = 4, alpha: float = 8.0,
                       targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-                      use_rslora: bool = False) -> Path:
+                      use_rslora: bool = False, std: float = 0.2) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -73,6 +73,6 @@ def make_tiny_adapter(base_dir, folder, seed: int = 1, rank: int = 4, alpha: flo
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_" in name:
-                param.normal_(0.0, 0.2)
+                param.normal_(0.0, std)
     peft_model.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
