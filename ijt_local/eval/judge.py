@@ -92,7 +92,7 @@ class OpenAIJudge:
     """A chat model behind an OpenAI-compatible /chat/completions endpoint, asked greedily."""
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 max_tokens: int = 8):
+                 max_tokens: int = 16):
         self.url = chat_completions_url(base_url)
         self.model = model
         self.api_key = os.environ.get(api_key_env) if api_key_env else None
