@@ -59,7 +59,8 @@ def quantize_command(source, out, kind, threads):
 @click.argument("adapter_dir", type=click.Path())
 @click.option("--base", required=True, help="The base model GGUF the adapter will run on (`default` or a path).")
 @click.option("--out", required=True, type=click.Path(), help="GGUF adapter file to write.")
-@click.option("--outtype", type=click.Choice(["f32", "f16"]), default="f32", show_default=True)
+@click.option("--outtype", type=click.Choice(["f32", "f16"]), default="f16", show_default=True,
+              help="f16 runs faster; f32 is exact (for parity checks).")
 def export_adapter_command(adapter_dir, base, out, outtype):
     """Write a PEFT LoRA as a GGUF LoRA adapter for `--adapter` at run time."""
     from .export_adapter import export_adapter

@@ -2,7 +2,8 @@
 llama.cpp applies at run time (`ijt-local chat --adapter A.gguf`): one base GGUF, many small adapters.
 
 Each LoRA pair is written as `<base tensor>.lora_a` (A, rank x in) and `.lora_b` (B, out x rank), checked
-against the base GGUF's tensor shapes; llama.cpp scales B·A by scale · alpha / rank. For the llama
+against the base GGUF's tensor shapes; llama.cpp scales B·A by scale · alpha / rank. f16 is the default:
+on a 2-core CPU an f32 adapter doubles gemma-3-270m's time per token, an f16 one adds about 15 %. For the llama
 architecture the base's q/k rows were permuted at conversion, so B's rows are permuted the same way.
 """
 
@@ -63,7 +64,7 @@ def _alpha(config: dict, rank: int, where: Path) -> float:
     return alpha * math.sqrt(rank) if config.get("use_rslora") else alpha
 
 
-def export_adapter(adapter, base: str, out, outtype: str = "f32") -> dict:
+def export_adapter(adapter, base: str, out, outtype: str = "f16") -> dict:
     import gguf
     import numpy as np
 

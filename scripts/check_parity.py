@@ -182,7 +182,7 @@ def check_adapter(models: dict, work: Path) -> None:
     convert(merged, merged_gguf, "f32", progress=False)
     base_gguf = converted(name, paths["hf"], work, "f32")
     lora = work / "gemma-lora.gguf"
-    summary = export_adapter(adapter, str(base_gguf), lora)
+    summary = export_adapter(adapter, str(base_gguf), lora, "f32")
     from transformers import AutoTokenizer
 
     tokens = AutoTokenizer.from_pretrained(paths["hf"])(PROMPT)["input_ids"]

@@ -34,7 +34,7 @@ def pipeline(tmp_path_factory):
                  "adapter_gguf": root / f"{arch}-lora.gguf"}
         convert(base, paths["base_gguf"], "f32", progress=False)
         convert(merged, paths["merged_gguf"], "f32", progress=False)
-        paths["export"] = export_adapter(adapter, str(paths["base_gguf"]), paths["adapter_gguf"])
+        paths["export"] = export_adapter(adapter, str(paths["base_gguf"]), paths["adapter_gguf"], "f32")
         built[arch] = paths
     return built
 
@@ -113,6 +113,17 @@ def test_adapter_gguf_metadata(pipeline):
     shapes = {t.name: list(t.shape) for t in reader.tensors}
     assert shapes["blk.0.attn_q.weight.lora_a"] == [64, 4]
     assert shapes["blk.0.attn_q.weight.lora_b"] == [4, 64]
+
+
+def test_f16_adapter_stays_close(pipeline, tmp_path):
+    paths = pipeline["llama"]
+    f16 = tmp_path / "lora-f16.gguf"
+    export_adapter(paths["adapter"], str(paths["base_gguf"]), f16)  # the default encoding
+    assert f16.stat().st_size < paths["adapter_gguf"].stat().st_size
+    tokens = list(range(5, 25))
+    exact = llama_cpp_logits(paths["base_gguf"], tokens, lora_path=paths["adapter_gguf"])
+    approx = llama_cpp_logits(paths["base_gguf"], tokens, lora_path=f16)
+    assert np.abs(exact - approx).max() / np.abs(exact).max() < 5e-3
 
 
 @pytest.mark.slow
