@@ -156,6 +156,7 @@ def test_outputs_and_manifest(tiny_llama, data, tmp_path):
     assert manifest["args"]["rank"] == 8 and manifest["versions"]["peft"]
     results = manifest["results"]
     assert results["steps"] == 4 and results["final_val_loss"] is not None
+    assert len(results["epoch_mean_train_loss"]) == 2 and len(results["val_loss_per_epoch"]) == 2
     assert results["tokens_per_second"] > 0
     curve = read_curve(out / "loss_curve.csv")
     assert [r["step"] for r in curve if r["val_loss"]] == ["2", "4"]

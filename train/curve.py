@@ -24,6 +24,21 @@ def curve_rows(log_history: list[dict]) -> list[dict]:
     return rows
 
 
+def epoch_means(rows: list[dict]) -> list[tuple[int, int, float]]:
+    """(epoch, last step, mean train loss) per epoch: with length-grouped batches single steps are noisy
+    (a batch of long answers has a different loss than one of short ones); epoch means compare like with
+    like."""
+    import math
+
+    groups: dict[int, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row.get("loss") not in ("", None) and row.get("epoch") not in ("", None):
+            groups.setdefault(max(1, math.ceil(float(row["epoch"]) - 1e-9)), []).append(
+                (int(row["step"]), float(row["loss"])))
+    return [(epoch, max(s for s, _ in items), sum(l for _, l in items) / len(items))
+            for epoch, items in sorted(groups.items())]
+
+
 def write_curve_csv(path: Path, log_history: list[dict]) -> list[dict]:
     rows = curve_rows(log_history)
     buffer = io.StringIO()
@@ -45,6 +60,9 @@ def write_curve_png(path: Path, rows: list[dict], title: str = "") -> None:
     figure, axis = plt.subplots(figsize=(7, 4))
     if train:
         axis.plot(*zip(*train), label="train", linewidth=1.2)
+    means = epoch_means(rows)
+    if means:
+        axis.plot([m[1] for m in means], [m[2] for m in means], "s--", label="train, epoch mean")
     if val:
         axis.plot(*zip(*val), "o-", label="validation")
     axis.set_xlabel("step")

@@ -142,7 +142,7 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     from .base import base_folder, load_model, load_tokenizer
     from .callbacks import LossCurveWriter, LossProgress
     from .collate import PadToLongest
-    from .curve import write_curve
+    from .curve import epoch_means, write_curve
     from .data import tokenize_file
     from .device import pick_device, pick_dtype
     from .trainer import LabelledLossTrainer
@@ -277,6 +277,8 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
             "first_train_loss": train_losses[0] if train_losses else None,
             "final_train_loss": train_losses[-1] if train_losses else None,
             "final_val_loss": val_losses[-1] if val_losses else None,
+            "epoch_mean_train_loss": [round(mean, 4) for _, _, mean in epoch_means(rows)],
+            "val_loss_per_epoch": [round(v, 4) for v in val_losses],
             "tokens_seen": trainer.state.num_input_tokens_seen,
             "tokens_per_second": round(session_tokens / wall, 2) if session_tokens else None,
             "median_step_tokens_per_second": sorted(speeds)[len(speeds) // 2] if speeds else None,
