@@ -69,7 +69,7 @@ def run_ours(opts, data: Path, out: Path) -> dict:
     timer = step_timer()
     config = TrainConfig(base=opts.base, data=str(data), out=str(out), max_seq_len=opts.seq, batch_size=opts.batch,
                          rank=opts.rank, alpha=2 * opts.rank, max_steps=opts.steps + opts.warmup,
-                         save_steps=10**6, seed=0, progress=False)
+                         save_steps=10**6, seed=0, progress=False, dtype=opts.dtype)
     manifest = train_lora(config, callbacks=[timer])
     return {**summarize(timer, opts.warmup), "dtype": manifest["dtype"], "peak_rss_mb": peak_rss_mb()}
 
@@ -125,7 +125,7 @@ def worker(opts) -> None:
 def spawn(opts, which: str, data: Path) -> dict:
     command = [sys.executable, __file__, "--worker", which, "--data", str(data), "--base", opts.base,
                "--seq", str(opts.seq), "--batch", str(opts.batch), "--rank", str(opts.rank),
-               "--steps", str(opts.steps), "--warmup", str(opts.warmup)]
+               "--steps", str(opts.steps), "--warmup", str(opts.warmup), "--dtype", opts.dtype]
     # Both workers wait passively for OpenMP work, as `ijt-local train` does (see train/cli.py).
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -145,6 +145,9 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after the warm-up)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="ijt-local's base dtype (the baseline is always float32); float32 isolates the "
+                             "gain of the labelled-only chunked head from that of bf16 matmuls")
     parser.add_argument("--worker", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -167,7 +170,7 @@ def main() -> None:
         "base": opts.base,
         "device": "cpu",
         "cpu_count": os.cpu_count(),
-        "seq": opts.seq, "batch": opts.batch, "rank": opts.rank, "steps": opts.steps,
+        "seq": opts.seq, "batch": opts.batch, "rank": opts.rank, "steps": opts.steps, "dtype_option": opts.dtype,
         "examples": opts.examples,
         "baseline": baseline,
         "ours": ours,
