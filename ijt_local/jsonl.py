@@ -15,13 +15,19 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    for _, row in iter_numbered_jsonl(path):
+        yield row
+
+
+def iter_numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a bad line raises UserError naming file:line."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
-        for lineno, line in enumerate(handle, 1):
+        for lineno, line in _lines(path, handle):
             if not line.strip():
                 continue
             try:
@@ -30,7 +36,15 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
                 raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield row
+            yield lineno, row
+
+
+def _lines(path: Path, handle) -> Iterator[tuple[int, str]]:
+    for lineno, raw in enumerate(handle, 1):
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{lineno}: not UTF-8 text") from None
 
 
 def read_completed_rows(path: str | Path) -> list[dict]:

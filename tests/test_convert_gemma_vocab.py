@@ -3,37 +3,21 @@ gemma's tokenizer converts, and llama.cpp then tokenizes like transformers."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 from convert_helpers import MIXED_CORPUS, llama_cpp_tokenize
+from tiny_models import cached_tokenizer_dir
 
 from ijt_local.convert.hf_to_gguf import convert
 
 
 def gemma_tokenizer_dir() -> Path:
     """gemma-3-270m's tokenizer as transformers reads it from the embedded GGUF, cached for later runs."""
-    root = os.environ.get("IJT_LOCAL_TEST_CACHE") or os.path.expanduser("~/.cache/ijt-local-test")
-    target = Path(root) / "gemma3-tokenizer"
-    if (target / "tokenizer.json").exists():
-        return target
-    from transformers import AutoTokenizer
-
     from ijt_local.models import embedded_gemma_path
 
-    gguf = embedded_gemma_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return cached_tokenizer_dir("gemma3-tokenizer", embedded_gemma_path())
 
 
 @pytest.mark.slow

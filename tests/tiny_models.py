@@ -27,16 +27,14 @@ def _cache() -> Path:
     return Path(root)
 
 
-def smollm2_tokenizer_dir() -> Path:
-    """A saved copy of SmolLM2's tokenizer (tokenizer.json etc.), built from the GGUF on first use."""
-    target = _cache() / "smollm2-tokenizer"
+def cached_tokenizer_dir(name: str, gguf: Path) -> Path:
+    """A saved copy (tokenizer.json etc.) of the tokenizer transformers reads out of `gguf`, built on first
+    use and kept under the test cache as `name`."""
+    target = _cache() / name
     if (target / "tokenizer.json").exists():
         return target
     from transformers import AutoTokenizer
 
-    from ijt_local.models import smollm2_instruct_path
-
-    gguf = smollm2_instruct_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -47,6 +45,13 @@ def smollm2_tokenizer_dir() -> Path:
     except OSError:  # another process won the race
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """SmolLM2's tokenizer, read from the embedded SmolLM2 GGUF."""
+    from ijt_local.models import smollm2_instruct_path
+
+    return cached_tokenizer_dir("smollm2-tokenizer", smollm2_instruct_path())
 
 
 def load_tokenizer():

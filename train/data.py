@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ijt_local.errors import UserError
+from ijt_local.jsonl import iter_numbered_jsonl
 from ijt_local.prompts import TULU, ChatTemplate, instruction_messages
 
 IGNORE = -100
@@ -34,24 +35,10 @@ class TokenizedSet:
 def read_rows(path: str | Path) -> tuple[list[tuple[int, dict]], str]:
     """(line number, row) pairs and the file's sha256; malformed input raises UserError naming file:line."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    rows = []
-    for lineno, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        rows.append((lineno, row))
+    rows = list(iter_numbered_jsonl(path))
     if not rows:
         raise UserError(f"{path}: no training rows (the file is empty)")
-    return rows, hashlib.sha256(raw).hexdigest()
+    return rows, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def row_messages(path: Path, lineno: int, row: dict) -> list[dict]:
