@@ -207,7 +207,8 @@ class Replication:
                                       "input_data.jsonl", limit=b.ifeval_prompts,
                                       max_tokens=b.max_tokens)["accuracy"]
             ranking[name] = run_ranking(spec, self.out / "data" / "ranking-heldout.jsonl",
-                                        out=self.out / "ranking" / f"{name}.jsonl")
+                                        out=self.out / "ranking" / f"{name}.jsonl",
+                                        max_response_tokens=b.max_tokens)
         return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking}
 
     def stage_seconds(self) -> float:

@@ -1,0 +1,38 @@
+"""The replication driver end to end on the real embedded base, at the smoke budget (a few minutes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "rules-no-uniform",
+          "rules-no-diversity"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
+def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "replicate.py"), "--budget", "smoke",
+               "--out", str(tmp_path / "smoke")]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = json.loads((tmp_path / "smoke" / "results.json").read_text())
+    assert set(results["table"]) == MODELS
+    for name, cells in results["table"].items():
+        for metric in ("stop_rate", "echo_rate", "role_leak_rate", "ifeval_loose_prompt", "ranking_accuracy"):
+            assert 0.0 <= cells[metric]["mean"] <= 1.0, (name, metric)
+    assert results["table"]["response"]["paper_win_rate_vs_instruct"] == 43.3
+    # the rules stop the base model's echo, as in the paper
+    assert results["table"]["rules"]["echo_rate"]["mean"] < results["table"]["base"]["echo_rate"]["mean"]
+    markdown = (tmp_path / "smoke" / "results.md").read_text()
+    assert "| rules-no-eos |" in markdown
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("done earlier, skipped") == 4
