@@ -36,7 +36,7 @@ def cache_dir() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -57,7 +57,7 @@ def _verified(path: Path, sha256: str) -> bool:
             return True
     except (OSError, ValueError):
         pass
-    if _sha256(path) != sha256:
+    if file_sha256(path) != sha256:
         return False
     stamp.write_text(json.dumps(key))
     return True

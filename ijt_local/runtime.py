@@ -204,6 +204,13 @@ class Session:
             self._experts[key] = RuleExpert(config, self.vocabulary())
         return self._experts[key]
 
+    def _rule_state(self, rules: RuleConfig | None, messages: list[dict] | None):
+        """A fresh rule state for a reply to `messages`; the last user turn seeds the diversity rule."""
+        if rules is None:
+            return None
+        instruction = next((m["content"] for m in reversed(messages or []) if m["role"] == "user"), "")
+        return self.rule_expert(rules).start(self.tokenize(instruction, special=False))
+
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
         text = self.template.render(messages, eos=self.eos_text())
         return self.tokenize(text, add_bos=self._adds_bos())
@@ -289,10 +296,7 @@ class Session:
         if room <= 1:
             raise UserError(f"prompt of {len(prompt_tokens)} tokens does not fit the {self.n_ctx}-token context")
         max_tokens = min(max_tokens, room - 1)
-        state = None
-        if rules is not None:
-            instruction = next((m["content"] for m in reversed(messages or []) if m["role"] == "user"), "")
-            state = self.rule_expert(rules).start(self.tokenize(instruction, special=False))
+        state = self._rule_state(rules, messages)
         tags = self.template.role_tags if stop_at_role_tags else ()
         sampler = self._sampler(sampling)
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -360,10 +364,7 @@ class Session:
         if not response_tokens:
             return ResponseScore(0.0, 0)
         tokens = (prompt + response_tokens)[: self.n_ctx]
-        state = None
-        if rules is not None:
-            instruction = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            state = self.rule_expert(rules).start(self.tokenize(instruction, special=False))
+        state = self._rule_state(rules, messages)
         llama_cpp.llama_memory_clear(self._memory, True)
         self._kv_tokens = []
         total, n = 0.0, 0

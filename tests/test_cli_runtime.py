@@ -159,4 +159,4 @@ def test_corrupt_cached_default_model_is_rebuilt(tmp_path, monkeypatch, gemma_se
         handle.seek(50_000_000)
         handle.write(b"\0" * 64)
     assert models.resolve_model("default").path == target
-    assert models._sha256(target) == models.GEMMA_SHA256
+    assert models.file_sha256(target) == models.GEMMA_SHA256

@@ -20,22 +20,20 @@ from pathlib import Path
 
 from ijt_local.errors import UserError
 from ijt_local.models import GEMMA_SHA256, cache_dir, check_gguf, embedded_gemma_path
+from ijt_local.models import file_sha256 as hash_file
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered beside it in the cache (keyed by path, size and mtime)."""
+    """sha256 of a file, remembered in the cache (keyed by path, size and mtime)."""
     stat = path.stat()
     key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     memo = cache_dir() / "sha256" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".txt")
     if memo.exists():
         return memo.read_text().strip()
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
+    digest = hash_file(path)
     memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(digest.hexdigest())
-    return digest.hexdigest()
+    memo.write_text(digest)
+    return digest
 
 
 def folder_sha256(folder: Path) -> str:
