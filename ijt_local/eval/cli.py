@@ -11,6 +11,9 @@ MODEL_SPEC_HELP = (
     "default | smollm2-135m-instruct | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
     "and +poe[:eos,uniform,diversity,start]"
 )
+spec_option = click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
+threads_option = click.option("--threads", type=int, default=None,
+                              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
 
 
 def _print_table(results: dict) -> None:
@@ -43,8 +46,7 @@ def _print_table(results: dict) -> None:
 @click.option("--limit", type=int, default=None, help="only the first N instructions")
 @click.option("--stop-at-role-tags/--no-stop-at-role-tags", default=False, show_default=True,
               help="end a reply when the model writes a role tag (the paper's generation only stops at EOS)")
-@click.option("--threads", type=int, default=None,
-              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
+@threads_option
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
 @click.option("--judge-model", default=None, help="judge model name at --judge-url")
 @click.option("--judge-reference", default=None, metavar="NAME",
@@ -72,15 +74,14 @@ def eval_group():
 
 
 @eval_group.command()
-@click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
+@spec_option
 @click.option("--data", default=None, type=click.Path(dir_okay=False),
               help="IFEval prompts JSONL (default: the 541 prompts under ../shared/data/ifeval)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory (cache)")
 @click.option("--limit", type=int, default=None, help="only the first N prompts")
 @click.option("--max-tokens", default=512, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", type=int, default=None,
-              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
+@threads_option
 def ifeval(spec, data, out, limit, max_tokens, seed, threads):
     """IFEval: prompt- and instruction-level accuracy, strict and loose."""
     from .ifeval.run import run_ifeval
@@ -110,7 +111,7 @@ def winrate(outputs, reference, judge_url, judge_model, cache, api_key_env, time
 
 
 @eval_group.command()
-@click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
+@spec_option
 @click.option("--data", required=True, type=click.Path(dir_okay=False),
               help="JSONL of instruction + response (messages, instruction/output, prompt/completion)")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="score cache JSONL")
@@ -118,8 +119,7 @@ def winrate(outputs, reference, judge_url, judge_model, cache, api_key_env, time
 @click.option("--seed", default=0, show_default=True, type=int, help="picks the random other responses")
 @click.option("--max-response-tokens", default=512, show_default=True, type=int,
               help="responses are cut to this many tokens before scoring")
-@click.option("--threads", type=int, default=None,
-              help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
+@threads_option
 def ranking(spec, data, out, limit, seed, max_response_tokens, threads):
     """Response ranking (paper §4.2): how often an instruction's own response outscores a random other one."""
     from .ranking import run_ranking
