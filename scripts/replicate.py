@@ -67,7 +67,7 @@ BUDGETS = {
     # the real experiment, sized for about two hours on 2 CPU cores with one seed
     "laptop": Budget(train_examples=128, single_tasks=("poetry", "gsm8k"), epochs=2, max_steps=-1,
                      max_seq_len=384, batch_size=4, grad_accum=2, eval_prompts=None, max_tokens=384,
-                     ifeval_prompts=60, ranking_pairs=100),
+                     ifeval_prompts=60, ranking_pairs=60),
 }
 
 
@@ -121,23 +121,50 @@ class Replication:
     # ---- stages ----------------------------------------------------------------------------------
 
     def data(self) -> dict:
+        """Training sets hold the first N rows whose whole conversation fits in the budget's max_seq_len.
+        Truncating longer rows instead would cut off their EOS: at 384 tokens that was 100 of the first 128
+        LIMA conversations, and tuned models that never see EOS never learn to stop, which is one of the
+        behaviours being measured."""
+        b = self.budget
         data_dir = self.out / "data"
-        n = str(self.budget.train_examples)
+        pool_dir = data_dir / "pool"
         lima = str(self.data_root / "lima")
-        self.cli("data", "prepare", "lima", "--from", lima, "--limit", n, "--variant", "instruction",
-                 "--out", str(data_dir / "lima-instruction.jsonl"))
-        self.cli("data", "prepare", "lima", "--from", lima, "--limit", n, "--variant", "response",
-                 "--out", str(data_dir / "lima-response.jsonl"))
-        for task in self.budget.single_tasks:
-            self.cli("data", "prepare", task, "--from", str(self.data_root / task), "--limit", n,
-                     "--out", str(data_dir / f"{task}.jsonl"))
-        # held-out LIMA pairs for ranking: rows after the ones used for training
-        self.cli("data", "prepare", "lima", "--from", lima, "--limit", "1030", "--variant", "instruction",
-                 "--out", str(data_dir / "lima-all.jsonl"))
-        rows = (data_dir / "lima-all.jsonl").read_text().splitlines()
-        held_out = rows[self.budget.train_examples:][: self.budget.ranking_pairs]
-        (data_dir / "ranking-heldout.jsonl").write_text("\n".join(held_out) + "\n")
-        return {"sets": {k: str(v) for k, v in self.training_sets().items()}, "ranking_pairs": len(held_out)}
+        for variant in ("instruction", "response"):
+            self.cli("data", "prepare", "lima", "--from", lima, "--limit", str(LIMA_ROWS), "--variant", variant,
+                     "--out", str(pool_dir / f"lima-{variant}.jsonl"))
+        for task in b.single_tasks:
+            self.cli("data", "prepare", task, "--from", str(self.data_root / task), "--limit",
+                     str(POOL_FACTOR * b.train_examples), "--out", str(pool_dir / f"{task}.jsonl"))
+        fits = self.fits_in_context()
+        selection = {}
+        lima_rows = read_jsonl_rows(pool_dir / "lima-instruction.jsonl")
+        chosen = select_fitting(lima_rows, fits, b.train_examples, "lima")
+        chosen_ids = {row["id"] for row in chosen}
+        write_jsonl_rows(data_dir / "lima-instruction.jsonl", chosen)
+        write_jsonl_rows(data_dir / "lima-response.jsonl",
+                         [row for row in read_jsonl_rows(pool_dir / "lima-response.jsonl") if row["id"] in chosen_ids])
+        last_used = max(i for i, row in enumerate(lima_rows) if row["id"] in chosen_ids)
+        selection["lima"] = {"kept": len(chosen), "read": last_used + 1}
+        for task in b.single_tasks:
+            rows = read_jsonl_rows(pool_dir / f"{task}.jsonl")
+            kept = select_fitting(rows, fits, b.train_examples, task)
+            write_jsonl_rows(data_dir / f"{task}.jsonl", kept)
+            selection[task] = {"kept": len(kept), "read": rows.index(kept[-1]) + 1}
+        # held-out LIMA pairs for ranking: rows after the last one training could have used
+        held_out = lima_rows[last_used + 1:][: b.ranking_pairs]
+        write_jsonl_rows(data_dir / "ranking-heldout.jsonl", held_out)
+        return {"sets": {k: str(v) for k, v in self.training_sets().items()}, "selection": selection,
+                "max_seq_len": b.max_seq_len, "ranking_pairs": len(held_out)}
+
+    def fits_in_context(self):
+        """row -> whether its tokenized conversation (as `ijt-local train` builds it) fits max_seq_len."""
+        from ijt_local.prompts import instruction_messages
+        from ijt_local.train.base import base_folder, load_tokenizer
+        from ijt_local.train.data import tokenize_conversation
+
+        tokenizer = load_tokenizer(base_folder(self.args.base)[0], self.args.base)
+        limit = self.budget.max_seq_len
+        return lambda row: len(tokenize_conversation(instruction_messages(row), tokenizer)[0]) <= limit
 
     def train(self) -> dict:
         b = self.budget
@@ -235,11 +262,24 @@ class Replication:
             table[group] = cells
         result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.args.seeds,
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
-                  "training": training["runs"], "command": " ".join(sys.argv),
-                  "stage_seconds": round(self.stage_seconds(), 1)}
+                  "training": training["runs"], "training_data": self.training_data(),
+                  "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1)}
         (self.out / "results.json").write_text(json.dumps(result, indent=1))
         (self.out / "results.md").write_text(render_markdown(result))
         return {"results": str(self.out / "results.md")}
+
+    def training_data(self) -> dict:
+        """Per training set: rows kept, source rows read to find them, and how many `train` truncated."""
+        selection = json.loads((self.stages / "data.json").read_text())["selection"]
+        sources = {"instruct": "lima", "response": "lima"}
+        summary = {}
+        for name in self.training_sets():
+            seeds = [json.loads((self.out / "adapters" / f"{name}-s{seed}" / "run.json").read_text())["data"]
+                     for seed in self.seeds]
+            summary[name] = {**selection[sources.get(name, name)], "max_seq_len": self.budget.max_seq_len,
+                             "truncated": max(data["truncated"] for data in seeds),
+                             "tokens": seeds[0]["tokens"]}
+        return summary
 
     def run(self) -> None:
         self.stage("data", self.data)
@@ -249,6 +289,31 @@ class Replication:
         self.report(evaluation, training)
         self.say(f"total stage time {self.stage_seconds() / 60:.1f} min")
         self.say(f"done: {self.out / 'results.md'}")
+
+
+LIMA_ROWS = 1030  # all of LIMA's training conversations
+POOL_FACTOR = 16  # single-task rows read per training example wanted (short ones are rarer for poems)
+
+
+def read_jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, path)
+
+
+def select_fitting(rows: list[dict], fits, wanted: int, name: str) -> list[dict]:
+    kept = []
+    for row in rows:
+        if fits(row):
+            kept.append(row)
+            if len(kept) == wanted:
+                return kept
+    raise SystemExit(f"replicate: only {len(kept)} of {len(rows)} {name} rows fit the budget's max_seq_len; "
+                     f"{wanted} wanted")
 
 
 COLUMNS = [
@@ -272,6 +337,12 @@ def render_markdown(result: dict) -> str:
         f"Command: `{result['command']}`  ",
         f"Time: {result['stage_seconds'] / 60:.1f} min, summed over the stages (across resumed invocations)  ",
         f"Tuned models run as {result['adapter_route']}.",
+        "",
+        "Training sets: the first rows whose whole conversation fits in the context, so every example ends "
+        "with EOS:",
+        "",
+        *[f"- {name}: {d['kept']} rows of ≤ {d['max_seq_len']} tokens, found in the first {d['read']} source "
+          f"rows; {d['tokens']:,} tokens; {d['truncated']} truncated" for name, d in result["training_data"].items()],
         "",
         "| model | " + " | ".join(title for _, title, _ in present) + " | paper win rate vs instruct (Llama-2-7B) |",
         "| --- " * (len(present) + 2) + "|",

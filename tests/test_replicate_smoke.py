@@ -29,6 +29,13 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         for metric in ("stop_rate", "echo_rate", "role_leak_rate", "ifeval_loose_prompt", "ranking_accuracy"):
             assert 0.0 <= cells[metric]["mean"] <= 1.0, (name, metric)
     assert results["table"]["response"]["paper_win_rate_vs_instruct"] == 43.3
+    # every training conversation fits whole (ends with EOS), and ranking pairs are never trained on
+    for name in ("instruct", "response", "poetry"):
+        assert results["training_data"][name]["kept"] == 16 and results["training_data"][name]["truncated"] == 0
+    data = tmp_path / "smoke" / "data"
+    trained = {json.loads(line)["id"] for line in (data / "lima-instruction.jsonl").read_text().splitlines()}
+    ranked = {json.loads(line)["id"] for line in (data / "ranking-heldout.jsonl").read_text().splitlines()}
+    assert len(ranked) == 8 and not trained & ranked
     # the rules stop the base model's echo, as in the paper
     assert results["table"]["rules"]["echo_rate"]["mean"] < results["table"]["base"]["echo_rate"]["mean"]
     markdown = (tmp_path / "smoke" / "results.md").read_text()
