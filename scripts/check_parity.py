@@ -112,20 +112,17 @@ def check_logits(models: dict, work: Path) -> None:
                # the first position attends only to itself: embeddings, norms and MLP without attention
                "max_abs_dlogit_first_position": float(np.abs(got[0] - want[0]).max())}
         if model.config.model_type == "gemma3_text":
-            row["llama_cpp"] = str(Path(llama_cpp_module().__file__).parent)
+            import llama_cpp
+
+            row["llama_cpp"] = str(Path(llama_cpp.__file__).parent)
             with ggml_gelu(model):
-                row["max_abs_dlogit_ggml_gelu"] = float(np.abs(got - hf_logits(model, tokens)).max())
-                # the table is a step function: rounding noise alone (f32 vs f64) flips its steps, so with
-                # the table no two correct implementations agree to 1e-3 on this model
-                row["gelu_table_f32_vs_f64"] = _gelu_table_f32_vs_f64(paths["hf"], tokens, hf_logits(model, tokens))
+                with_table = hf_logits(model, tokens)
+            row["max_abs_dlogit_ggml_gelu"] = float(np.abs(got - with_table).max())
+            # the table is a step function: rounding noise alone (f32 vs f64) flips its steps, so with
+            # the table no two correct implementations agree to 1e-3 on this model
+            row["gelu_table_f32_vs_f64"] = _gelu_table_f32_vs_f64(paths["hf"], tokens, with_table)
         report(**row)
         del model
-
-
-def llama_cpp_module():
-    import llama_cpp
-
-    return llama_cpp
 
 
 def _gelu_table_f32_vs_f64(folder: Path, tokens: list[int], f32_with_table: np.ndarray) -> float:

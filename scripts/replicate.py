@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ijt_local.jsonl import read_jsonl, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -92,9 +93,7 @@ class Replication:
         self.say(f"{name}: started")
         result = work()
         result = {"seconds": round(time.perf_counter() - began, 1), **result}
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, marker)
+        write_atomic(marker, json.dumps(result, indent=1))
         self.say(f"{name}: finished in {result['seconds']:.0f} s")
         return result
 
@@ -137,16 +136,16 @@ class Replication:
                      str(POOL_FACTOR * b.train_examples), "--out", str(pool_dir / f"{task}.jsonl"))
         fits = self.fits_in_context()
         selection = {}
-        lima_rows = read_jsonl_rows(pool_dir / "lima-instruction.jsonl")
+        lima_rows = read_jsonl(pool_dir / "lima-instruction.jsonl")
         chosen = select_fitting(lima_rows, fits, b.train_examples, "lima")
         chosen_ids = {row["id"] for row in chosen}
         write_jsonl_rows(data_dir / "lima-instruction.jsonl", chosen)
         write_jsonl_rows(data_dir / "lima-response.jsonl",
-                         [row for row in read_jsonl_rows(pool_dir / "lima-response.jsonl") if row["id"] in chosen_ids])
+                         [row for row in read_jsonl(pool_dir / "lima-response.jsonl") if row["id"] in chosen_ids])
         last_used = max(i for i, row in enumerate(lima_rows) if row["id"] in chosen_ids)
         selection["lima"] = {"kept": len(chosen), "read": last_used + 1}
         for task in b.single_tasks:
-            rows = read_jsonl_rows(pool_dir / f"{task}.jsonl")
+            rows = read_jsonl(pool_dir / f"{task}.jsonl")
             kept = select_fitting(rows, fits, b.train_examples, task)
             write_jsonl_rows(data_dir / f"{task}.jsonl", kept)
             selection[task] = {"kept": len(kept), "read": rows.index(kept[-1]) + 1}
@@ -264,8 +263,8 @@ class Replication:
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
                   "training": training["runs"], "training_data": self.training_data(),
                   "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1)}
-        (self.out / "results.json").write_text(json.dumps(result, indent=1))
-        (self.out / "results.md").write_text(render_markdown(result))
+        write_atomic(self.out / "results.json", json.dumps(result, indent=1))
+        write_atomic(self.out / "results.md", render_markdown(result))
         return {"results": str(self.out / "results.md")}
 
     def training_data(self) -> dict:
@@ -295,14 +294,8 @@ LIMA_ROWS = 1030  # all of LIMA's training conversations
 POOL_FACTOR = 16  # single-task rows read per training example wanted (short ones are rarer for poems)
 
 
-def read_jsonl_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def write_jsonl_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def select_fitting(rows: list[dict], fits, wanted: int, name: str) -> list[dict]:
