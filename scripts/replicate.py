@@ -5,7 +5,7 @@
         [--judge-url http://127.0.0.1:8000/v1 --judge-model judge]
 
 Stages (each finished stage is recorded in OUT/stages/ and never redone; an interrupted stage resumes,
-since every verb it calls resumes on its own):
+since every verb it calls resumes on its own, and its time so far is kept in OUT/stages/NAME.partial.json):
   data      LIMA (instruction and response-only variants) and the single-task sets, from local files
   train     LoRA adapters: instruction-tuned, response-tuned, each single task, per seed
   convert   each adapter to a GGUF LoRA adapter over the one quantized base (see ADAPTER_ROUTE)
@@ -20,6 +20,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from ijt_local.jsonl import read_jsonl, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+CLOCK_TICK = 30.0  # seconds between saves of a running stage's time
 
 # Why adapters and not merged models: every tuned model then runs on the same Q4_K_M base file, so
 # differences between rows come from the adapters alone, not from re-quantizing each merged model; an
@@ -72,6 +74,43 @@ BUDGETS = {
 }
 
 
+class StageClock:
+    """Seconds spent on one stage over every invocation that worked on it.
+
+    The running total is saved to `path` every CLOCK_TICK seconds and when the stage is interrupted,
+    so a resumed stage reports its whole cost; the file is removed once the stage finishes.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.earlier = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+
+    def seconds(self) -> float:
+        return round(self.earlier + time.perf_counter() - self.began, 1)
+
+    def save(self) -> None:
+        write_atomic(self.path, json.dumps({"seconds": self.seconds()}))
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(CLOCK_TICK):
+            self.save()
+
+    def __enter__(self) -> "StageClock":
+        self.began = time.perf_counter()
+        self.stopped = threading.Event()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+        self.ticker.start()
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        self.stopped.set()
+        self.ticker.join()
+        if error_type is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            self.save()
+
+
 class Replication:
     def __init__(self, args):
         self.args = args
@@ -89,11 +128,12 @@ class Replication:
         if marker.exists():
             self.say(f"{name}: done earlier, skipped")
             return json.loads(marker.read_text())
-        began = time.perf_counter()
-        self.say(f"{name}: started")
-        result = work()
-        result = {"seconds": round(time.perf_counter() - began, 1), **result}
-        write_atomic(marker, json.dumps(result, indent=1))
+        with StageClock(self.stages / f"{name}.partial.json") as clock:
+            self.say(f"{name}: resumed, {clock.earlier / 60:.1f} min spent on it earlier" if clock.earlier
+                     else f"{name}: started")
+            result = {"seconds": 0.0, **work()}
+            result["seconds"] = clock.seconds()
+            write_atomic(marker, json.dumps(result, indent=1))
         self.say(f"{name}: finished in {result['seconds']:.0f} s")
         return result
 
@@ -238,7 +278,8 @@ class Replication:
         return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking}
 
     def stage_seconds(self) -> float:
-        return sum(json.loads(m.read_text()).get("seconds", 0) for m in self.stages.glob("*.json"))
+        return sum(json.loads(m.read_text()).get("seconds", 0) for m in self.stages.glob("*.json")
+                   if not m.name.endswith(".partial.json"))
 
     def report(self, evaluation: dict, training: dict) -> dict:
         rows = {}
