@@ -5,7 +5,9 @@
         [--judge-url http://127.0.0.1:8000/v1 --judge-model judge]
 
 Stages (each finished stage is recorded in OUT/stages/ and never redone; an interrupted stage resumes,
-since every verb it calls resumes on its own, and its time so far is kept in OUT/stages/NAME.partial.json):
+since every verb it calls resumes on its own, and its time so far is kept in OUT/stages/NAME.partial.json).
+OUT belongs to one --base/--budget/--data-root; a rerun with more --seeds or a judge runs the stages those
+change again, and they do only the work that is missing:
   data      LIMA (instruction and response-only variants) and the single-task sets, from local files
   train     LoRA adapters: instruction-tuned, response-tuned, each single task, per seed
   convert   each adapter to a GGUF LoRA adapter over the one quantized base (see ADAPTER_ROUTE)
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ijt_local.errors import UserError
 from ijt_local.jsonl import read_jsonl, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +81,14 @@ class StageClock:
     """Seconds spent on one stage over every invocation that worked on it.
 
     The running total is saved to `path` every CLOCK_TICK seconds and when the stage is interrupted,
-    so a resumed stage reports its whole cost; the file is removed once the stage finishes.
+    so a resumed stage reports its whole cost; the file is removed once the stage finishes. A finished
+    stage rerun for new arguments starts from its `finished_before` seconds.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, finished_before: float = 0.0):
         self.path = path
-        self.earlier = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+        # a partial total already counts `finished_before`: it was saved by a rerun of the finished stage
+        self.earlier = json.loads(path.read_text())["seconds"] if path.exists() else finished_before
 
     def seconds(self) -> float:
         return round(self.earlier + time.perf_counter() - self.began, 1)
@@ -118,20 +123,50 @@ class Replication:
         self.out = Path(args.out).resolve()
         self.data_root = Path(args.data_root).resolve()
         self.stages = self.out / "stages"
-        self.stages.mkdir(parents=True, exist_ok=True)
+        self.claim_out_dir()
         self.started = time.perf_counter()
 
     # ---- bookkeeping -----------------------------------------------------------------------------
 
+    def claim_out_dir(self) -> None:
+        """OUT holds one base, budget and data folder: data, adapters and caches of another would be stale."""
+        identity = {"base": self.args.base, "budget": self.args.budget, "data_root": str(self.data_root)}
+        path = self.out / "replication.json"
+        if path.exists():
+            before = json.loads(path.read_text())
+            changed = [f"--{key.replace('_', '-')} {before.get(key)}" for key in identity
+                       if before.get(key) != identity[key]]
+            if changed:
+                raise SystemExit(f"replicate: {self.out} holds a run made with {', '.join(changed)}; pass the "
+                                 f"same to resume it, or use another --out")
+        self.stages.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(identity, indent=1))
+
+    def stage_inputs(self, name: str) -> dict:
+        """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""
+        inputs = {"data": {}, "train": {"seeds": self.args.seeds}, "convert": {"seeds": self.args.seeds}}
+        inputs["evaluate"] = {"seeds": self.args.seeds, "judge_url": self.args.judge_url,
+                              "judge_model": self.args.judge_model if self.args.judge_url else None}
+        return inputs[name]
+
     def stage(self, name: str, work) -> dict:
         marker = self.stages / f"{name}.json"
+        inputs = self.stage_inputs(name)
+        finished_before = 0.0
         if marker.exists():
-            self.say(f"{name}: done earlier, skipped")
-            return json.loads(marker.read_text())
-        with StageClock(self.stages / f"{name}.partial.json") as clock:
+            earlier = json.loads(marker.read_text())
+            if earlier.get("inputs", {}) == inputs:  # markers of older versions hold no inputs
+                self.say(f"{name}: done earlier, skipped")
+                return earlier
+            before = earlier.get("inputs", {})
+            changed = ", ".join(f"{key} {before.get(key, 'unrecorded')} -> {value}"
+                                for key, value in inputs.items() if before.get(key) != value)
+            self.say(f"{name}: done earlier with other arguments ({changed}); doing what is missing")
+            finished_before = earlier["seconds"]
+        with StageClock(self.stages / f"{name}.partial.json", finished_before) as clock:
             self.say(f"{name}: resumed, {clock.earlier / 60:.1f} min spent on it earlier" if clock.earlier
                      else f"{name}: started")
-            result = {"seconds": 0.0, **work()}
+            result = {"seconds": 0.0, "inputs": inputs, **work()}
             result["seconds"] = clock.seconds()
             write_atomic(marker, json.dumps(result, indent=1))
         self.say(f"{name}: finished in {result['seconds']:.0f} s")
@@ -402,19 +437,28 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Replicate Hewitt et al. 2024 at laptop scale.")
     parser.add_argument("--base", default="default")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="smoke")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=positive_int, default=1, help="adapters trained per training set")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA))
     parser.add_argument("--judge-url", default=None)
     parser.add_argument("--judge-model", default="judge")
     args = parser.parse_args()
     if not (Path(args.data_root) / "lima").is_dir():
         raise SystemExit(f"replicate: {args.data_root}: no lima/ folder (pass --data-root)")
-    Replication(args).run()
+    try:
+        Replication(args).run()
+    except UserError as error:  # from the evaluation verbs, which run in this process
+        raise SystemExit(f"replicate: {error}")
 
 
 if __name__ == "__main__":

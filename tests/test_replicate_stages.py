@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,8 @@ def replicate():
     del sys.modules["replicate"]
 
 
-def make_run(replicate, out: Path):
-    args = argparse.Namespace(budget="smoke", out=str(out), data_root=str(out), seeds=1, base="default",
+def make_run(replicate, out: Path, budget="smoke", seeds=1):
+    args = argparse.Namespace(budget=budget, out=str(out), data_root=str(out), seeds=seeds, base="default",
                               judge_url=None, judge_model="judge")
     return replicate.Replication(args)
 
@@ -61,3 +62,40 @@ def test_stage_seconds_sum_finished_stages_only(replicate, tmp_path):
     (tmp_path / "stages" / "train.json").write_text(json.dumps({"seconds": 1500.5}))
     (tmp_path / "stages" / "evaluate.partial.json").write_text(json.dumps({"seconds": 900.0}))
     assert run.stage_seconds() == 1560.5
+
+
+def test_more_seeds_rerun_the_stages_they_change_and_keep_earlier_time(replicate, tmp_path):
+    calls = []
+    make_run(replicate, tmp_path, seeds=1).stage("data", lambda: calls.append("data") or {})
+    first = make_run(replicate, tmp_path, seeds=1).stage("train", lambda: calls.append("train-1") or {"runs": 1})
+    marker = tmp_path / "stages" / "train.json"
+    marker.write_text(json.dumps(first | {"seconds": 600.0}))  # as if seed 0 had taken ten minutes
+
+    two = make_run(replicate, tmp_path, seeds=2)
+    assert two.stage("data", lambda: calls.append("data-again") or {})["inputs"] == {}  # seeds don't touch data
+
+    def interrupted():
+        calls.append("train-2-interrupted")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        two.stage("train", interrupted)
+    second = two.stage("train", lambda: calls.append("train-2") or {"runs": 2})
+    # the ten minutes count once, though both the marker and the interrupted rerun's partial hold them
+    assert second["runs"] == 2 and second["inputs"] == {"seeds": 2} and 600.0 <= second["seconds"] < 630
+    assert make_run(replicate, tmp_path, seeds=2).stage("train", lambda: calls.append("train-3") or {}) == second
+    assert calls == ["data", "train-1", "train-2-interrupted", "train-2"]
+
+
+def test_out_dir_of_another_budget_is_refused(replicate, tmp_path):
+    make_run(replicate, tmp_path, budget="smoke")
+    with pytest.raises(SystemExit, match=r"made with --budget smoke; pass the same to resume it"):
+        make_run(replicate, tmp_path, budget="laptop")
+    make_run(replicate, tmp_path, budget="smoke", seeds=3)  # seeds are not part of the run's identity
+
+
+def test_seeds_must_be_positive(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "replicate.py"), "--seeds", "0",
+                             "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert result.returncode == 2 and "'0' is not a whole number of at least 1" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
