@@ -133,14 +133,15 @@ class Replication:
         identity = {"base": self.args.base, "budget": self.args.budget, "data_root": str(self.data_root)}
         path = self.out / "replication.json"
         if path.exists():
-            before = json.loads(path.read_text())
-            changed = [f"--{key.replace('_', '-')} {before.get(key)}" for key in identity
-                       if before.get(key) != identity[key]]
+            changed = differences(json.loads(path.read_text()), identity)
             if changed:
-                raise SystemExit(f"replicate: {self.out} holds a run made with {', '.join(changed)}; pass the "
-                                 f"same to resume it, or use another --out")
-        self.stages.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(identity, indent=1))
+                made_with = ", ".join(f"--{key.replace('_', '-')} {old}" for key, (old, _) in changed.items())
+                raise SystemExit(f"replicate: {self.out} holds a run made with {made_with}; pass the same to "
+                                 f"resume it, or use another --out")
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(identity, indent=1))
+        self.stages.mkdir(exist_ok=True)
 
     def stage_inputs(self, name: str) -> dict:
         """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""
@@ -155,13 +156,12 @@ class Replication:
         finished_before = 0.0
         if marker.exists():
             earlier = json.loads(marker.read_text())
-            if earlier.get("inputs", {}) == inputs:  # markers of older versions hold no inputs
+            changed = differences(earlier.get("inputs", {}), inputs)  # markers of older versions hold no inputs
+            if not changed:
                 self.say(f"{name}: done earlier, skipped")
                 return earlier
-            before = earlier.get("inputs", {})
-            changed = ", ".join(f"{key} {before.get(key, 'unrecorded')} -> {value}"
-                                for key, value in inputs.items() if before.get(key) != value)
-            self.say(f"{name}: done earlier with other arguments ({changed}); doing what is missing")
+            listed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+            self.say(f"{name}: done earlier with other arguments ({listed}); doing what is missing")
             finished_before = earlier["seconds"]
         with StageClock(self.stages / f"{name}.partial.json", finished_before) as clock:
             self.say(f"{name}: resumed, {clock.earlier / 60:.1f} min spent on it earlier" if clock.earlier
@@ -435,6 +435,12 @@ def render_markdown(result: dict) -> str:
               "metrics, IFEval prompts, held-out LIMA pairs for ranking); ± is the standard deviation over "
               "seeds.", ""]
     return "\n".join(lines)
+
+
+def differences(recorded: dict, now: dict) -> dict[str, tuple]:
+    """key -> (recorded value, value now) for every key of `now` whose value changed."""
+    return {key: (recorded.get(key, "unrecorded"), value) for key, value in now.items()
+            if recorded.get(key) != value}
 
 
 def positive_int(text: str) -> int:
