@@ -118,7 +118,7 @@ class Session:
         self.model = resolve_model(model) if isinstance(model, str) else model
         self.template: ChatTemplate = get_template(template or self.model.template)
         self.n_batch = n_batch
-        threads = threads or max(1, os.cpu_count() or 1)
+        self.threads = threads = threads or default_threads()
         _log_lines.clear()
         try:
             self.llama = llama_cpp.Llama(
@@ -142,17 +142,23 @@ class Session:
         self._adapters = []
         for path, scale in adapters:
             self._load_adapter(Path(path), float(scale))
-        if self._adapters:
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * len(self._adapters))(
-                *[a for a, _ in self._adapters]
-            )
-            scales = (ctypes.c_float * len(self._adapters))(*[s for _, s in self._adapters])
-            if llama_cpp.llama_set_adapters_lora(self._ctx, handles, len(self._adapters), scales):
-                raise UserError("llama.cpp could not apply the LoRA adapters to this model")
+        self.apply_adapters(self._ctx)
         self._piece_buffer = ctypes.create_string_buffer(64)
         self._kv_tokens: list[int] = []  # what the KV cache holds, for prefix reuse across turns
         self._vocabulary: Vocabulary | None = None
         self._experts: dict[int, RuleExpert] = {}
+        self._batch_generator = None
+
+    def apply_adapters(self, ctx) -> None:
+        """Apply this session's LoRA adapters to a llama.cpp context (the session's own, or a batch one)."""
+        import llama_cpp
+
+        if not self._adapters:
+            return
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * len(self._adapters))(*[a for a, _ in self._adapters])
+        scales = (ctypes.c_float * len(self._adapters))(*[s for _, s in self._adapters])
+        if llama_cpp.llama_set_adapters_lora(ctx, handles, len(self._adapters), scales):
+            raise UserError("llama.cpp could not apply the LoRA adapters to this model")
 
     def _load_adapter(self, path: Path, scale: float) -> None:
         import llama_cpp
@@ -256,14 +262,15 @@ class Session:
             self._decode(tokens, n_past=0)
         self._kv_tokens = list(tokens)
 
-    def _sampler(self, sampling: SamplingParams):
+    def sampler(self, sampling: SamplingParams):
+        """A llama.cpp sampler chain for `sampling`, or None for greedy (an argmax over the logits row, the
+        same choice as llama.cpp's greedy sampler without building its 262k-entry candidate array).
+        Free it with `free_sampler`."""
         import llama_cpp
 
-        params = llama_cpp.llama_sampler_chain_default_params()
-        chain = llama_cpp.llama_sampler_chain_init(params)
         if sampling.temperature <= 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-            return chain
+            return None
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         if sampling.top_k > 0:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
         if sampling.top_p < 1.0:
@@ -292,50 +299,51 @@ class Session:
         sampling = sampling or SamplingParams()
         if prompt_tokens is None:
             prompt_tokens = self.prompt_tokens(messages)
-        room = self.n_ctx - len(prompt_tokens)
-        if room <= 1:
-            raise UserError(f"prompt of {len(prompt_tokens)} tokens does not fit the {self.n_ctx}-token context")
-        max_tokens = min(max_tokens, room - 1)
+        max_tokens = self.reply_budget(len(prompt_tokens), max_tokens)
         state = self._rule_state(rules, messages)
-        tags = self.template.role_tags if stop_at_role_tags else ()
-        sampler = self._sampler(sampling)
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text, shown, tokens, finish = "", 0, [], "length"
+        reply = ReplyText(self, self.template.role_tags if stop_at_role_tags else ())
+        sampler = self.sampler(sampling)
+        shown, finish = 0, "length"
         started = time.perf_counter()
         try:
             self._prefill(prompt_tokens)
             prefill_seconds = time.perf_counter() - started
             n_past = len(prompt_tokens)
             for _ in range(max_tokens):
+                logits = self._logits_view()
                 if state is not None:
-                    state.apply(self._logits_view())
-                token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
+                    state.apply(logits)
+                token = pick_token(self._ctx, sampler, logits, -1)
                 if self.is_end(token) and not ignore_eos:
                     finish = "stop"
                     break
-                tokens.append(token)
                 if state is not None:
                     state.accept(token)
-                text += utf8.decode(self.token_bytes(token))
-                cut = _find_tag(text, tags)
-                if cut is not None:
-                    text, finish = text[:cut], "stop"
+                if reply.add(token):
+                    finish = "stop"
                     break
-                if on_text is not None:
-                    safe = len(text) - _partial_tag_suffix(text, tags)
-                    if safe > shown:
-                        on_text(text[shown:safe])
-                        shown = safe
+                if on_text is not None and reply.safe_length() > shown:
+                    on_text(reply.text[shown:reply.safe_length()])
+                    shown = reply.safe_length()
                 self._decode([token], n_past=n_past)
                 self._kv_tokens.append(token)
                 n_past += 1
         finally:
-            llama_cpp.llama_sampler_free(sampler)
-        text += utf8.decode(b"", final=True)
-        if on_text is not None and len(text) > shown:
-            on_text(text[shown:])
+            free_sampler(sampler)
+        reply.close()
+        if on_text is not None and len(reply.text) > shown:
+            on_text(reply.text[shown:])
         seconds = time.perf_counter() - started
-        return Generation(text, finish, len(tokens), seconds, tokens, len(prompt_tokens), prefill_seconds)
+        return Generation(reply.text, finish, len(reply.tokens), seconds, reply.tokens, len(prompt_tokens),
+                          prefill_seconds)
+
+    def reply_budget(self, prompt_length: int, max_tokens: int) -> int:
+        """`max_tokens` cut to the room the context leaves after the prompt; a prompt that leaves none is
+        an error."""
+        room = self.n_ctx - prompt_length
+        if room <= 1:
+            raise UserError(f"prompt of {prompt_length} tokens does not fit the {self.n_ctx}-token context")
+        return min(max_tokens, room - 1)
 
     # ---- scoring ---------------------------------------------------------------------------------
 
@@ -385,8 +393,71 @@ class Session:
         llama_cpp.llama_memory_clear(self._memory, True)
         return ResponseScore(total, n)
 
+    def batch_generator(self, width: int):
+        """A BatchGenerator with `width` sequences over this model (made once per width)."""
+        from .batched import BatchGenerator
+
+        if self._batch_generator is None or self._batch_generator.width != width:
+            if self._batch_generator is not None:
+                self._batch_generator.close()
+            self._batch_generator = BatchGenerator(self, width)
+        return self._batch_generator
+
     def close(self) -> None:
+        if self._batch_generator is not None:
+            self._batch_generator.close()
+            self._batch_generator = None
         self.llama.close()
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def pick_token(ctx, sampler, logits: np.ndarray, index: int) -> int:
+    """The next token from a logits row that the rule expert (if any) has already shifted: argmax when
+    greedy (`sampler` None), else the sampler chain on row `index` of the last decode."""
+    import llama_cpp
+
+    if sampler is None:
+        return int(np.argmax(logits))
+    return llama_cpp.llama_sampler_sample(sampler, ctx, index)
+
+
+def free_sampler(sampler) -> None:
+    import llama_cpp
+
+    if sampler is not None:
+        llama_cpp.llama_sampler_free(sampler)
+
+
+class ReplyText:
+    """A reply growing token by token: bytes decoded as UTF-8 across token boundaries, and the text cut
+    where it starts a role tag (`<|user|>` …), which ends the reply."""
+
+    def __init__(self, session: "Session", tags: tuple[str, ...]):
+        self.session = session
+        self.tags = tags
+        self.tokens: list[int] = []
+        self.text = ""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int) -> bool:
+        """Append `token`; True if the text now holds a role tag (cut off: the reply is over)."""
+        self.tokens.append(token)
+        self.text += self._utf8.decode(self.session.token_bytes(token))
+        cut = _find_tag(self.text, self.tags)
+        if cut is None:
+            return False
+        self.text = self.text[:cut]
+        return True
+
+    def safe_length(self) -> int:
+        """How much of the text can be shown: never the start of what may become a role tag."""
+        return len(self.text) - _partial_tag_suffix(self.text, self.tags)
+
+    def close(self) -> None:
+        self.text += self._utf8.decode(b"", final=True)
 
 
 def _find_tag(text: str, tags: tuple[str, ...]) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -40,6 +41,18 @@ def model_options(function):
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def _check_parallel(ctx, param, value):
+    if value is not None and value < 1:
+        raise UserError(f"--parallel must be at least 1 (got {value})")
+    return value
+
+
+parallel_option = click.option(
+    "--parallel", type=int, default=None, callback=_check_parallel, metavar="N",
+    help="Prompts decoded at once in one llama.cpp batch (1 = one at a time; default: chosen for this "
+         "machine, see ijt_local/batched.py).")
 
 
 def parse_adapter(text: str) -> tuple[str, float]:
@@ -127,7 +140,8 @@ def chat(**opts):
               help="JSONL of instructions (`instruction` or `messages` rows).")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="JSONL to append results to; rows already there are skipped (resume).")
-def generate(prompt, input_path, output_path, **opts):
+@parallel_option
+def generate(prompt, input_path, output_path, parallel, **opts):
     """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
     if (prompt is None) == (input_path is None):
         raise UserError("give either --prompt TEXT or --input F.jsonl --output F.jsonl")
@@ -140,7 +154,7 @@ def generate(prompt, input_path, output_path, **opts):
         click.echo()
         return
     rows = load_instructions(input_path)
-    _generate_file(rows, Path(output_path), opts)
+    _generate_file(rows, Path(output_path), opts, parallel)
 
 
 def load_instructions(path) -> list[tuple[str, list[dict]]]:
@@ -164,9 +178,12 @@ def load_instructions(path) -> list[tuple[str, list[dict]]]:
     return rows
 
 
-def _generate_file(rows, output_path: Path, opts: dict) -> None:
+def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) -> None:
+    """Append a row per instruction as each reply finishes (any order when decoding in parallel, so an
+    interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
 
+    from .batched import generate_all
     from .jsonl import JsonlAppender, read_completed_rows
 
     done = collections.Counter(row.get("instruction") for row in read_completed_rows(output_path))
@@ -180,15 +197,36 @@ def _generate_file(rows, output_path: Path, opts: dict) -> None:
         click.echo(f"{output_path}: all {len(rows)} rows already generated", err=True)
         return
     session, rules, sampling, name = open_session(opts)
-    stops = 0
-    with JsonlAppender(output_path) as out, tqdm(todo, desc=name, unit="row") as bar:
-        for instruction, messages in bar:
-            generation = session.generate(messages, opts["max_tokens"], sampling, rules)
-            out.write({"instruction": instruction, "output": generation.text, "generator": name,
+    stops = tokens = 0
+    started = time.perf_counter()
+    replies = generate_all(session, [messages for _, messages in todo], parallel, max_tokens=opts["max_tokens"],
+                           sampling=sampling, rules=rules)
+    with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:
+        for index, generation in bar:
+            out.write({"instruction": todo[index][0], "output": generation.text, "generator": name,
                        "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens})
             stops += generation.finish_reason == "stop"
-            bar.set_postfix(stop=f"{stops}/{bar.n + 1}", tok_s=f"{generation.tokens_per_second:.0f}")
+            tokens += generation.n_tokens
+            bar.set_postfix(stop=f"{stops}/{bar.n + 1}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
+    _sort_like_input(output_path, [instruction for instruction, _ in rows])
     click.echo(f"{output_path}: {len(todo)} rows written ({stops} stopped on their own)", err=True)
+
+
+def _sort_like_input(path: Path, instructions: list[str]) -> None:
+    """Rewrite `path` (atomically) with its rows in the order of `instructions`; rows for instructions not
+    in the input stay first, as they were."""
+    import json
+
+    from .jsonl import read_completed_rows, write_atomic
+
+    by_instruction = collections.defaultdict(collections.deque)
+    rows = read_completed_rows(path)
+    for row in rows:
+        by_instruction[row.get("instruction")].append(row)
+    ordered = [by_instruction[text].popleft() for text in instructions if by_instruction[text]]
+    others = [row for queue in by_instruction.values() for row in queue]
+    if others + ordered != rows:
+        write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in others + ordered))
 
 
 commands = [models, chat, generate]

@@ -7,6 +7,8 @@ import json
 
 import click
 
+from ..runtime_cli import parallel_option
+
 MODEL_SPEC_HELP = (
     "default | smollm2-135m-instruct | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
     "and +poe[:eos,uniform,diversity,start]"
@@ -47,12 +49,13 @@ def _print_table(results: dict) -> None:
 @click.option("--stop-at-role-tags/--no-stop-at-role-tags", default=False, show_default=True,
               help="end a reply when the model writes a role tag (the paper's generation only stops at EOS)")
 @threads_option
+@parallel_option
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
 @click.option("--judge-model", default=None, help="judge model name at --judge-url")
 @click.option("--judge-reference", default=None, metavar="NAME",
               help="the model every other one is judged against (default: the last --model)")
-def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, threads, judge_url,
-            judge_model, judge_reference):
+def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, threads, parallel,
+            judge_url, judge_model, judge_reference):
     """Run instructions through several models; write DIR/results.json and DIR/report.html."""
     from .compare import run_compare
 
@@ -63,7 +66,7 @@ def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_
         judge = compare_judge(judge_url, judge_model, judge_reference, out)
     results = run_compare(list(models), prompts, out, max_tokens=max_tokens, temperature=temperature,
                           seed=seed, stop_at_role_tags=stop_at_role_tags, limit=limit, judge=judge,
-                          threads=threads)
+                          threads=threads, parallel=parallel)
     _print_table(results)
     click.echo(f"wrote {out}/results.json and {out}/report.html")
 
@@ -82,11 +85,13 @@ def eval_group():
 @click.option("--max-tokens", default=512, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @threads_option
-def ifeval(spec, data, out, limit, max_tokens, seed, threads):
+@parallel_option
+def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
     """IFEval: prompt- and instruction-level accuracy, strict and loose."""
     from .ifeval.run import run_ifeval
 
-    result = run_ifeval(spec, out, data=data, limit=limit, max_tokens=max_tokens, seed=seed, threads=threads)
+    result = run_ifeval(spec, out, data=data, limit=limit, max_tokens=max_tokens, seed=seed, threads=threads,
+                        parallel=parallel)
     click.echo(json.dumps(result["accuracy"], indent=1))
 
 

@@ -41,6 +41,7 @@ def parse_named_specs(pairs: list[str]) -> list[tuple[str, ModelSpec]]:
 
 
 def generation_summary(rows: list[dict]) -> dict:
+    """Tokens, wall seconds (each row holds the wall time since the row before it) and aggregate tok/s."""
     seconds = sum(r.get("seconds", 0.0) for r in rows)
     tokens = sum(r["n_tokens"] for r in rows)
     return {
@@ -63,6 +64,7 @@ def run_compare(
     judge=None,
     threads: int | None = None,
     log=None,
+    parallel: int | None = None,
 ) -> dict:
     """Generate what is missing, then rebuild results.json and report.html from the cache.
 
@@ -87,6 +89,7 @@ def run_compare(
             label=name,
             open_session=lambda spec: open_spec(spec, threads=threads),
             log=log,
+            parallel=parallel,
         )
     results = {
         "models": {

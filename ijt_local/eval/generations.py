@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -61,12 +62,17 @@ def generate_cached(
     label: str | None = None,
     open_session=None,
     log=None,
+    parallel: int | None = None,
 ) -> list[dict]:
     """Rows for `prompts` in order, generating only the ones missing from `cache`.
 
     The model is loaded only when something is missing, so re-running a finished comparison only
     rebuilds its results and report. By default generation runs through role tags, as the paper's did
-    (only EOS ends a reply), so a base model that goes on to play the user shows it in the output."""
+    (only EOS ends a reply), so a base model that goes on to play the user shows it in the output.
+
+    With `parallel` > 1 the missing prompts are decoded that many at once (ijt_local.batched) and rows are
+    appended as they finish; a row's `seconds` is the wall time since the previous row, so the rows' sum
+    is the run's wall time whatever the width."""
     from .specs import open_spec
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -76,6 +82,7 @@ def generate_cached(
     missing = [p for p in prompts if p.id not in done]
     name = label or spec.text
     if missing:
+        from ..batched import generate_all
         from ..runtime import SamplingParams
 
         log(f"{name}: {len(done)} cached, generating {len(missing)} with {spec.text}")
@@ -83,16 +90,14 @@ def generate_cached(
         sampling = SamplingParams(temperature=temperature, seed=seed)
         try:
             with JsonlAppender(cache) as out:
-                for prompt in missing:
-                    gen = session.generate(
-                        prompt.messages,
-                        max_tokens=max_tokens,
-                        sampling=sampling,
-                        rules=rules,
-                        stop_at_role_tags=stop_at_role_tags,
-                    )
+                replies = generate_all(session, [p.messages for p in missing], parallel, max_tokens=max_tokens,
+                                       sampling=sampling, rules=rules, stop_at_role_tags=stop_at_role_tags)
+                last = time.perf_counter()
+                for index, gen in replies:
+                    prompt = missing[index]
                     # With stop_at_role_tags the runtime cuts the tag from the text; find it in the raw tokens.
                     raw = session.detokenize(gen.tokens)
+                    now = time.perf_counter()
                     row = {
                         "id": prompt.id,
                         "instruction": prompt.instruction,
@@ -100,12 +105,12 @@ def generate_cached(
                         "finish_reason": gen.finish_reason,
                         "role_tag": find_role_tag(raw) or find_role_tag(gen.text),
                         "n_tokens": gen.n_tokens,
-                        "seconds": round(gen.seconds, 3),
+                        "seconds": round(now - last, 3),
                     }
+                    last = now
                     out.write(row)
                     done[prompt.id] = row
-                    log(f"{name}: {len(done)}/{len(prompts)} ({gen.n_tokens} tokens, {gen.finish_reason}, "
-                        f"{gen.tokens_per_second:.0f} tok/s)")
+                    log(f"{name}: {len(done)}/{len(prompts)} ({gen.n_tokens} tokens, {gen.finish_reason})")
         finally:
             session.close()
     return [done[p.id] for p in prompts]

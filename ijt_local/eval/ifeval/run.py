@@ -95,7 +95,8 @@ def per_instruction_type(scored: list[dict]) -> dict:
 
 
 def run_ifeval(spec_text: str, out_dir: str | Path, data: str | Path | None = None, limit: int | None = None,
-               max_tokens: int = 512, seed: int = 0, threads: int | None = None, log=None) -> dict:
+               max_tokens: int = 512, seed: int = 0, threads: int | None = None, log=None,
+               parallel: int | None = None) -> dict:
     spec = parse_spec(spec_text)
     path = Path(data) if data else default_data_path()
     rows = load_ifeval(path, limit)
@@ -104,7 +105,8 @@ def run_ifeval(spec_text: str, out_dir: str | Path, data: str | Path | None = No
     prompts = [EvalPrompt(str(r["key"]), r["prompt"], [{"role": "user", "content": r["prompt"]}]) for r in rows]
     generations = generate_cached(spec, prompts, out_dir / "generations.jsonl", max_tokens=max_tokens,
                                   seed=seed, stop_at_role_tags=True, label="ifeval",
-                                  open_session=lambda s: open_spec(s, threads=threads), log=log)
+                                  open_session=lambda s: open_spec(s, threads=threads), log=log,
+                                  parallel=parallel)
     scored = [score_response(row, gen["output"]) | {"finish_reason": gen["finish_reason"]}
               for row, gen in zip(rows, generations)]
     result = {

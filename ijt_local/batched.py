@@ -1,0 +1,245 @@
+"""Batched generation: replies to many prompts decoded together in one llama.cpp context.
+
+Every prompt gets a sequence (`seq_id`) of a context made for `width` sequences. Each step is one
+`llama_decode` holding the next token of every running sequence and, in the room left in the batch, prompt
+tokens of sequences that are starting. On a CPU one decode step reads all the weights once however many
+sequences it carries, so W sequences cost little more per step than one (llama.cpp's server serves its
+parallel slots the same way).
+
+A sequence keeps its own sampler, stop handling and rule state: the rule expert adds to that sequence's
+logits row in place, as in the single-stream loop of `Session.generate`. A finished sequence frees its KV
+cells and the next waiting prompt starts in its slot, so the batch stays full.
+
+Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells, and the
+context per sequence is the session's `n_ctx`. Greedy text does not depend on which prompts share a batch;
+`tests/test_batched.py` checks it against single-stream decoding on the real model.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .errors import UserError
+from .rules import RuleConfig, RuleState
+from .runtime import Generation, ReplyText, SamplingParams, Session, free_sampler, pick_token
+
+
+@dataclass
+class _Sequence:
+    """One prompt in flight."""
+
+    index: int  # in the caller's list
+    seq_id: int
+    prompt: list[int]
+    max_tokens: int
+    state: RuleState | None
+    sampler: object  # llama.cpp sampler chain, None = greedy
+    reply: ReplyText
+    started: float
+    fed: int = 0  # prompt tokens in the KV cache
+    prefill_seconds: float = 0.0
+
+    @property
+    def position(self) -> int:
+        """Position of the next token to decode."""
+        return self.fed + len(self.reply.tokens) - 1
+
+
+class BatchGenerator:
+    """A second llama.cpp context over a Session's model, with `width` sequences of `session.n_ctx`
+    tokens each. Reuse it for many calls; `close` frees it."""
+
+    def __init__(self, session: Session, width: int):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        if width < 1:
+            raise UserError(f"--parallel must be at least 1 (got {width})")
+        limit = llama_cpp.llama_max_parallel_sequences()
+        if width > limit:
+            raise UserError(f"--parallel {width}: llama.cpp runs at most {limit} sequences at once")
+        self.session = session
+        self.width = width
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = session.n_ctx * width
+        params.n_batch = params.n_ubatch = session.n_batch
+        params.n_seq_max = width
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = session.threads
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the session's own context
+        try:
+            self._context = _internals.LlamaContext(model=session.llama._model, params=params, verbose=False)
+        except ValueError as exc:
+            raise UserError(f"llama.cpp cannot make a context for {width} sequences of {session.n_ctx} "
+                            f"tokens ({exc}); lower --parallel or --ctx") from None
+        self._ctx = self._context.ctx
+        session.apply_adapters(self._ctx)
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(session.n_batch, 0, 1)
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+            self._context.close()
+
+    def generate(
+        self,
+        conversations: list[list[dict]],
+        max_tokens: int = 512,
+        sampling: SamplingParams | None = None,
+        rules: RuleConfig | None = None,
+        stop_at_role_tags: bool = True,
+        ignore_eos: bool = False,
+    ) -> Iterator[tuple[int, Generation]]:
+        """(index, Generation) for each conversation, in the order they finish. The replies are those
+        `Session.generate` gives one at a time with the same arguments (the sampler is seeded per
+        prompt). Every prompt is checked against the per-sequence context before any decoding."""
+        session = self.session
+        sampling = sampling or SamplingParams()
+        prompts = [session.prompt_tokens(messages) for messages in conversations]
+        budgets = []
+        for index, prompt in enumerate(prompts):
+            try:
+                budgets.append(session.reply_budget(len(prompt), max_tokens))
+            except UserError as exc:
+                raise UserError(f"prompt {index + 1} of {len(prompts)}: {exc}") from None
+        tags = session.template.role_tags if stop_at_role_tags else ()
+        waiting = collections.deque(range(len(prompts)))
+        free_ids = list(range(self.width - 1, -1, -1))
+        running: dict[int, _Sequence] = {}
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(self._memory, True)
+        try:
+            while waiting or running:
+                chosen = []
+                while waiting and free_ids:  # a new sequence's first token comes from its prompt's logits
+                    index = waiting.popleft()
+                    seq = _Sequence(index, free_ids.pop(), prompts[index], budgets[index],
+                                    session._rule_state(rules, conversations[index]), session.sampler(sampling),
+                                    ReplyText(session, tags), time.perf_counter())
+                    running[seq.seq_id] = seq
+                    chosen += self._choose([self._prefill(seq)])
+                if not chosen:
+                    chosen = self._choose(self._step(list(running.values())))
+                for seq, token in chosen:
+                    finish = self._advance(seq, token, ignore_eos)
+                    if finish is None:
+                        continue
+                    del running[seq.seq_id]
+                    self._release(seq)
+                    free_ids.append(seq.seq_id)
+                    yield seq.index, _generation(seq, finish)
+        finally:
+            for seq in running.values():
+                free_sampler(seq.sampler)
+            llama_cpp.llama_memory_clear(self._memory, True)
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, seq_id, wants_logits) entries."""
+        import llama_cpp
+
+        batch = self._batch
+        for n, (token, position, seq_id, wants_logits) in enumerate(entries):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
+            batch.seq_id[n][0], batch.logits[n] = seq_id, int(wants_logits)
+        batch.n_tokens = len(entries)
+        code = llama_cpp.llama_decode(self._ctx, batch)
+        if code != 0:
+            raise UserError(f"llama.cpp decode failed (code {code}; {self.width} sequences of "
+                            f"{self.session.n_ctx} tokens)")
+
+    def _prefill(self, seq: _Sequence) -> tuple[_Sequence, int]:
+        """Decode a starting sequence's prompt in calls of its own: a prompt decoded in one call with
+        other sequences' tokens gets logits that differ (by up to ~0.9 on gemma-3, llama.cpp's uneven
+        per-sequence ubatch split), which would make the text depend on the batch. One token per
+        sequence in a call (`_step`) gives exactly the single-stream logits."""
+        size = self.session.n_batch
+        for start in range(0, len(seq.prompt), size):
+            chunk = seq.prompt[start : start + size]
+            self._decode([(token, start + offset, seq.seq_id, start + offset == len(seq.prompt) - 1)
+                          for offset, token in enumerate(chunk)])
+        seq.fed = len(seq.prompt)
+        return seq, len(chunk) - 1
+
+    def _step(self, sequences: list[_Sequence]) -> list[tuple[_Sequence, int]]:
+        """One llama_decode of the last sampled token of every running sequence; (sequence, batch index)
+        for each logits row."""
+        self._decode([(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences])
+        return [(seq, n) for n, seq in enumerate(sequences)]
+
+    def _choose(self, outputs: list[tuple[_Sequence, int]]) -> list[tuple[_Sequence, int]]:
+        """The next token of each sequence that produced logits: rule scores added to its row in place,
+        then argmax over all rows at once (greedy) or each sequence's own sampler."""
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits(self._ctx)
+        logits = np.ctypeslib.as_array(pointer, shape=(len(outputs), self.session.n_vocab))
+        for row, (seq, _) in enumerate(outputs):
+            if seq.state is not None:
+                seq.state.apply(logits[row])
+        if all(seq.sampler is None for seq, _ in outputs):
+            return [(seq, int(token)) for (seq, _), token in zip(outputs, logits.argmax(axis=1))]
+        return [(seq, pick_token(self._ctx, seq.sampler, logits[row], index))
+                for row, (seq, index) in enumerate(outputs)]
+
+    def _advance(self, seq: _Sequence, token: int, ignore_eos: bool) -> str | None:
+        """Take the sampled token; the finish reason if the reply is over, else None."""
+        if not seq.reply.tokens:
+            seq.prefill_seconds = time.perf_counter() - seq.started
+        if self.session.is_end(token) and not ignore_eos:
+            return "stop"
+        if seq.state is not None:
+            seq.state.accept(token)
+        if seq.reply.add(token):
+            return "stop"
+        return "length" if len(seq.reply.tokens) >= seq.max_tokens else None
+
+    def _release(self, seq: _Sequence) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        free_sampler(seq.sampler)
+        seq.sampler = None
+
+
+def _generation(seq: _Sequence, finish: str) -> Generation:
+    seq.reply.close()
+    return Generation(seq.reply.text, finish, len(seq.reply.tokens), time.perf_counter() - seq.started,
+                      seq.reply.tokens, len(seq.prompt), seq.prefill_seconds)
+
+
+DEFAULT_PARALLEL = 16  # see default_parallel
+
+
+def default_parallel() -> int:
+    """Sequences in flight when --parallel is not given. On 2 CPU cores aggregate decode rises up to ~16-32
+    sequences and falls past that (scripts/bench_batch.py, README); 16 keeps most of the gain with half
+    the KV memory of 32."""
+    return DEFAULT_PARALLEL
+
+
+def generate_all(session: Session, conversations: list[list[dict]], parallel: int | None = None, **options
+                 ) -> Iterator[tuple[int, Generation]]:
+    """(index, Generation) for every conversation: one at a time through `Session.generate` when
+    `parallel` is 1, else up to `parallel` at once through a BatchGenerator (in the order they finish).
+    None means `default_parallel()`."""
+    if parallel is None:
+        parallel = default_parallel()
+    parallel = min(parallel, max(len(conversations), 1))
+    if parallel < 1:
+        raise UserError(f"--parallel must be at least 1 (got {parallel})")
+    if parallel == 1:
+        for index, messages in enumerate(conversations):
+            yield index, session.generate(messages, **options)
+        return
+    generator = session.batch_generator(parallel)
+    yield from generator.generate(conversations, **options)

@@ -1,0 +1,94 @@
+"""Batched generation on the real embedded GGUFs: the same replies as one-at-a-time decoding, per-prompt
+sampling, stop handling, slot reuse, bad input, and `generate --input --parallel` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ijt_local.batched import generate_all
+from ijt_local.cli import cli
+from ijt_local.errors import UserError
+from ijt_local.rules import load_rules
+from ijt_local.runtime import SamplingParams
+from test_runtime import ask, val_instructions
+
+
+def both_ways(session, conversations, width, **options):
+    single = [g for _, g in generate_all(session, conversations, 1, **options)]
+    batched = dict(generate_all(session, conversations, width, **options))
+    assert sorted(batched) == list(range(len(conversations)))
+    return single, [batched[i] for i in range(len(conversations))]
+
+
+@pytest.mark.parametrize("poe", [False, True], ids=["plain", "poe"])
+def test_greedy_batched_equals_single_stream(gemma_session, poe):
+    # Two rows per decode keep llama.cpp on its one-row kernels (see ijt_local/batched.py), so the text is
+    # identical; five prompts through two slots also exercise freeing and reusing a slot.
+    conversations = [ask(text) for text in val_instructions(5)]
+    rules = load_rules() if poe else None
+    single, batched = both_ways(gemma_session, conversations, 2, max_tokens=40, rules=rules)
+    for one, many in zip(single, batched):
+        assert many.tokens == one.tokens
+        assert (many.text, many.finish_reason) == (one.text, one.finish_reason)
+
+
+def test_sampling_is_seeded_per_prompt(smollm_session):
+    conversations = [ask("Tell me a story."), ask("Describe the sea."), ask("Tell me a story.")]
+    sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=3)
+    single, batched = both_ways(smollm_session, conversations, 2, max_tokens=24, sampling=sampling)
+    assert [g.tokens for g in batched] == [g.tokens for g in single]
+    assert batched[0].tokens == batched[2].tokens  # same prompt, same seed: same text whatever its slot
+
+
+def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session):
+    conversations = [ask("What is the capital of France?"), ask("Write a long essay about rivers."),
+                     ask("Name a color."), ask("Count from one to fifty in words.")] * 3
+    budgets = dict(generate_all(smollm_session, conversations, 8, max_tokens=16))
+    assert sorted(budgets) == list(range(12))
+    assert "Paris" in budgets[0].text and budgets[0].finish_reason == "stop"
+    assert budgets[1].finish_reason == "length" and budgets[1].n_tokens == 16
+    assert all(budgets[i].text == budgets[i % 4].text for i in range(12))  # width-independent here
+
+
+def test_role_tag_ends_a_batched_reply(gemma_session):
+    messages = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
+                {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
+                {"role": "user", "content": "Say hi."}]
+    replies = dict(generate_all(gemma_session, [messages, messages], 2, max_tokens=80))
+    for generation in replies.values():
+        assert "<|" not in generation.text and generation.finish_reason == "stop"
+
+
+def test_a_prompt_too_long_for_the_context_fails_before_decoding(smollm_session):
+    too_long = ask("word " * 3000)
+    with pytest.raises(UserError, match=r"prompt 2 of 2: prompt of \d+ tokens does not fit"):
+        list(generate_all(smollm_session, [ask("Hi."), too_long], 2, max_tokens=8))
+
+
+def test_parallel_below_one_is_refused_in_one_line(tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"instruction": "Name a color."}) + "\n")
+    result = CliRunner().invoke(cli, ["generate", "--model", "smollm2-135m-instruct", "--input", str(inputs),
+                                      "--output", str(tmp_path / "out.jsonl"), "--parallel", "0"])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == "Error: --parallel must be at least 1 (got 0)"
+
+
+def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
+    questions = ["Name a color.", "Name a fruit.", "Name an animal.", "Name a city.", "Name a river."]
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"instruction": q}) + "\n" for q in questions))
+    out = tmp_path / "out.jsonl"
+    # an interrupted parallel run: rows were appended as they finished, out of order
+    finished = [{"instruction": q, "output": "x", "generator": "earlier", "finish_reason": "stop", "n_tokens": 1}
+                for q in (questions[3], questions[1])]
+    out.write_text("".join(json.dumps(row) + "\n" for row in finished))
+    result = CliRunner().invoke(cli, ["generate", "--model", "smollm2-135m-instruct", "--input", str(inputs),
+                                      "--output", str(out), "--max-tokens", "12", "--parallel", "3"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["instruction"] for row in rows] == questions
+    assert [row["generator"] == "earlier" for row in rows] == [False, True, False, True, False]
