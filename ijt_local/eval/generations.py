@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..conversation import generate_reply, generate_turns
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
 from .metrics import find_role_tag
@@ -41,13 +42,38 @@ def check_cache_meta(cache: Path, meta: dict) -> None:
 
 
 def cached_rows(cache: Path, prompts: list[EvalPrompt]) -> dict[str, dict]:
-    """Cached rows by id; a row whose instruction changed since (an edited prompts file) is stale."""
-    wanted = {p.id: p.instruction for p in prompts}
+    """Cached rows by id; a row whose instruction (or turns) changed since (an edited prompts file) is stale."""
+    wanted = {p.id: (p.instruction, list(p.turns) if p.turns else None) for p in prompts}
     return {
         row["id"]: row
         for row in read_completed_rows(cache)
-        if row.get("id") in wanted and row.get("instruction") == wanted[row["id"]]
+        if row.get("id") in wanted and (row.get("instruction"), row.get("turns")) == wanted[row["id"]]
     }
+
+
+def generate_row(session, prompt: EvalPrompt, rules, **generate_options) -> dict:
+    """One cache row: the reply to a prompt, or to each of a multi-turn prompt's turns in order (the row's
+    `output`, `finish_reason`, `role_tag`, `n_tokens` then describe the last reply; `outputs` holds all)."""
+    if prompt.turns:
+        generations = generate_turns(session, list(prompt.turns), rules, **generate_options)
+    else:
+        generations = [generate_reply(session, prompt.messages, rules, **generate_options)]
+    gen = generations[-1]
+    # With stop_at_role_tags the runtime cuts the tag from the text; find it in the raw tokens.
+    raw = session.detokenize(gen.tokens)
+    row = {
+        "id": prompt.id,
+        "instruction": prompt.instruction,
+        "output": gen.text,
+        "finish_reason": gen.finish_reason,
+        "role_tag": find_role_tag(raw) or find_role_tag(gen.text),
+        "n_tokens": gen.n_tokens,
+        "seconds": round(sum(g.seconds for g in generations), 3),
+    }
+    if prompt.turns:
+        row |= {"turns": list(prompt.turns), "outputs": [g.text for g in generations],
+                "turn_tokens": [g.n_tokens for g in generations]}
+    return row
 
 
 def generate_cached(
@@ -84,28 +110,12 @@ def generate_cached(
         try:
             with JsonlAppender(cache) as out:
                 for prompt in missing:
-                    gen = session.generate(
-                        prompt.messages,
-                        max_tokens=max_tokens,
-                        sampling=sampling,
-                        rules=rules,
-                        stop_at_role_tags=stop_at_role_tags,
-                    )
-                    # With stop_at_role_tags the runtime cuts the tag from the text; find it in the raw tokens.
-                    raw = session.detokenize(gen.tokens)
-                    row = {
-                        "id": prompt.id,
-                        "instruction": prompt.instruction,
-                        "output": gen.text,
-                        "finish_reason": gen.finish_reason,
-                        "role_tag": find_role_tag(raw) or find_role_tag(gen.text),
-                        "n_tokens": gen.n_tokens,
-                        "seconds": round(gen.seconds, 3),
-                    }
+                    row = generate_row(session, prompt, rules, max_tokens=max_tokens, sampling=sampling,
+                                       stop_at_role_tags=stop_at_role_tags)
                     out.write(row)
                     done[prompt.id] = row
-                    log(f"{name}: {len(done)}/{len(prompts)} ({gen.n_tokens} tokens, {gen.finish_reason}, "
-                        f"{gen.tokens_per_second:.0f} tok/s)")
+                    log(f"{name}: {len(done)}/{len(prompts)} ({row['n_tokens']} tokens, {row['finish_reason']}, "
+                        f"{row['seconds']:.1f} s)")
         finally:
             session.close()
     return [done[p.id] for p in prompts]
