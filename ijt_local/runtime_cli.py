@@ -36,6 +36,9 @@ def model_options(function):
         click.option("--top-k", default=0, show_default=True, help="0 = off."),
         click.option("--seed", default=0, show_default=True),
         click.option("--max-tokens", default=512, show_default=True),
+        click.option("--history", type=click.IntRange(min=-1), default=None, metavar="N",
+                     help="Earlier exchanges (user message + reply) a reply sees; -1 = all. Default: all, "
+                     "or with --poe the rules config's [conversation] history_turns."),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -88,10 +91,15 @@ def models():
 
 @click.command()
 @model_options
-def chat(**opts):
+@click.option("--independent", is_flag=True,
+              help="Each input line is a fresh one-turn conversation (for a file of unrelated questions).")
+def chat(independent, **opts):
     """Chat with a model in the terminal (streaming; /reset, /quit, Ctrl-D).
 
-    When standard input is not a terminal, each input line is one user message."""
+    Input lines are the user's messages in one conversation, typed or piped alike: each reply sees the
+    conversation so far (see --history). With --independent every line is answered on its own."""
+    from .conversation import generate_reply
+
     session, rules, sampling, name = open_session(opts)
     interactive = sys.stdin.isatty()
     if interactive:
@@ -107,13 +115,14 @@ def chat(**opts):
             continue
         if text == "/quit":
             break
-        if text == "/reset":
+        if text == "/reset" or independent:
             history = []
-            click.echo("(history cleared)", err=True)
-            continue
+            if text == "/reset":
+                click.echo("(history cleared)", err=True)
+                continue
         history.append({"role": "user", "content": text})
-        generation = session.generate(history, opts["max_tokens"], sampling, rules,
-                                      on_text=lambda piece: click.echo(piece, nl=False))
+        generation = generate_reply(session, history, rules, opts["history"], max_tokens=opts["max_tokens"],
+                                    sampling=sampling, on_text=lambda piece: click.echo(piece, nl=False))
         click.echo()
         history.append({"role": "assistant", "content": generation.text})
         click.echo(f"[{generation.n_tokens} tokens, {generation.tokens_per_second:.1f} tok/s, "
@@ -124,7 +133,7 @@ def chat(**opts):
 @model_options
 @click.option("--prompt", default=None, help="One instruction; the reply is printed.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
-              help="JSONL of instructions (`instruction` or `messages` rows).")
+              help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows).")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="JSONL to append results to; rows already there are skipped (resume).")
 def generate(prompt, input_path, output_path, **opts):
@@ -143,22 +152,27 @@ def generate(prompt, input_path, output_path, **opts):
     _generate_file(rows, Path(output_path), opts)
 
 
-def load_instructions(path) -> list[tuple[str, list[dict]]]:
-    """(instruction text, messages) per row; file:line on a bad row."""
-    from .jsonl import iter_jsonl
-    from .prompts import instruction_messages
+def load_instructions(path) -> list[tuple[str, list[dict], list[str] | None]]:
+    """(instruction text, messages, turns or None) per row; file:line on a bad row. A `turns` row is
+    answered turn by turn; its instruction is the last turn."""
+    from .jsonl import iter_numbered_jsonl
+    from .prompts import instruction_messages, parse_turns
 
     rows = []
-    for lineno, row in enumerate(iter_jsonl(path), 1):
+    for lineno, row in iter_numbered_jsonl(path):
         try:
-            messages = instruction_messages(row)
+            turns = parse_turns(row)
+            messages = instruction_messages(row) if turns is None else []
         except ValueError as exc:
-            raise UserError(f"{path}: row {lineno}: {exc}") from None
+            raise UserError(f"{path}:{lineno}: {exc}") from None
+        if turns is not None:
+            rows.append((turns[-1], messages, turns))
+            continue
         if messages and messages[-1]["role"] == "assistant":
             messages = messages[:-1]  # a reference answer is not part of the prompt
         if not messages:
-            raise UserError(f"{path}: row {lineno}: no user turn")
-        rows.append((messages[-1]["content"] if "instruction" not in row else row["instruction"], messages))
+            raise UserError(f"{path}:{lineno}: no user turn")
+        rows.append((messages[-1]["content"] if "instruction" not in row else row["instruction"], messages, None))
     if not rows:
         raise UserError(f"{path}: no instructions")
     return rows
@@ -167,25 +181,38 @@ def load_instructions(path) -> list[tuple[str, list[dict]]]:
 def _generate_file(rows, output_path: Path, opts: dict) -> None:
     from tqdm import tqdm
 
+    from .conversation import generate_reply, generate_turns
     from .jsonl import JsonlAppender, read_completed_rows
 
-    done = collections.Counter(row.get("instruction") for row in read_completed_rows(output_path))
+    def key(instruction, turns):
+        return instruction, tuple(turns) if turns else None
+
+    done = collections.Counter(key(row.get("instruction"), row.get("turns"))
+                               for row in read_completed_rows(output_path))
     todo = []
-    for instruction, messages in rows:
-        if done[instruction] > 0:
-            done[instruction] -= 1
+    for instruction, messages, turns in rows:
+        if done[key(instruction, turns)] > 0:
+            done[key(instruction, turns)] -= 1
         else:
-            todo.append((instruction, messages))
+            todo.append((instruction, messages, turns))
     if not todo:
         click.echo(f"{output_path}: all {len(rows)} rows already generated", err=True)
         return
     session, rules, sampling, name = open_session(opts)
+    options = dict(max_tokens=opts["max_tokens"], sampling=sampling)
     stops = 0
     with JsonlAppender(output_path) as out, tqdm(todo, desc=name, unit="row") as bar:
-        for instruction, messages in bar:
-            generation = session.generate(messages, opts["max_tokens"], sampling, rules)
-            out.write({"instruction": instruction, "output": generation.text, "generator": name,
-                       "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens})
+        for instruction, messages, turns in bar:
+            if turns:
+                generations = generate_turns(session, turns, rules, opts["history"], **options)
+            else:
+                generations = [generate_reply(session, messages, rules, opts["history"], **options)]
+            generation = generations[-1]
+            row = {"instruction": instruction, "output": generation.text, "generator": name,
+                   "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens}
+            if turns:
+                row |= {"turns": turns, "outputs": [g.text for g in generations]}
+            out.write(row)
             stops += generation.finish_reason == "stop"
             bar.set_postfix(stop=f"{stops}/{bar.n + 1}", tok_s=f"{generation.tokens_per_second:.0f}")
     click.echo(f"{output_path}: {len(todo)} rows written ({stops} stopped on their own)", err=True)
