@@ -103,7 +103,8 @@ def chat(independent, **opts):
     session, rules, sampling, name = open_session(opts)
     interactive = sys.stdin.isatty()
     if interactive:
-        click.echo(f"{name} — /reset clears the history, /quit or Ctrl-D leaves.", err=True)
+        mode = "each line is answered on its own" if independent else "/reset clears the history"
+        click.echo(f"{name} — {mode}, /quit or Ctrl-D leaves.", err=True)
     history: list[dict] = []
     while True:
         try:
