@@ -5,6 +5,11 @@ copies the first (turn2_copy_rate), per kind of second turn (unrelated question,
         --variant before=default+poe --config before=scripts/rules_multiturn_before.toml \
         --variant after=default+poe --variant instruct=smollm2-135m-instruct
 
+Beside the copy rate, `turn1_word_rate` is a rough topic-bleed check for the unrelated rows: the share of
+second replies that use a word of four or more letters from the first question that the second question
+does not have (a few filler words aside). A copy penalty alone stops verbatim copies, but a reply can
+still carry on the first topic.
+
 Generations are cached per variant in OUT/generations/NAME.jsonl (resumable: rerun, or use --limit to
 work in chunks). Replies stop at EOS or a role tag, as in `chat`. Prints one JSON line at the end.
 """
@@ -19,26 +24,40 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ijt_local import rules as rules_module  # noqa: E402
 from ijt_local.errors import UserError  # noqa: E402
 from ijt_local.eval.generations import generate_cached  # noqa: E402
-from ijt_local.eval.metrics import behaviour_metrics, copy_overlap  # noqa: E402
+from ijt_local.eval.metrics import behaviour_metrics, copy_overlap, words  # noqa: E402
 from ijt_local.eval.prompt_sets import load_prompts  # noqa: E402
 from ijt_local.eval.specs import open_spec, parse_spec  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "fixtures" / "two_turn_dev.jsonl"
+FILLER = set("what which that this with from have your about into then there their them they these those give "
+             "write make list please short using word words following sentence".split())
 
 
-def pinned_config(out: Path, name: str, config: str | None) -> str | None:
-    """A variant's rules config is copied beside its cache; a cache made with another config is refused."""
-    if config is None:
+def topic_words(text: str) -> set[str]:
+    return {w for w in words(text) if len(w) >= 4 and w not in FILLER}
+
+
+def uses_first_topic(row: dict) -> bool:
+    first_only = topic_words(row["turns"][0]) - topic_words(row["turns"][1])
+    return bool(first_only & topic_words(row["outputs"][1]))
+
+
+def pinned_config(out: Path, name: str, spec, config: str | None) -> str | None:
+    """A +poe variant's rules config (the packaged defaults when none is given) is copied beside its cache;
+    a cache made with another config is refused."""
+    if not spec.poe:
         return None
-    text = Path(config).read_text(encoding="utf-8")
+    source = Path(config) if config is not None else Path(rules_module.__file__).with_name("rules_default.toml")
+    text = source.read_text(encoding="utf-8")
     pinned = out / "generations" / f"{name}.rules.toml"
     if pinned.exists() and pinned.read_text(encoding="utf-8") != text:
         raise UserError(f"{pinned}: variant {name} was generated with another rules config; use another --out")
     pinned.parent.mkdir(parents=True, exist_ok=True)
     pinned.write_text(text, encoding="utf-8")
-    return str(pinned)
+    return config
 
 
 def summary(rows: list[dict]) -> dict:
@@ -46,6 +65,7 @@ def summary(rows: list[dict]) -> dict:
     overlaps = [copy_overlap(r["outputs"][0], r["outputs"][1]) for r in rows]
     return {
         "rows": len(rows),
+        "turn1_word_rate": round(sum(map(uses_first_topic, rows)) / len(rows), 3),
         "turn2_copy_rate": round(metrics.get("turn2_copy_rate", 0.0), 3),
         "mean_copy_overlap": round(sum(overlaps) / len(overlaps), 3),
         "turn2_stop_rate": round(metrics["stop_rate"], 3),
@@ -75,7 +95,7 @@ def main() -> None:
     for variant in args.variant:
         name, _, text = variant.partition("=")
         spec = parse_spec(text)
-        config = pinned_config(out, name, configs.get(name))
+        config = pinned_config(out, name, spec, configs.get(name))
         rows = generate_cached(
             spec, prompts, out / "generations" / f"{name}.jsonl", max_tokens=args.max_tokens,
             stop_at_role_tags=True, label=name,

@@ -200,9 +200,9 @@ UNRELATED = "Write a haiku about autumn rain."
 
 
 def before_rules(tmp_path):
-    """The rules as they ran in conversations before the copy penalty: full history, no copy penalty."""
+    """The rules as they ran in conversations before the [conversation] table: full history, no penalties."""
     config = tmp_path / "before.toml"
-    config.write_text("[conversation]\nhistory_turns = -1\ncopy_penalty = 0.0\n")
+    config.write_text("[conversation]\nhistory_turns = -1\nearlier_replies = 0.0\ncopy_penalty = 0.0\n")
     return load_rules(config_path=config)
 
 
@@ -249,3 +249,20 @@ def test_independent_pipe_answers_each_line_as_a_fresh_conversation():
     assert all(r.returncode == 0 for r in (independent, conversation, first, fresh))
     assert independent.stdout == first.stdout + fresh.stdout
     assert conversation.stdout != independent.stdout  # in one conversation the second reply saw the first
+
+
+@pytest.mark.slow
+def test_compare_answers_each_turn_and_reports_the_copy_rate(tmp_path):
+    from ijt_local.eval.compare import run_compare
+
+    prompts = write(tmp_path, [{"id": "a", "turns": ["Name a fruit.", "Now name a color."]},
+                               {"id": "b", "instruction": "Name an animal."}])
+    results = run_compare(["instruct=smollm2-135m-instruct"], prompts, tmp_path / "out", max_tokens=8,
+                          threads=1, log=lambda text: None)
+    metrics = results["models"]["instruct"]["metrics"]
+    assert metric_names(metrics) == list(METRIC_NAMES) + ["turn2_copy_rate"]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "generations" / "instruct.jsonl").read_text().splitlines()]
+    assert rows[0]["turns"] == ["Name a fruit.", "Now name a color."] and len(rows[0]["outputs"]) == 2
+    assert rows[0]["output"] == rows[0]["outputs"][1] and rows[0]["instruction"] == "Now name a color."
+    assert "outputs" not in rows[1]
+    assert "[turn 2] Now name a color." in (tmp_path / "out" / "report.html").read_text()
