@@ -100,3 +100,35 @@ def instruction_messages(row: dict) -> list[dict]:
                 messages.append({"role": "assistant", "content": str(row[answer_key])})
             return messages
     raise ValueError("row has none of `messages`, `instruction`, `prompt`")
+
+
+MAX_TURNS = 8  # user turns in one evaluation row (`{"turns": [...]}`)
+
+
+def parse_turns(row: dict) -> list[str] | None:
+    """The user turns of a multi-turn row (`{"turns": [first, second, ...]}`), or None for a row without
+    `turns`. A model answers each turn in order with its own earlier replies in context."""
+    if "turns" not in row:
+        return None
+    turns = row["turns"]
+    others = [key for key in ("messages", "instruction", "prompt") if key in row]
+    if others:
+        raise ValueError(f"a row has `turns` or `{others[0]}`, not both")
+    if not isinstance(turns, list) or not 1 <= len(turns) <= MAX_TURNS:
+        count = len(turns) if isinstance(turns, list) else type(turns).__name__
+        raise ValueError(f"`turns` must be a list of 1 to {MAX_TURNS} user messages (got {count})")
+    for index, turn in enumerate(turns, 1):
+        if not isinstance(turn, str) or not turn.strip():
+            raise ValueError(f"`turns` item {index} must be a non-empty string")
+    return list(turns)
+
+
+def recent_turns(messages: list[dict], history: int | None) -> list[dict]:
+    """The conversation a reply is generated from: the last user message and the `history` exchanges
+    (user message + reply) before it; None keeps everything."""
+    if history is None:
+        return messages
+    starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if len(starts) <= history + 1:
+        return messages
+    return messages[starts[-(history + 1)]:]

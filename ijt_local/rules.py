@@ -59,6 +59,31 @@ class RuleConfig:
             return 0.0
         return top + (eos["late_bonus"] if n > eos["late_after"] else 0.0)
 
+    @property
+    def history_turns(self) -> int | None:
+        """Earlier exchanges a PoE reply's prompt carries (None = all); the paper's rules saw one turn."""
+        value = int(self.settings["conversation"]["history_turns"])
+        return None if self.paper_exact or value < 0 else value
+
+    @property
+    def earlier_reply_penalty(self) -> float:
+        """Diversity score for each token of an earlier assistant reply in the prompt (0 = off)."""
+        return self._conversation_score("earlier_replies")
+
+    @property
+    def copy_penalty(self) -> float:
+        """Diversity score for a token that would continue an n-gram of an earlier reply (0 = off)."""
+        return self._conversation_score("copy_penalty")
+
+    @property
+    def copy_ngram(self) -> int:
+        return max(1, int(self.settings["conversation"]["copy_ngram"]))
+
+    def _conversation_score(self, key: str) -> float:
+        if self.paper_exact or "diversity" not in self.enabled:
+            return 0.0
+        return float(self.settings["conversation"][key])
+
 
 def parse_rule_spec(spec: str | None) -> frozenset[str]:
     """`eos,uniform,diversity,start` (the paper's option string, `-` also separates); None/'all' = all."""
@@ -196,17 +221,21 @@ class RuleExpert:
         self.diversity_penalty = float(s["diversity"]["penalty"]) if "diversity" in on else 0.0
         self.use_eos = "eos" in on
 
-    def start(self, instruction_tokens: list[int] = ()) -> "RuleState":
-        return RuleState(self, instruction_tokens)
+    def start(self, instruction_tokens: list[int] = (), earlier_replies: list[list[int]] = ()) -> "RuleState":
+        return RuleState(self, instruction_tokens, earlier_replies)
 
     def describe(self) -> dict:
         return {**self.config.describe(), "unresolved_words": sorted(self.unresolved)}
 
 
 class RuleState:
-    """Per-generation state: the bias vector (static + diversity so far) and the response length."""
+    """Per-generation state: the bias vector (static + diversity so far) and the response length.
 
-    def __init__(self, expert: RuleExpert, instruction_tokens):
+    In a conversation, `earlier_replies` (the token ids of the assistant replies already in the prompt)
+    extend the diversity rule: every distinct token of them gets `earlier_replies` once, and a token that
+    would complete a `copy_ngram`-token sequence of an earlier reply gets `copy_penalty` at that step."""
+
+    def __init__(self, expert: RuleExpert, instruction_tokens, earlier_replies=()):
         self.expert = expert
         self.n = 0
         self.bias = expert.static.copy()
@@ -215,6 +244,20 @@ class RuleState:
             ids = np.unique(np.asarray(instruction_tokens, dtype=np.int64))
             self.seen[ids] = True
             self.bias[ids] += expert.diversity_penalty
+        config = expert.config
+        earlier = [token for reply in earlier_replies for token in reply]
+        if config.earlier_reply_penalty and earlier:
+            self.bias[np.unique(np.asarray(earlier, dtype=np.int64))] += config.earlier_reply_penalty
+        self.copy_penalty = config.copy_penalty if earlier else 0.0
+        self.context = config.copy_ngram - 1  # tokens of the reply that must match an earlier reply
+        self.recent: tuple[int, ...] = ()
+        self.continuations: dict[tuple[int, ...], np.ndarray] = {}
+        if self.copy_penalty:
+            followers: dict[tuple[int, ...], set[int]] = {}
+            for reply in earlier_replies:
+                for i in range(len(reply) - self.context):
+                    followers.setdefault(tuple(reply[i : i + self.context]), set()).add(reply[i + self.context])
+            self.continuations = {key: np.fromiter(ids, dtype=np.int64) for key, ids in followers.items()}
 
     def scores(self) -> np.ndarray:
         """The rule scores for the next token, as a new vector (for scoring; decoding uses `apply`)."""
@@ -233,9 +276,15 @@ class RuleState:
             vector += expert.start_vectors[self.n]
         if expert.use_eos:
             vector[expert.vocab.eos_id] += expert.config.eos_bonus(self.n)
+        if self.continuations and len(self.recent) == self.context:
+            followers = self.continuations.get(self.recent)
+            if followers is not None:
+                vector[followers] += self.copy_penalty
 
     def accept(self, token: int) -> None:
         self.n += 1
+        if self.continuations:
+            self.recent = (self.recent + (token,))[-self.context :] if self.context else ()
         if self.expert.diversity_penalty and not self.seen[token]:
             self.seen[token] = True
             self.bias[token] += self.expert.diversity_penalty

@@ -211,11 +211,16 @@ class Session:
         return self._experts[key]
 
     def _rule_state(self, rules: RuleConfig | None, messages: list[dict] | None):
-        """A fresh rule state for a reply to `messages`; the last user turn seeds the diversity rule."""
+        """A fresh rule state for a reply to `messages`: the last user turn seeds the diversity rule, and the
+        assistant replies before it the conversation's earlier-replies score (when the config sets one)."""
         if rules is None:
             return None
-        instruction = next((m["content"] for m in reversed(messages or []) if m["role"] == "user"), "")
-        return self.rule_expert(rules).start(self.tokenize(instruction, special=False))
+        messages = messages or []
+        instruction = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        earlier = []
+        if rules.earlier_reply_penalty or rules.copy_penalty:
+            earlier = [self.tokenize(m["content"], special=False) for m in messages if m["role"] == "assistant"]
+        return self.rule_expert(rules).start(self.tokenize(instruction, special=False), earlier)
 
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
         text = self.template.render(messages, eos=self.eos_text())

@@ -37,6 +37,9 @@ def model_options(function):
         click.option("--top-k", default=0, show_default=True, help="0 = off."),
         click.option("--seed", default=0, show_default=True),
         click.option("--max-tokens", default=512, show_default=True),
+        click.option("--history", type=click.IntRange(min=-1), default=None, metavar="N",
+                     help="Earlier exchanges (user message + reply) a reply sees; -1 = all. Default: all, "
+                     "or with --poe the rules config's [conversation] history_turns."),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -101,14 +104,20 @@ def models():
 
 @click.command()
 @model_options
-def chat(**opts):
+@click.option("--independent", is_flag=True,
+              help="Each input line is a fresh one-turn conversation (for a file of unrelated questions).")
+def chat(independent, **opts):
     """Chat with a model in the terminal (streaming; /reset, /quit, Ctrl-D).
 
-    When standard input is not a terminal, each input line is one user message."""
+    Input lines are the user's messages in one conversation, typed or piped alike: each reply sees the
+    conversation so far (see --history). With --independent every line is answered on its own."""
+    from .conversation import generate_reply
+
     session, rules, sampling, name = open_session(opts)
     interactive = sys.stdin.isatty()
     if interactive:
-        click.echo(f"{name} — /reset clears the history, /quit or Ctrl-D leaves.", err=True)
+        mode = "each line is answered on its own" if independent else "/reset clears the history"
+        click.echo(f"{name} — {mode}, /quit or Ctrl-D leaves.", err=True)
     history: list[dict] = []
     while True:
         try:
@@ -120,13 +129,14 @@ def chat(**opts):
             continue
         if text == "/quit":
             break
-        if text == "/reset":
+        if text == "/reset" or independent:
             history = []
-            click.echo("(history cleared)", err=True)
-            continue
+            if text == "/reset":
+                click.echo("(history cleared)", err=True)
+                continue
         history.append({"role": "user", "content": text})
-        generation = session.generate(history, opts["max_tokens"], sampling, rules,
-                                      on_text=lambda piece: click.echo(piece, nl=False))
+        generation = generate_reply(session, history, rules, opts["history"], max_tokens=opts["max_tokens"],
+                                    sampling=sampling, on_text=lambda piece: click.echo(piece, nl=False))
         click.echo()
         history.append({"role": "assistant", "content": generation.text})
         click.echo(f"[{generation.n_tokens} tokens, {generation.tokens_per_second:.1f} tok/s, "
@@ -137,7 +147,7 @@ def chat(**opts):
 @model_options
 @click.option("--prompt", default=None, help="One instruction; the reply is printed.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
-              help="JSONL of instructions (`instruction` or `messages` rows).")
+              help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows).")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="JSONL to append results to; rows already there are skipped (resume).")
 @parallel_option
@@ -157,25 +167,34 @@ def generate(prompt, input_path, output_path, parallel, **opts):
     _generate_file(rows, Path(output_path), opts, parallel)
 
 
-def load_instructions(path) -> list[tuple[str, list[dict]]]:
-    """(instruction text, messages) per row; file:line on a bad row."""
-    from .jsonl import iter_jsonl
-    from .prompts import instruction_messages
+def load_instructions(path) -> list[tuple[str, list[dict], list[str] | None]]:
+    """(instruction text, messages, turns or None) per row; file:line on a bad row. A `turns` row is
+    answered turn by turn; its instruction is the last turn."""
+    from .jsonl import iter_numbered_jsonl
+    from .prompts import instruction_messages, parse_turns
 
     rows = []
-    for lineno, row in enumerate(iter_jsonl(path), 1):
+    for lineno, row in iter_numbered_jsonl(path):
         try:
-            messages = instruction_messages(row)
+            turns = parse_turns(row)
+            messages = instruction_messages(row) if turns is None else []
         except ValueError as exc:
-            raise UserError(f"{path}: row {lineno}: {exc}") from None
+            raise UserError(f"{path}:{lineno}: {exc}") from None
+        if turns is not None:
+            rows.append((turns[-1], messages, turns))
+            continue
         if messages and messages[-1]["role"] == "assistant":
             messages = messages[:-1]  # a reference answer is not part of the prompt
         if not messages:
-            raise UserError(f"{path}: row {lineno}: no user turn")
-        rows.append((messages[-1]["content"] if "instruction" not in row else row["instruction"], messages))
+            raise UserError(f"{path}:{lineno}: no user turn")
+        rows.append((messages[-1]["content"] if "instruction" not in row else row["instruction"], messages, None))
     if not rows:
         raise UserError(f"{path}: no instructions")
     return rows
+
+
+def _row_key(instruction, turns) -> tuple:
+    return instruction, tuple(turns) if turns else None
 
 
 def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) -> None:
@@ -183,48 +202,55 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) ->
     interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
 
-    from .batched import generate_all
+    from .conversation import answer_turns, user_turns
     from .jsonl import JsonlAppender, read_completed_rows
 
-    done = collections.Counter(row.get("instruction") for row in read_completed_rows(output_path))
+    done = collections.Counter(_row_key(row.get("instruction"), row.get("turns"))
+                               for row in read_completed_rows(output_path))
     todo = []
-    for instruction, messages in rows:
-        if done[instruction] > 0:
-            done[instruction] -= 1
+    for instruction, messages, turns in rows:
+        if done[_row_key(instruction, turns)] > 0:
+            done[_row_key(instruction, turns)] -= 1
         else:
-            todo.append((instruction, messages))
+            todo.append((instruction, messages, turns))
     if not todo:
         click.echo(f"{output_path}: all {len(rows)} rows already generated", err=True)
         return
     session, rules, sampling, name = open_session(opts)
     stops = tokens = 0
     started = time.perf_counter()
-    replies = generate_all(session, [messages for _, messages in todo], parallel, max_tokens=opts["max_tokens"],
-                           sampling=sampling, rules=rules)
+    prompts = [([], turns) if turns else user_turns(messages) for _, messages, turns in todo]
+    replies = answer_turns(session, prompts, rules, opts["history"], parallel, max_tokens=opts["max_tokens"],
+                           sampling=sampling)
     with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:
-        for index, generation in bar:
-            out.write({"instruction": todo[index][0], "output": generation.text, "generator": name,
-                       "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens})
+        for index, generations in bar:
+            instruction, _, turns = todo[index]
+            generation = generations[-1]
+            row = {"instruction": instruction, "output": generation.text, "generator": name,
+                   "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens}
+            if turns:
+                row |= {"turns": turns, "outputs": [g.text for g in generations]}
+            out.write(row)
             stops += generation.finish_reason == "stop"
-            tokens += generation.n_tokens
+            tokens += sum(g.n_tokens for g in generations)
             bar.set_postfix(stop=f"{stops}/{bar.n + 1}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
-    _sort_like_input(output_path, [instruction for instruction, _ in rows])
+    _sort_like_input(output_path, [_row_key(instruction, turns) for instruction, _, turns in rows])
     click.echo(f"{output_path}: {len(todo)} rows written ({stops} stopped on their own)", err=True)
 
 
-def _sort_like_input(path: Path, instructions: list[str]) -> None:
-    """Rewrite `path` (atomically) with its rows in the order of `instructions`; rows for instructions not
-    in the input stay first, as they were."""
+def _sort_like_input(path: Path, keys: list[tuple]) -> None:
+    """Rewrite `path` (atomically) with its rows in the order of the input rows' `keys`; rows that match no
+    input row stay first, as they were."""
     import json
 
     from .jsonl import read_completed_rows, write_atomic
 
-    by_instruction = collections.defaultdict(collections.deque)
+    by_key = collections.defaultdict(collections.deque)
     rows = read_completed_rows(path)
     for row in rows:
-        by_instruction[row.get("instruction")].append(row)
-    ordered = [by_instruction[text].popleft() for text in instructions if by_instruction[text]]
-    others = [row for queue in by_instruction.values() for row in queue]
+        by_key[_row_key(row.get("instruction"), row.get("turns"))].append(row)
+    ordered = [by_key[key].popleft() for key in keys if by_key[key]]
+    others = [row for queue in by_key.values() for row in queue]
     if others + ordered != rows:
         write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in others + ordered))
 

@@ -19,14 +19,15 @@ threads_option = click.option("--threads", type=int, default=None,
 
 
 def _print_table(results: dict) -> None:
-    from .metrics import METRIC_NAMES
+    from .metrics import metric_names
 
-    header = ["model"] + list(METRIC_NAMES)
+    names = metric_names(next(iter(results["models"].values()))["metrics"])
+    header = ["model"] + names
     click.echo("  ".join(f"{h:>15}" for h in header))
     for name, entry in results["models"].items():
         m = entry["metrics"]
         cells = [f"{name:>15}"] + [
-            f"{m[k]:>15.1f}" if k == "mean_tokens" else f"{m[k]:>15.3f}" for k in METRIC_NAMES
+            f"{m[k]:>15.1f}" if k == "mean_tokens" else f"{m[k]:>15.3f}" for k in names
         ]
         click.echo("  ".join(cells))
     for name, entry in results["models"].items():

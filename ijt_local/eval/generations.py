@@ -42,13 +42,40 @@ def check_cache_meta(cache: Path, meta: dict) -> None:
 
 
 def cached_rows(cache: Path, prompts: list[EvalPrompt]) -> dict[str, dict]:
-    """Cached rows by id; a row whose instruction changed since (an edited prompts file) is stale."""
-    wanted = {p.id: p.instruction for p in prompts}
+    """Cached rows by id; a row whose instruction (or turns) changed since (an edited prompts file) is stale."""
+    wanted = {p.id: (p.instruction, list(p.turns) if p.turns else None) for p in prompts}
     return {
         row["id"]: row
         for row in read_completed_rows(cache)
-        if row.get("id") in wanted and row.get("instruction") == wanted[row["id"]]
+        if row.get("id") in wanted and (row.get("instruction"), row.get("turns")) == wanted[row["id"]]
     }
+
+
+def cache_row(session, prompt: EvalPrompt, generations: list) -> dict:
+    """One cache row for a prompt's replies (one per turn): `output`, `finish_reason`, `role_tag` and
+    `n_tokens` describe the last reply; a multi-turn row also keeps `turns`, `outputs`, `turn_tokens`."""
+    gen = generations[-1]
+    # With stop_at_role_tags the runtime cuts the tag from the text; find it in the raw tokens.
+    raw = session.detokenize(gen.tokens)
+    row = {
+        "id": prompt.id,
+        "instruction": prompt.instruction,
+        "output": gen.text,
+        "finish_reason": gen.finish_reason,
+        "role_tag": find_role_tag(raw) or find_role_tag(gen.text),
+        "n_tokens": gen.n_tokens,
+    }
+    if prompt.turns:
+        row |= {"turns": list(prompt.turns), "outputs": [g.text for g in generations],
+                "turn_tokens": [g.n_tokens for g in generations]}
+    return row
+
+
+def prompt_turns(prompt: EvalPrompt) -> tuple[list[dict], list[str]]:
+    """(messages before the first turn to answer, user turns) for `answer_turns`."""
+    from ..conversation import user_turns
+
+    return ([], list(prompt.turns)) if prompt.turns else user_turns(prompt.messages)
 
 
 def generate_cached(
@@ -82,7 +109,7 @@ def generate_cached(
     missing = [p for p in prompts if p.id not in done]
     name = label or spec.text
     if missing:
-        from ..batched import generate_all
+        from ..conversation import answer_turns
         from ..runtime import SamplingParams
 
         log(f"{name}: {len(done)} cached, generating {len(missing)} with {spec.text}")
@@ -90,27 +117,18 @@ def generate_cached(
         sampling = SamplingParams(temperature=temperature, seed=seed)
         try:
             with JsonlAppender(cache) as out:
-                replies = generate_all(session, [p.messages for p in missing], parallel, max_tokens=max_tokens,
-                                       sampling=sampling, rules=rules, stop_at_role_tags=stop_at_role_tags)
+                replies = answer_turns(session, [prompt_turns(p) for p in missing], rules, parallel=parallel,
+                                       max_tokens=max_tokens, sampling=sampling,
+                                       stop_at_role_tags=stop_at_role_tags)
                 last = time.perf_counter()
-                for index, gen in replies:
+                for index, generations in replies:
                     prompt = missing[index]
-                    # With stop_at_role_tags the runtime cuts the tag from the text; find it in the raw tokens.
-                    raw = session.detokenize(gen.tokens)
                     now = time.perf_counter()
-                    row = {
-                        "id": prompt.id,
-                        "instruction": prompt.instruction,
-                        "output": gen.text,
-                        "finish_reason": gen.finish_reason,
-                        "role_tag": find_role_tag(raw) or find_role_tag(gen.text),
-                        "n_tokens": gen.n_tokens,
-                        "seconds": round(now - last, 3),
-                    }
+                    row = cache_row(session, prompt, generations) | {"seconds": round(now - last, 3)}
                     last = now
                     out.write(row)
                     done[prompt.id] = row
-                    log(f"{name}: {len(done)}/{len(prompts)} ({gen.n_tokens} tokens, {gen.finish_reason})")
+                    log(f"{name}: {len(done)}/{len(prompts)} ({row['n_tokens']} tokens, {row['finish_reason']})")
         finally:
             session.close()
     return [done[p.id] for p in prompts]

@@ -17,6 +17,17 @@ Each generation row carries `instruction`, `output`, `finish_reason` ('stop' | '
     repetition_rate  mean over outputs of the share of word REPETITION_N-grams that repeat an earlier one
                      in the same output (0 = no repeated 4-gram, near 1 = a loop)
     mean_tokens      mean number of generated tokens
+    turn2_copy_rate  (only for files with `turns` rows; the five metrics above are then computed on each
+                     row's last turn) share of second replies that mostly copy the first: at least
+                     COPY_THRESHOLD (50 %) of the second reply's distinct word COPY_N-grams occur in the
+                     model's first reply. Half, not 80 % as for echoes: a 270M model copying its first reply
+                     drifts after a few sentences, and an answer to an unrelated question shares almost no
+                     3-grams with the first reply (0.7 % on average for SmolLM2-135M-Instruct on the
+                     two-turn dev set, none at 50 %). On real follow-ups ("Make it shorter.") copying is
+                     often right: there the same model reaches 52 % on average.
+
+Multi-turn rows carry `turns` (the user messages) and `outputs` (the replies, in order) beside
+`instruction`/`output` (the last turn and its reply).
 """
 
 from __future__ import annotations
@@ -28,8 +39,11 @@ from ..prompts import CHATML, TULU
 ECHO_N = 3
 ECHO_THRESHOLD = 0.8
 REPETITION_N = 4
+COPY_N = 3
+COPY_THRESHOLD = 0.5
 ROLE_TAGS = tuple(dict.fromkeys(TULU.role_tags + CHATML.role_tags + ("<start_of_turn>", "<end_of_turn>")))
 METRIC_NAMES = ("stop_rate", "role_leak_rate", "echo_rate", "repetition_rate", "mean_tokens")
+MULTITURN_METRIC_NAMES = ("turn2_copy_rate",)
 
 DEFINITIONS = {
     "stop_rate": "share of outputs ended by EOS or a role tag within the token budget",
@@ -39,6 +53,8 @@ DEFINITIONS = {
     f"{ECHO_N}-grams",
     "repetition_rate": f"mean share of word {REPETITION_N}-grams that repeat an earlier one in the same output",
     "mean_tokens": "mean number of generated tokens",
+    "turn2_copy_rate": f"share of two-turn rows whose second reply has >= {COPY_THRESHOLD:.0%} of its word "
+    f"{COPY_N}-grams in the first reply (rows with turns; the other metrics then measure the last turn)",
 }
 
 
@@ -71,6 +87,26 @@ def echo_overlap(instruction: str, output: str) -> float:
     return len(wanted & have) / len(wanted)
 
 
+def copy_overlap(earlier: str, reply: str) -> float:
+    """Share of the reply's distinct word n-grams that occur in an earlier reply."""
+    out = words(reply)
+    if not out:
+        return 0.0
+    n = min(COPY_N, len(out))
+    grams = set(ngrams(out, n))
+    return len(grams & set(ngrams(words(earlier), n))) / len(grams)
+
+
+def is_turn2_copy(row: dict) -> bool:
+    outputs = row["outputs"]
+    return copy_overlap(outputs[0], outputs[1]) >= COPY_THRESHOLD
+
+
+def metric_names(metrics: dict) -> list[str]:
+    """The metric columns a result has: the five, and the multi-turn one when its prompts had turns."""
+    return [name for name in METRIC_NAMES + MULTITURN_METRIC_NAMES if name in metrics]
+
+
 def is_echo(instruction: str, output: str) -> bool:
     return echo_overlap(instruction, output) >= ECHO_THRESHOLD
 
@@ -87,14 +123,17 @@ def is_role_leak(row: dict) -> bool:
 
 
 def behaviour_metrics(rows: list[dict]) -> dict:
-    """The five metrics over generation rows (an empty list gives zeros)."""
+    """The five metrics over generation rows (an empty list gives zeros), and `turn2_copy_rate` over the
+    rows with two or more turns when there are any."""
     n = len(rows)
     if n == 0:
         return {name: 0.0 for name in METRIC_NAMES}
+    multi = [r for r in rows if len(r.get("outputs") or ()) >= 2]
+    extra = {"turn2_copy_rate": sum(map(is_turn2_copy, multi)) / len(multi)} if multi else {}
     return {
         "stop_rate": sum(r["finish_reason"] == "stop" for r in rows) / n,
         "role_leak_rate": sum(is_role_leak(r) for r in rows) / n,
         "echo_rate": sum(is_echo(r["instruction"], r["output"]) for r in rows) / n,
         "repetition_rate": sum(repetition(r["output"]) for r in rows) / n,
         "mean_tokens": sum(r["n_tokens"] for r in rows) / n,
-    }
+    } | extra

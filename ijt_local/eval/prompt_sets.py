@@ -1,4 +1,5 @@
-"""Instruction files for evaluation: JSONL rows with `instruction`, `prompt`, or `messages`."""
+"""Instruction files for evaluation: JSONL rows with `instruction`, `prompt`, or `messages`, or multi-turn
+rows `{"turns": [first, second, ...]}` (user messages the model answers in order)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import iter_jsonl
-from ..prompts import instruction_messages
+from ..prompts import instruction_messages, parse_turns
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class EvalPrompt:
     messages: list  # what the model is given (a trailing assistant turn removed)
     reference: str | None = None  # the dataset's own response, when it has one
     row: dict | None = None
+    turns: tuple[str, ...] | None = None  # a multi-turn row's user messages (then `instruction` is the last)
 
 
 def _nonblank_line_numbers(path: Path) -> list[int]:
@@ -34,22 +36,25 @@ def load_prompts(path: str | Path, limit: int | None = None) -> list[EvalPrompt]
     prompts, seen = [], set()
     for lineno, row in zip(line_numbers, rows):
         try:
-            messages = instruction_messages(row)
+            turns = parse_turns(row)
+            messages = instruction_messages(row) if turns is None else [{"role": "user", "content": turns[0]}]
         except ValueError as exc:
             raise UserError(f"{path}:{lineno}: {exc}") from None
         reference = None
         if messages and messages[-1]["role"] == "assistant":
             reference = messages[-1]["content"]
             messages = messages[:-1]
-        users = [m for m in messages if m["role"] == "user"]
-        if not users or not str(users[-1]["content"]).strip():
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        instruction = turns[-1] if turns is not None else (users[-1] if users else "")
+        if not str(instruction).strip():
             raise UserError(f"{path}:{lineno}: no user instruction")
         key = row.get("id", row.get("key", len(prompts)))
         key = str(key)
         if key in seen:
             raise UserError(f"{path}:{lineno}: duplicate id {key!r}")
         seen.add(key)
-        prompts.append(EvalPrompt(key, str(users[-1]["content"]), messages, reference, row))
+        prompts.append(EvalPrompt(key, str(instruction), messages, reference, row,
+                                  tuple(turns) if turns is not None else None))
         if limit is not None and len(prompts) >= limit:
             break
     return prompts

@@ -8,9 +8,7 @@ import base64
 import io
 from html import escape
 
-from .metrics import DEFINITIONS, METRIC_NAMES
-
-RATE_NAMES = [name for name in METRIC_NAMES if name.endswith("_rate")]
+from .metrics import DEFINITIONS, metric_names
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
@@ -41,6 +39,7 @@ def _png(fig) -> str:
 def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[str, list[int]]) -> list[tuple[str, str]]:
     import matplotlib
 
+    rate_names = [m for m in metric_names(metrics[names[0]]) if m.endswith("_rate")]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -48,11 +47,11 @@ def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[s
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
-        values = [metrics[name][rate] for rate in RATE_NAMES]
-        bars = ax.bar([j + i * width for j in range(len(RATE_NAMES))], values, width, label=name)
+        values = [metrics[name][rate] for rate in rate_names]
+        bars = ax.bar([j + i * width for j in range(len(rate_names))], values, width, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(RATE_NAMES))])
-    ax.set_xticklabels([r.replace("_rate", "") for r in RATE_NAMES])
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(rate_names))])
+    ax.set_xticklabels([r.replace("_rate", "") for r in rate_names])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of outputs")
     ax.set_title("Behaviour rates per model")
@@ -74,7 +73,7 @@ def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[s
 
 
 def _badges(row: dict) -> str:
-    from .metrics import is_echo, is_role_leak
+    from .metrics import is_echo, is_role_leak, is_turn2_copy
 
     parts = [f'<span class="badge {escape(row["finish_reason"])}">{escape(row["finish_reason"])}</span>',
              f'<span class="badge">{int(row["n_tokens"])} tokens</span>']
@@ -82,6 +81,8 @@ def _badges(row: dict) -> str:
         parts.append('<span class="badge flag">role leak</span>')
     if is_echo(row["instruction"], row["output"]):
         parts.append('<span class="badge flag">echo</span>')
+    if len(row.get("outputs") or ()) >= 2 and is_turn2_copy(row):
+        parts.append('<span class="badge flag">copies reply 1</span>')
     return "".join(parts)
 
 
@@ -89,6 +90,7 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
     """The whole page as a string. `generations[name]` lists rows in prompt order for every model."""
     names = list(results["models"])
     metrics = {name: results["models"][name]["metrics"] for name in names}
+    shown = metric_names(metrics[names[0]]) if names else []
     token_counts = {name: [row["n_tokens"] for row in generations[name]] for name in names}
     html = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             "<title>ijt-local compare</title>", f"<style>{STYLE}</style></head><body>",
@@ -100,12 +102,12 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
             + ("a role tag or EOS ends a reply.</p>" if results["settings"].get("stop_at_role_tags")
                else "only EOS ends a reply (generation runs through role tags, as in the paper).</p>"),
             "<h2>Metrics</h2>", '<table class="metrics"><tr><th>model</th><th>spec</th>']
-    html += [f"<th>{escape(m)}</th>" for m in METRIC_NAMES]
+    html += [f"<th>{escape(m)}</th>" for m in shown]
     extra = [key for key in ("winrate",) if any(key in results["models"][n] for n in names)]
     html += [f"<th>{escape(k)}</th>" for k in extra] + ["</tr>"]
     for name in names:
         html.append(f"<tr><td>{escape(name)}</td><td><code>{escape(results['models'][name]['spec'])}</code></td>")
-        for m in METRIC_NAMES:
+        for m in shown:
             value = metrics[name][m]
             html.append(f"<td>{value:.1f}</td>" if m == "mean_tokens" else f"<td>{value:.3f}</td>")
         for key in extra:
@@ -118,7 +120,7 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
             html.append(f"<td>{escape(cell)}</td>")
         html.append("</tr>")
     html.append("</table><dl class=\"defs\">")
-    for m in METRIC_NAMES:
+    for m in shown:
         html.append(f"<dt>{escape(m)}</dt><dd>{escape(DEFINITIONS[m])}</dd>")
     html.append("</dl><h2>Plots</h2><div class=\"plots\">")
     if names:
@@ -127,12 +129,16 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
     html.append("</div><h2>Outputs</h2>")
     columns = f"grid-template-columns: repeat({max(len(names), 1)}, minmax(0, 1fr));"
     for index, rows in enumerate(zip(*(generations[n] for n in names))):
+        turns = rows[0].get("turns") or [rows[0]["instruction"]]
         html.append(f'<div class="item" id="p{index}"><div class="instruction">{index + 1}. '
-                    f"{escape(rows[0]['instruction'])}</div>")
+                    + "\n".join(f"[turn {k}] " * (len(turns) > 1) + escape(t) for k, t in enumerate(turns, 1))
+                    + "</div>")
         html.append(f'<div class="outputs" style="{columns}">')
         for name, row in zip(names, rows):
+            replies = row.get("outputs") or [row["output"]]
+            text = "\n\n".join(f"[reply {k}] " * (len(replies) > 1) + r for k, r in enumerate(replies, 1))
             html.append(f'<div class="output"><h3>{escape(name)}{_badges(row)}</h3>'
-                        f"<pre>{escape(row['output'])}</pre></div>")
+                        f"<pre>{escape(text)}</pre></div>")
         html.append("</div></div>")
     html.append("</body></html>")
     return "\n".join(html)
