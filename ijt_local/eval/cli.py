@@ -42,6 +42,8 @@ def _print_table(results: dict) -> None:
                                               f"{w['length_controlled_standard_error']:.3f}")
             click.echo(f"{name} vs {w['reference']}: win rate {w['win_rate']:.3f}{se}{lc_text} "
                        f"({w['scored']} scored, {w['invalid_judgements']} invalid judgements)")
+            if w.get("note"):
+                click.echo(f"  note: {w['note']}")
 
 
 def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=None, max_output_tokens=None,

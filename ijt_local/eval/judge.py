@@ -106,6 +106,8 @@ class OpenAIJudge:
         return (f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names m or M "
                 f"(e.g. {rows[-1]['reply'][:60]!r})")
 
+    agreement = None  # unknown: measure it with scripts/judge_agreement.py's method
+
     def close(self) -> None:
         pass
 
@@ -232,7 +234,20 @@ def summarize(rows: list[dict], judge) -> dict:
         "first_position_preference": mean_and_standard_error(first_position)[0],
         "mean_output_chars": sum(r["output_chars"] for r in rows) / len(rows),
         "mean_reference_chars": sum(r["reference_chars"] for r in rows) / len(rows),
-    }
+    } | agreement_note(getattr(judge, "agreement", None))
+
+
+def agreement_note(agreement: dict | None) -> dict:
+    """The judge's measured agreement with GPT-4, and a warning when it is no better than length."""
+    if not agreement:
+        return {}
+    note = {"judge_agreement_with_gpt4": agreement}
+    if agreement["agreement"] <= agreement["length_baseline"]:
+        note["note"] = ("this judge agrees with GPT-4 no more often than 'the longer output wins' "
+                        f"({agreement['agreement']:.0%} vs {agreement['length_baseline']:.0%} on "
+                        f"{agreement['pairs']} AlpacaEval pairs): read the length-controlled win rate, "
+                        "and use --judge-url with a stronger judge for raw win rates")
+    return note
 
 
 def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,

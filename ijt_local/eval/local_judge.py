@@ -25,6 +25,12 @@ from .judge_prompts import DEFAULT_FORM, get_form
 
 DEFAULT_MAX_OUTPUT_TOKENS = 400
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
+# Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs (README), for the
+# named judge at the default truncation; reported beside every win rate this judge gives.
+MEASURED_AGREEMENT = {
+    ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "direct"): {
+        "agreement": 0.59, "agreement_se": 0.049, "length_baseline": 0.685, "pairs": 100},
+}
 _CONTROL_STRINGS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 
@@ -99,6 +105,8 @@ class LocalJudge:
         # What a cached judgement depends on: the judge file, the prompt form and the truncation.
         self.cache_id = f"{self.resolved.path.name}:{size}|{self.form.name}|{max_output_tokens}"
         self.model = f"{self.resolved.path.name} ({self.form.name})"
+        measured = MEASURED_AGREEMENT.get((self.resolved.path.name, self.form.name))
+        self.agreement = measured if measured and max_output_tokens == DEFAULT_MAX_OUTPUT_TOKENS else None
 
     def _load(self) -> None:
         from ..runtime import Session
