@@ -155,6 +155,14 @@ def summarize(rows: list[dict], args, requested: int) -> dict:
     agree, agree_se = mean_se(judge_agree)
     length, length_se = mean_se(length_agree)
     difference, difference_se = mean_se([a - b for a, b in zip(judge_agree, length_agree)])
+    by_file = {}
+    for row, judged, length in zip(rows, judge_agree, length_agree):
+        entry = by_file.setdefault(row["pair"]["file"], {"pairs": 0, "agreement": [], "length_baseline": []})
+        entry["pairs"] += 1
+        entry["agreement"].append(judged)
+        entry["length_baseline"].append(length)
+    for entry in by_file.values():
+        entry["agreement"], entry["length_baseline"] = _mean(entry["agreement"]), _mean(entry["length_baseline"])
     judgements = [j for row in rows for j in row["judgements"]]
     seconds = [j["seconds"] for j in judgements]
     gpt4_prefers_1 = statistics.fmean(float(row["gpt4"] == 1) for row in rows)
@@ -181,6 +189,7 @@ def summarize(rows: list[dict], args, requested: int) -> dict:
         "invalid_judgements": invalid,
         "seconds_per_judgement": _mean(seconds),
         "seconds_per_pair": round(2 * statistics.fmean(seconds), 2) if seconds else None,
+        "by_file": by_file,
         "mean_prompt_tokens": round(statistics.fmean(j["prompt_tokens"] for j in judgements)) if judgements else None,
     }
 

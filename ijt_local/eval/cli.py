@@ -8,8 +8,7 @@ import json
 import click
 
 from ..runtime_cli import parallel_option
-from .judge_prompts import DEFAULT_FORM, PROMPT_FORMS
-from .local_judge import DEFAULT_MAX_OUTPUT_TOKENS
+from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS
 
 MODEL_SPEC_HELP = (
     "default | smollm2-135m-instruct | judge | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
@@ -54,8 +53,7 @@ def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=Non
     if judge_spec and judge_url:
         raise UserError("give either --judge SPEC (in-process) or --judge-url URL, not both")
     if judge_spec:
-        from .local_judge import DEFAULT_MAX_OUTPUT_TOKENS, LocalJudge
-        from .judge_prompts import DEFAULT_FORM
+        from .local_judge import LocalJudge
 
         return LocalJudge(judge_spec, form=prompt_form or DEFAULT_FORM,
                           max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS, threads=threads)

@@ -77,6 +77,7 @@ CRITERIA_USERS = (
 )
 
 ANSWER_PREFIX = "The better response is ("
+DEFAULT_MAX_OUTPUT_TOKENS = 400  # each output is cut to this many judge tokens, the instruction to twice that
 
 
 @dataclass(frozen=True)

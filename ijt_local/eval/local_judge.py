@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .judge_prompts import DEFAULT_FORM, get_form
+from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, get_form
 
-DEFAULT_MAX_OUTPUT_TOKENS = 400
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
 # Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs (README), for the
 # named judge at the default truncation; reported beside every win rate this judge gives.
