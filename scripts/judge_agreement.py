@@ -156,11 +156,11 @@ def summarize(rows: list[dict], args, requested: int) -> dict:
     length, length_se = mean_se(length_agree)
     difference, difference_se = mean_se([a - b for a, b in zip(judge_agree, length_agree)])
     by_file = {}
-    for row, judged, length in zip(rows, judge_agree, length_agree):
+    for row, judge_value, length_value in zip(rows, judge_agree, length_agree):
         entry = by_file.setdefault(row["pair"]["file"], {"pairs": 0, "agreement": [], "length_baseline": []})
         entry["pairs"] += 1
-        entry["agreement"].append(judged)
-        entry["length_baseline"].append(length)
+        entry["agreement"].append(judge_value)
+        entry["length_baseline"].append(length_value)
     for entry in by_file.values():
         entry["agreement"], entry["length_baseline"] = _mean(entry["agreement"]), _mean(entry["length_baseline"])
     judgements = [j for row in rows for j in row["judgements"]]
