@@ -239,7 +239,7 @@ def test_in_process_judge_end_to_end_then_from_cache(tmp_path):
     reference = _write(tmp_path / "ref.jsonl", PAIRS_REFERENCE)
     out = tmp_path / "out"
     args = ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),
-            "--judge", "smollm2-135m-instruct", "--out", str(out), "--threads", "1"]
+            "--judge", "smollm2-135m-instruct", "--prompt-form", "direct", "--out", str(out), "--threads", "1"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     result = json.loads(first.output)
@@ -281,7 +281,8 @@ def test_compare_with_in_process_judge_adds_win_rates(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["compare", "--model", "base=default", "--model", "instruct=smollm2-135m-instruct",
                                       "--prompts", str(prompts), "--out", str(out), "--max-tokens", "8",
-                                      "--threads", "1", "--judge", "smollm2-135m-instruct"])
+                                      "--threads", "1", "--judge", "smollm2-135m-instruct",
+                                      "--judge-prompt-form", "direct"])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     winrate = results["models"]["base"]["winrate"]

@@ -78,17 +78,19 @@ def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=Non
 @threads_option
 @parallel_option
 @click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=f"pairwise win rates; {JUDGE_SPEC_HELP}")
+@click.option("--judge-prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=DEFAULT_FORM, show_default=True,
+              help="how --judge is asked")
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
 @click.option("--judge-model", default=None, help="judge model name at --judge-url")
 @click.option("--judge-reference", default=None, metavar="NAME",
               help="the model every other one is judged against (default: the last --model)")
 def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, threads, parallel,
-            judge_spec, judge_url, judge_model, judge_reference):
+            judge_spec, judge_prompt_form, judge_url, judge_model, judge_reference):
     """Run instructions through several models; write DIR/results.json and DIR/report.html."""
     from .compare import run_compare
 
     judge = None
-    pairwise = make_judge(judge_spec, judge_url, judge_model, threads=threads)
+    pairwise = make_judge(judge_spec, judge_url, judge_model, threads=threads, prompt_form=judge_prompt_form)
     if pairwise is not None:
         from .judge import pairwise_judge
 

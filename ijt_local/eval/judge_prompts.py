@@ -110,7 +110,7 @@ PROMPT_FORMS = {
                    "three prefills per judgement"),
     )
 }
-DEFAULT_FORM = "direct"
+DEFAULT_FORM = "alpaca_eval_2"  # agrees best with GPT-4 on the dev pairs (README, scripts/judge_agreement.py)
 
 
 def get_form(name: str) -> PromptForm:

@@ -1,7 +1,8 @@
 """The in-process judge: a chat GGUF on the project's llama.cpp runtime that judges by reading.
 
 For one order of a pair, the prompt form is rendered with the judge's chat template, followed by the
-form's answer prefix ("The better response is ("), and prefilled once. The next-token distribution
+form's answer prefix (none for AlpacaEval 2's prompt, "The better response is (" for the direct
+question), and prefilled once. The next-token distribution
 (log-softmax over the whole vocabulary) at the answer position gives P(first) and P(second): the summed
 probability of every token that spells the identifier, with or without a leading space and followed by
 nothing or punctuation ("a", " a", "a)"), as AlpacaEval 2's weighted annotator reads the logprobs of
@@ -9,7 +10,8 @@ its identifiers. The judgement is P(first) / (P(first) + P(second)); their sum (
 the judge answered the question at all.
 
 Each output is cut to `max_output_tokens` judge tokens (marked with "…") and the instruction to twice
-that, so every prompt stays bounded (about 1,300 tokens at the default 400; ~4-6 s on 2 cores).
+that, so every prompt stays bounded (at most ~2,000 tokens at the default 400; the 1.5B judge prefills
+about 100 tokens/s on 2 cores).
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..models import JUDGE_FILE
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, get_form
 
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
 # Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs (README), for the
 # named judge at the default truncation; reported beside every win rate this judge gives.
 MEASURED_AGREEMENT = {
-    ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "direct"): {
-        "agreement": 0.59, "agreement_se": 0.049, "length_baseline": 0.685, "pairs": 100},
+    (JUDGE_FILE, "alpaca_eval_2"): {"agreement": 0.67, "agreement_se": 0.047, "length_baseline": 0.685, "pairs": 100},
+    (JUDGE_FILE, "rubric"): {"agreement": 0.61, "agreement_se": 0.049, "length_baseline": 0.685, "pairs": 100},
+    (JUDGE_FILE, "direct"): {"agreement": 0.59, "agreement_se": 0.049, "length_baseline": 0.685, "pairs": 100},
+    (JUDGE_FILE, "criteria"): {"agreement": 0.625, "agreement_se": 0.077, "length_baseline": 0.775, "pairs": 40},
 }
 _CONTROL_STRINGS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
