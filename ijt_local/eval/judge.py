@@ -59,6 +59,8 @@ def chat_completions_url(base_url: str) -> str:
 class OpenAIJudge:
     """A chat model behind an OpenAI-compatible /chat/completions endpoint, asked greedily."""
 
+    agreement = None  # with GPT-4: unknown for an arbitrary endpoint
+
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
                  max_tokens: int = 16):
         self.url = chat_completions_url(base_url)
@@ -105,8 +107,6 @@ class OpenAIJudge:
     def explain_invalid(self, rows: list[dict]) -> str:
         return (f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names m or M "
                 f"(e.g. {rows[-1]['reply'][:60]!r})")
-
-    agreement = None  # unknown: measure it with scripts/judge_agreement.py's method
 
     def close(self) -> None:
         pass
