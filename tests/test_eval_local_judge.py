@@ -157,11 +157,12 @@ def test_preferences_average_both_orders_and_identical_outputs_tie(tmp_path):
 
 def test_a_judge_no_better_than_length_has_its_agreement_and_a_note_beside_the_win_rate(tmp_path):
     judge = ScriptedJudge()
-    judge.agreement = {"agreement": 0.6, "agreement_se": 0.05, "length_baseline": 0.7, "pairs": 100}
+    judge.agreement = {"agreement": 0.72, "agreement_se": 0.03, "length_baseline": 0.7, "difference_se": 0.04,
+                       "pairs": 100}
     summary = summarize(judge_instructions(OURS, THEIRS, judge, tmp_path / "c.jsonl"), judge)
     assert summary["judge_agreement_with_gpt4"] == judge.agreement
-    assert "no more often than 'the longer output wins' (60% vs 70%" in summary["note"]
-    judge.agreement = judge.agreement | {"agreement": 0.8}
+    assert "not clearly more often than 'the longer output wins' (72% vs 70%" in summary["note"]
+    judge.agreement = judge.agreement | {"agreement": 0.79}
     assert "note" not in summarize(judge_instructions(OURS, THEIRS, judge, tmp_path / "c.jsonl"), judge)
 
 

@@ -242,8 +242,8 @@ def agreement_note(agreement: dict | None) -> dict:
     if not agreement:
         return {}
     note = {"judge_agreement_with_gpt4": agreement}
-    if agreement["agreement"] <= agreement["length_baseline"]:
-        note["note"] = ("this judge agrees with GPT-4 no more often than 'the longer output wins' "
+    if agreement["agreement"] - agreement["length_baseline"] < 2 * agreement["difference_se"]:
+        note["note"] = ("this judge agrees with GPT-4 not clearly more often than 'the longer output wins' "
                         f"({agreement['agreement']:.0%} vs {agreement['length_baseline']:.0%} on "
                         f"{agreement['pairs']} AlpacaEval pairs): read the length-controlled win rate, "
                         "and use --judge-url with a stronger judge for raw win rates")

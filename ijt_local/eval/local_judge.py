@@ -29,11 +29,15 @@ from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, get_form
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
 # Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs (README), for the
 # named judge at the default truncation; reported beside every win rate this judge gives.
-MEASURED_AGREEMENT = {
-    (JUDGE_FILE, "alpaca_eval_2"): {"agreement": 0.67, "agreement_se": 0.047, "length_baseline": 0.685, "pairs": 100},
-    (JUDGE_FILE, "rubric"): {"agreement": 0.61, "agreement_se": 0.049, "length_baseline": 0.685, "pairs": 100},
-    (JUDGE_FILE, "direct"): {"agreement": 0.59, "agreement_se": 0.049, "length_baseline": 0.685, "pairs": 100},
-    (JUDGE_FILE, "criteria"): {"agreement": 0.625, "agreement_se": 0.077, "length_baseline": 0.775, "pairs": 40},
+MEASURED_AGREEMENT = {  # difference_se: standard error of (agreement - length baseline) on the same pairs
+    (JUDGE_FILE, "alpaca_eval_2"): {"agreement": 0.685, "agreement_se": 0.033, "length_baseline": 0.6775,
+                                    "difference_se": 0.041, "pairs": 200},
+    (JUDGE_FILE, "rubric"): {"agreement": 0.61, "agreement_se": 0.049, "length_baseline": 0.685,
+                             "difference_se": 0.058, "pairs": 100},
+    (JUDGE_FILE, "direct"): {"agreement": 0.59, "agreement_se": 0.049, "length_baseline": 0.685,
+                             "difference_se": 0.055, "pairs": 100},
+    (JUDGE_FILE, "criteria"): {"agreement": 0.625, "agreement_se": 0.077, "length_baseline": 0.775,
+                               "difference_se": 0.084, "pairs": 40},
 }
 _CONTROL_STRINGS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
