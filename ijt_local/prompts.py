@@ -24,6 +24,7 @@ class ChatTemplate:
     assistant_prefix: str
     assistant_suffix: str  # follows the EOS token text
     role_tags: tuple[str, ...]
+    system_prefix: str | None = None  # templates without a system role render it as a user turn
 
     def render(self, messages: list[dict], eos: str = "", add_generation_prompt: bool = True) -> str:
         """Messages -> prompt text. Completed assistant turns end with `eos`; the last turn is left open
@@ -36,7 +37,7 @@ class ChatTemplate:
             elif role == "assistant":
                 parts.append(f"{self.assistant_prefix}{content}{eos}{self.assistant_suffix}")
             elif role == "system":
-                parts.append(f"{self.user_prefix}{content}{self.user_suffix}")
+                parts.append(f"{self.system_prefix or self.user_prefix}{content}{self.user_suffix}")
             else:
                 raise ValueError(f"unknown role {role!r}")
         if add_generation_prompt and (not messages or messages[-1]["role"] != "assistant"):
@@ -68,6 +69,7 @@ CHATML = ChatTemplate(
     assistant_prefix="<|im_start|>assistant\n",
     assistant_suffix="\n",
     role_tags=("<|im_start|>", "<|im_end|>", USER_TAG, ASSISTANT_TAG),
+    system_prefix="<|im_start|>system\n",
 )
 
 TEMPLATES = {t.name: t for t in (TULU, CHATML)}

@@ -367,6 +367,15 @@ class Session:
         llama_cpp.llama_memory_clear(self._memory, True)
         return out
 
+    def next_token_logprobs(self, tokens: list[int]) -> np.ndarray:
+        """log p(next token | tokens) over the whole vocabulary (float64): one prefill, nothing sampled."""
+        if not tokens or len(tokens) >= self.n_ctx:
+            raise UserError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
+        self._prefill(tokens)
+        logits = self._logits_view().astype(np.float64)
+        top = logits.max()
+        return logits - (top + np.log(np.exp(logits - top).sum()))
+
     def score_response(self, messages: list[dict], response: str, rules: RuleConfig | None = None) -> ResponseScore:
         """log p(response | prompt) under the model, or under the normalised product of experts
         (logit + rule score − logsumexp(logit + rule score)) when `rules` is given."""

@@ -75,11 +75,11 @@ def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, t
     _write(outputs, [
         {"instruction": "What is the capital of France?", "output": "The capital of France is Paris."},
         {"instruction": "Say hi.", "output": "Hi!"},
-        {"instruction": "Only in the outputs", "output": "x"},
     ])
     _write(reference, [
         {"instruction": "What is the capital of France?", "output": "I like turtles."},
         {"instruction": "Say hi.", "output": "Hi!"},  # identical: a tie without a request
+        {"instruction": "Only in the reference", "output": "x"},  # a larger reference is fine
     ])
     cache = tmp_path / "judgements.jsonl"
     args = ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),

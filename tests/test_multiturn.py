@@ -261,8 +261,9 @@ def test_compare_answers_each_turn_and_reports_the_copy_rate(tmp_path):
                           threads=1, log=lambda text: None)
     metrics = results["models"]["instruct"]["metrics"]
     assert metric_names(metrics) == list(METRIC_NAMES) + ["turn2_copy_rate"]
-    rows = [json.loads(line) for line in (tmp_path / "out" / "generations" / "instruct.jsonl").read_text().splitlines()]
-    assert rows[0]["turns"] == ["Name a fruit.", "Now name a color."] and len(rows[0]["outputs"]) == 2
-    assert rows[0]["output"] == rows[0]["outputs"][1] and rows[0]["instruction"] == "Now name a color."
-    assert "outputs" not in rows[1]
+    cache = tmp_path / "out" / "generations" / "instruct.jsonl"
+    rows = {row["id"]: row for row in map(json.loads, cache.read_text().splitlines())}  # in finishing order
+    assert rows["a"]["turns"] == ["Name a fruit.", "Now name a color."] and len(rows["a"]["outputs"]) == 2
+    assert rows["a"]["output"] == rows["a"]["outputs"][1] and rows["a"]["instruction"] == "Now name a color."
+    assert "outputs" not in rows["b"]
     assert "[turn 2] Now name a color." in (tmp_path / "out" / "report.html").read_text()

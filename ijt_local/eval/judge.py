@@ -1,21 +1,25 @@
-"""Pairwise judge (AlpacaEval style): for each instruction, which of two outputs is better, asked of any
-OpenAI-compatible chat endpoint (a hosted API or a local `python -m llama_cpp.server`).
+"""Pairwise judge (AlpacaEval style): for each instruction, which of two outputs is better.
 
-Every pair is judged in both orders (output first, reference first) so the judge's position bias cancels;
-an instruction scores 1 if the output wins both, 0.5 if the orders disagree, 0 if the reference wins
-both, and identical outputs score 0.5 without a request. Win rate is the mean score with its standard
-error (sample sd / sqrt(n)). Replies that name neither model are counted as invalid and left out.
-Each judgement is appended to a JSONL cache as it arrives, keyed by judge model, prompt and order, so an
-interrupted or failed run resumes without asking again.
+Two judges share this machinery: `LocalJudge` (local_judge.py), a chat GGUF run in this process that reads
+its preference from next-token probabilities, and `OpenAIJudge`, any OpenAI-compatible chat endpoint (a
+hosted API or a local `python -m llama_cpp.server`) asked with AlpacaEval 2's prompt, whose text reply is
+parsed (m or M).
 
-The prompt is AlpacaEval 2.0's `alpaca_eval_clf_gpt4_turbo` annotator prompt (identifiers m and M).
+Every pair is judged in both orders (output first, reference first) so the judge's position bias cancels.
+A judgement gives the probability that the first output is better (0 or 1 for a parsed reply); an
+instruction's `preference` is the order-averaged probability that the OUTPUTS row beats the REFERENCE row,
+0.5 for identical outputs (no judgement needed). Win rates and their standard errors: winrate_stats.py.
+A judgement that does not answer (a reply naming neither model, or next-token mass on the identifiers
+below MIN_IDENTIFIER_MASS) is invalid and left out; if the first few new judgements are all invalid, the
+run stops with one line saying why. Each judgement is appended to a JSONL cache as it arrives, keyed by
+the judge (model, prompt form, truncation), the order and the texts, so an interrupted or failed run
+resumes without judging again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import urllib.error
@@ -23,50 +27,14 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import UserError
-from ..jsonl import JsonlAppender, read_completed_rows
-
-SYSTEM_PROMPT = (
-    "You are a highly efficient assistant, who evaluates and selects the best large language model (LLMs) "
-    "based on the quality of their responses to a given instruction. This process will be used to create a "
-    "leaderboard reflecting the most accurate and human-preferred answers."
-)
-
-USER_PROMPT = '''I require a leaderboard for various large language models. I'll provide you with prompts given to these models and their corresponding outputs. Your task is to assess these responses, and select the model that produces the best output from a human perspective.
-
-## Instruction
-
-{{
-    "instruction": """{instruction}""",
-}}
-
-## Model Outputs
-
-Here are the unordered outputs from the models. Each output is associated with a specific model, identified by a unique model identifier.
-
-{{
-    {{
-        "model_identifier": "m",
-        "output": """{output_1}"""
-    }},
-    {{
-        "model_identifier": "M",
-        "output": """{output_2}"""
-    }}
-}}
-
-## Task
-
-Evaluate the models based on the quality and relevance of their outputs, and select the model that generated the best output. Answer by providing the model identifier of the best model. We will use your output as the name of the best model, so make sure your output only contains one of the following model identifiers and nothing else (no quotes, no spaces, no new lines, ...): m or M.
-
-## Best Model Identifier'''
+from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
+from .judge_prompts import PROMPT_FORMS
+from .winrate_stats import length_controlled_win_rate, mean_and_standard_error
 
 
 def judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict]:
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": USER_PROMPT.format(instruction=instruction, output_1=output_1,
-                                                        output_2=output_2)},
-    ]
+    form = PROMPT_FORMS["alpaca_eval_2"]
+    return form.messages(form.questions[0], instruction, output_1, output_2)
 
 
 def parse_preference(reply: str) -> int | None:
@@ -90,6 +58,8 @@ def chat_completions_url(base_url: str) -> str:
 
 class OpenAIJudge:
     """A chat model behind an OpenAI-compatible /chat/completions endpoint, asked greedily."""
+
+    agreement = None  # with GPT-4: unknown for an arbitrary endpoint
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
                  max_tokens: int = 16):
@@ -123,6 +93,24 @@ class OpenAIJudge:
         except (KeyError, IndexError, TypeError):
             raise UserError(f"judge at {self.url}: unexpected reply {str(payload)[:200]}") from None
 
+    @property
+    def cache_id(self) -> str:
+        return self.model
+
+    def judge(self, instruction: str, first: str, second: str) -> dict:
+        return {"reply": self.complete(judge_messages(instruction, first, second))}
+
+    def first_probability(self, row: dict) -> float | None:
+        picked = parse_preference(row["reply"])
+        return None if picked is None else float(picked == 1)
+
+    def explain_invalid(self, rows: list[dict]) -> str:
+        return (f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names m or M "
+                f"(e.g. {rows[-1]['reply'][:60]!r})")
+
+    def close(self) -> None:
+        pass
+
 
 def judgement_key(model: str, order: str, instruction: str, first: str, second: str) -> str:
     return hashlib.sha256(json.dumps([model, order, instruction, first, second]).encode()).hexdigest()
@@ -141,64 +129,153 @@ def load_outputs(path: str | Path) -> dict[str, str]:
     return table
 
 
-def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
-                limit: int | None = None) -> dict:
-    """Win rate of `outputs` over `reference` on their shared instructions (the first `limit`), judged in
-    both orders."""
-    shared = [instruction for instruction in outputs if instruction in reference][:limit]
-    if not shared:
-        raise UserError("the outputs and the reference share no instruction")
-    cache = Path(cache)
-    done = {row["key"]: row for row in read_completed_rows(cache)}
-    scores, invalid, first_wins, valid = [], 0, 0, 0
-    with JsonlAppender(cache) as appender:
-        for instruction in shared:
-            ours, theirs = outputs[instruction], reference[instruction]
-            if ours.strip() == theirs.strip():
-                scores.append(0.5)
+ORDERS = ("output_first", "reference_first")
+FAIL_AFTER_INVALID = 4  # new judgements, all invalid, before the run stops
+
+
+class JudgementCache:
+    """Judgements of one judge, cached in a JSONL file: `pair` judges what is missing (both orders) and
+    appends each judgement as it finishes. Stops with the judge's own explanation when the first few new
+    judgements are all invalid."""
+
+    def __init__(self, judge, path: str | Path):
+        self.judge = judge
+        self.path = Path(path)
+        self.done = {row["key"]: row for row in read_completed_rows(self.path) if "key" in row}
+        self._appender = None
+        self._new_invalid: list[dict] = []
+        self._new_valid = 0
+
+    def __enter__(self):
+        self._appender = JsonlAppender(self.path)
+        return self
+
+    def __exit__(self, *exc):
+        self._appender.close()
+
+    def judgement(self, order: str, instruction: str, first: str, second: str) -> tuple[dict, bool]:
+        """(cached row, whether it was judged just now)."""
+        key = judgement_key(self.judge.cache_id, order, instruction, first, second)
+        if key in self.done:
+            return self.done[key], False
+        row = {"key": key, "order": order, "instruction": instruction} | self.judge.judge(instruction, first, second)
+        self._appender.write(row)
+        self.done[key] = row
+        return row, True
+
+    def pair(self, instruction: str, ours: str, theirs: str) -> dict:
+        """{order: P(ours beats theirs) in that order, or None if invalid; 'rows': the judgements}."""
+        values, rows = {}, []
+        for order, (first, second) in zip(ORDERS, ((ours, theirs), (theirs, ours))):
+            row, new = self.judgement(order, instruction, first, second)
+            rows.append(row)
+            p_first = self.judge.first_probability(row)
+            if p_first is None:
+                values[order] = None
+                if new:
+                    self._new_invalid.append(row)
+                    if len(self._new_invalid) >= FAIL_AFTER_INVALID and self._new_valid == 0:
+                        raise UserError(self.judge.explain_invalid(self._new_invalid))
                 continue
-            wins = []
-            for order, (first, second) in (("output_first", (ours, theirs)), ("reference_first", (theirs, ours))):
-                key = judgement_key(judge.model, order, instruction, first, second)
-                if key not in done:
-                    reply = judge.complete(judge_messages(instruction, first, second))
-                    done[key] = {"key": key, "order": order, "instruction": instruction, "reply": reply}
-                    appender.write(done[key])
-                picked = parse_preference(done[key]["reply"])
-                if picked is None:
-                    invalid += 1
-                    continue
-                valid += 1
-                first_wins += picked == 1
-                wins.append(1.0 if (picked == 1) == (order == "output_first") else 0.0)
-            if wins:
-                scores.append(sum(wins) / len(wins))
-    n = len(scores)
-    mean = sum(scores) / n if n else None
-    se = math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1) / n) if n > 1 else None
+            self._new_valid += new
+            values[order] = p_first if order == "output_first" else 1.0 - p_first
+        return values | {"rows": rows}
+
+
+def judge_instructions(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
+                       limit: int | None = None, outputs_name: str = "outputs",
+                       reference_name: str = "reference") -> list[dict]:
+    """One row per instruction of `outputs` (the first `limit`): its preference and per-order values.
+    Every instruction of `outputs` must be in `reference` (the reference may have more)."""
+    instructions = list(outputs)[:limit]
+    if not instructions:
+        raise UserError(f"{outputs_name}: no outputs to judge")
+    missing = [instruction for instruction in instructions if instruction not in reference]
+    if missing:
+        raise UserError(f"{outputs_name}: {len(missing)} of {len(instructions)} instructions are not in "
+                        f"{reference_name} (first: {missing[0][:60]!r}); the files do not line up")
+    from tqdm import tqdm
+
+    rows = []
+    with JudgementCache(judge, cache) as judgements:
+        for instruction in tqdm(instructions, desc="judging", unit="pair", disable=None, leave=False):
+            ours, theirs = outputs[instruction], reference[instruction]
+            row = {"instruction": instruction, "preference": None, "output_first": None, "reference_first": None,
+                   "output_chars": len(ours), "reference_chars": len(theirs),
+                   "identical": ours.strip() == theirs.strip()}
+            rows.append(row)
+            if row["identical"]:
+                row["preference"] = 0.5
+                continue
+            judged = judgements.pair(instruction, ours, theirs)
+            values = [judged[order] for order in ORDERS if judged[order] is not None]
+            row.update({order: judged[order] for order in ORDERS})
+            if values:
+                row["preference"] = sum(values) / len(values)
+    return rows
+
+
+def summarize(rows: list[dict], judge) -> dict:
+    scored = [row for row in rows if row["preference"] is not None]
+    preferences = [row["preference"] for row in scored]
+    win_rate, standard_error = mean_and_standard_error(preferences)
+    judged = [row for row in rows if not row["identical"]]
+    first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
+        1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
     return {
         "judge": judge.model,
-        "win_rate": mean,
-        "standard_error": se,
-        "instructions": len(shared),
-        "scored": n,
-        "invalid_judgements": invalid,
-        "first_position_preference": first_wins / valid if valid else None,
-    }
+        "win_rate": win_rate,
+        "standard_error": standard_error,
+        **length_controlled_win_rate(preferences, [r["output_chars"] for r in scored],
+                                     [r["reference_chars"] for r in scored]),
+        "instructions": len(rows),
+        "scored": len(scored),
+        "invalid_judgements": sum((row[order] is None) for row in judged for order in ORDERS),
+        "first_position_preference": mean_and_standard_error(first_position)[0],
+        "mean_output_chars": sum(r["output_chars"] for r in rows) / len(rows),
+        "mean_reference_chars": sum(r["reference_chars"] for r in rows) / len(rows),
+    } | agreement_note(getattr(judge, "agreement", None))
+
+
+def agreement_note(agreement: dict | None) -> dict:
+    """The judge's measured agreement with GPT-4, and a warning when it is no better than length."""
+    if not agreement:
+        return {}
+    note = {"judge_agreement_with_gpt4": agreement}
+    if agreement["agreement"] - agreement["length_baseline"] < 2 * agreement["difference_se"]:
+        note["note"] = ("this judge agrees with GPT-4 not clearly more often than 'the longer output wins' "
+                        f"({agreement['agreement']:.0%} vs {agreement['length_baseline']:.0%} on "
+                        f"{agreement['pairs']} AlpacaEval pairs): read the length-controlled win rate, "
+                        "and use --judge-url with a stronger judge for raw win rates")
+    return note
+
+
+def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
+                limit: int | None = None) -> dict:
+    """Win rate of `outputs` over `reference`, judged in both orders."""
+    return summarize(judge_instructions(outputs, reference, judge, cache, limit), judge)
 
 
 def run_winrate(outputs_path: str | Path, reference_path: str | Path, judge, cache: str | Path | None = None,
-                limit: int | None = None) -> dict:
+                limit: int | None = None, out_dir: str | Path | None = None) -> dict:
+    """Judge two output files; with `out_dir`, write results.json and judgements.jsonl there."""
     outputs_path, reference_path = Path(outputs_path), Path(reference_path)
     if cache is None:
-        cache = outputs_path.with_name(f"{outputs_path.stem}.judged-vs-{reference_path.stem}.jsonl")
-    result = judge_pairs(load_outputs(outputs_path), load_outputs(reference_path), judge, cache, limit)
-    return {"outputs": str(outputs_path), "reference": str(reference_path), "cache": str(cache)} | result
+        cache = (Path(out_dir) / "judge-cache.jsonl" if out_dir is not None
+                 else outputs_path.with_name(f"{outputs_path.stem}.judged-vs-{reference_path.stem}.jsonl"))
+    rows = judge_instructions(load_outputs(outputs_path), load_outputs(reference_path), judge, cache, limit,
+                              str(outputs_path), str(reference_path))
+    result = {"outputs": str(outputs_path), "reference": str(reference_path), "cache": str(cache)} | summarize(
+        rows, judge)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_atomic(out_dir / "judgements.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_atomic(out_dir / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return result
 
 
-def compare_judge(url: str, model: str | None, reference_name: str | None, out_dir: str | Path):
-    """For `compare --judge-url`: judge every model against the reference model's outputs."""
-    judge = OpenAIJudge(url, model or "judge")
+def pairwise_judge(judge, reference_name: str | None, out_dir: str | Path):
+    """For `compare`: judge every model against the reference model's outputs (default: the last)."""
 
     def run(generations: dict[str, list[dict]]) -> dict[str, dict]:
         names = list(generations)
@@ -207,12 +284,24 @@ def compare_judge(url: str, model: str | None, reference_name: str | None, out_d
             raise UserError(f"--judge-reference {reference}: not one of the models ({', '.join(names)})")
         ref = {row["instruction"]: row["output"] for row in generations[reference]}
         results = {}
-        for name in names:
-            if name == reference:
-                continue
-            ours = {row["instruction"]: row["output"] for row in generations[name]}
-            cache = Path(out_dir) / "judgements" / f"{name}-vs-{reference}.jsonl"
-            results[name] = judge_pairs(ours, ref, judge, cache) | {"reference": reference}
+        try:
+            for name in names:
+                if name == reference:
+                    continue
+                ours = {row["instruction"]: row["output"] for row in generations[name]}
+                folder = Path(out_dir) / "judgements"
+                rows = judge_instructions(ours, ref, judge, folder / f"{name}-vs-{reference}.jsonl",
+                                          outputs_name=name, reference_name=reference)
+                write_atomic(folder / f"{name}-vs-{reference}.preferences.jsonl",
+                             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                results[name] = summarize(rows, judge) | {"reference": reference}
+        finally:
+            judge.close()
         return results
 
     return run
+
+
+def compare_judge(url: str, model: str | None, reference_name: str | None, out_dir: str | Path):
+    """`pairwise_judge` with an OpenAI-compatible endpoint (`compare --judge-url`)."""
+    return pairwise_judge(OpenAIJudge(url, model or "judge"), reference_name, out_dir)

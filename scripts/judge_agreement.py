@@ -1,0 +1,198 @@
+"""How often an in-process judge agrees with GPT-4, against "longer output wins" and chance on the same pairs.
+
+    python scripts/judge_agreement.py --judge judge --form direct --pairs 200 [--max-seconds 420] [--speed]
+
+Pairs come from ../shared/data/alpaca_eval/judge_dev/*.jsonl (GPT-4's AlpacaEval 1 preferences between
+text-davinci-003 and another model; preference 0 or missing = no decision, skipped): pooled over the
+files, shuffled with --seed, the first --pairs taken, so a larger --pairs extends the same sample. The
+judge sees every pair in both orders and its order-averaged preference decides (exactly 0.5 counts as
+half agreement, as does a pair whose judgements were all invalid). Judgements go to a cache, so a run cut
+short by --max-seconds (chunks under the shared CPU lock) resumes where it stopped.
+
+Reported (one JSON line at the end): agreement with GPT-4 and its standard error; the same for "the longer
+output (in characters) wins" and the paired difference judge - length with its standard error; chance
+(0.5) and the majority baseline (always the model GPT-4 prefers more often); agreement of each order
+alone (position bias); how often the judge picks the longer output; seconds per judgement (one order,
+one prefill) and per pair. --speed also times one judgement of a pair of two 384-token replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ijt_local.errors import UserError
+from ijt_local.eval.judge import ORDERS, JudgementCache
+from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
+from ijt_local.eval.local_judge import DEFAULT_MAX_OUTPUT_TOKENS, LocalJudge
+from ijt_local.jsonl import iter_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval" / "judge_dev"
+
+
+def load_pairs(data_dir: Path, n: int, seed: int) -> list[dict]:
+    files = sorted(data_dir.glob("*.jsonl"))
+    if not files:
+        raise UserError(f"{data_dir}: no *.jsonl annotation files")
+    pool = []
+    for path in files:
+        for row in iter_jsonl(path):
+            if row.get("preference") in (1, 2):  # 1.0 / 2.0 compare equal
+                pool.append({"file": path.stem, "instruction": row["instruction"], "output_1": row["output_1"],
+                             "output_2": row["output_2"], "gpt4": int(row["preference"])})
+    random.Random(seed).shuffle(pool)
+    return pool[:n]
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return mean, se
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def agreement(preference_for_2: float | None, gpt4: int) -> float:
+    if preference_for_2 is None or preference_for_2 == 0.5:
+        return 0.5
+    return float((preference_for_2 > 0.5) == (gpt4 == 2))
+
+
+def time_384(judge: LocalJudge, pairs: list[dict]) -> dict:
+    """Seconds for one order of a pair of two replies of exactly 384 judge tokens (not cached)."""
+    judge._load()
+    text = "\n\n".join(p["output_1"] for p in pairs)
+    tokens = judge.session.tokenize(text, special=False)
+    while len(tokens) < 768:  # a tiny sample: repeat its text
+        tokens = tokens * 2
+    first, second = judge.session.detokenize(tokens[:384]), judge.session.detokenize(tokens[384:768])
+    instruction = pairs[0]["instruction"]
+    seconds, prompt_tokens = [], 0
+    for a, b in ((first, second), (second, first), (first, second)):
+        row = judge.judge(instruction, a, b)
+        seconds.append(row["seconds"])
+        prompt_tokens = row["prompt_tokens"]
+    return {"seconds_per_judgement_384": round(min(seconds), 2), "seconds_per_pair_384": round(2 * min(seconds), 2),
+            "prompt_tokens_384": prompt_tokens}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--judge", default="judge", help="judge model spec (default: judge)")
+    parser.add_argument("--form", default=DEFAULT_FORM, choices=list(PROMPT_FORMS))
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of AlpacaEval annotation JSONL")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "judge-agreement" / "cache.jsonl")
+    parser.add_argument("--max-output-tokens", type=int, default=DEFAULT_MAX_OUTPUT_TOKENS)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop judging new pairs after this long")
+    parser.add_argument("--speed", action="store_true", help="also time a pair of two 384-token replies")
+    args = parser.parse_args()
+    try:
+        result = run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+def run(args) -> dict:
+    pairs = load_pairs(args.data, args.pairs, args.seed)
+    judge = LocalJudge(args.judge, form=args.form, max_output_tokens=args.max_output_tokens, threads=args.threads)
+    started = time.perf_counter()
+    rows = []
+    try:
+        with JudgementCache(judge, args.cache) as cache:
+            for index, pair in enumerate(pairs):
+                if args.max_seconds is not None and time.perf_counter() - started > args.max_seconds:
+                    break
+                ours, theirs = pair["output_2"], pair["output_1"]
+                if ours.strip() == theirs.strip():
+                    rows.append({"gpt4": pair["gpt4"], "values": {}, "judgements": [], "pair": pair})
+                    continue
+                judged = cache.pair(pair["instruction"], ours, theirs)
+                rows.append({"gpt4": pair["gpt4"], "values": {o: judged[o] for o in ORDERS},
+                             "judgements": judged["rows"], "pair": pair})
+                print(f"{index + 1}/{len(pairs)}", file=sys.stderr, flush=True)
+        speed = time_384(judge, pairs) if args.speed else {}
+    finally:
+        judge.close()
+    return summarize(rows, args, len(pairs)) | speed
+
+
+def summarize(rows: list[dict], args, requested: int) -> dict:
+    judge_agree, length_agree, order_agree = [], [], {order: [] for order in ORDERS}
+    picks_longer, first_position, invalid = [], [], 0
+    for row in rows:
+        gpt4, values, pair = row["gpt4"], row["values"], row["pair"]
+        valid = [v for v in values.values() if v is not None]
+        invalid += sum(v is None for v in values.values())
+        preference = statistics.fmean(valid) if valid else None
+        judge_agree.append(agreement(preference, gpt4))
+        for order in ORDERS:
+            if values.get(order) is not None:
+                order_agree[order].append(agreement(values[order], gpt4))
+                first_position.append(values[order] if order == "output_first" else 1 - values[order])
+        length_2, length_1 = len(pair["output_2"]), len(pair["output_1"])
+        length_agree.append(0.5 if length_2 == length_1 else float((length_2 > length_1) == (gpt4 == 2)))
+        if preference is not None and preference != 0.5 and length_2 != length_1:
+            picks_longer.append(float((preference > 0.5) == (length_2 > length_1)))
+    n = len(rows)
+    if n == 0:
+        raise UserError("no pair was judged (raise --max-seconds)")
+    agree, agree_se = mean_se(judge_agree)
+    length, length_se = mean_se(length_agree)
+    difference, difference_se = mean_se([a - b for a, b in zip(judge_agree, length_agree)])
+    by_file = {}
+    for row, judge_value, length_value in zip(rows, judge_agree, length_agree):
+        entry = by_file.setdefault(row["pair"]["file"], {"pairs": 0, "agreement": [], "length_baseline": []})
+        entry["pairs"] += 1
+        entry["agreement"].append(judge_value)
+        entry["length_baseline"].append(length_value)
+    for entry in by_file.values():
+        entry["agreement"], entry["length_baseline"] = _mean(entry["agreement"]), _mean(entry["length_baseline"])
+    judgements = [j for row in rows for j in row["judgements"]]
+    seconds = [j["seconds"] for j in judgements]
+    gpt4_prefers_1 = statistics.fmean(float(row["gpt4"] == 1) for row in rows)
+    return {
+        "judge": args.judge,
+        "form": args.form,
+        "max_output_tokens": args.max_output_tokens,
+        "seed": args.seed,
+        "pairs_requested": requested,
+        "pairs": n,
+        "complete": n == requested,
+        "agreement": round(agree, 4),
+        "agreement_se": round(agree_se, 4),
+        "length_baseline": round(length, 4),
+        "length_baseline_se": round(length_se, 4),
+        "difference_vs_length": round(difference, 4),
+        "difference_vs_length_se": round(difference_se, 4),
+        "chance": 0.5,
+        "majority_baseline": round(max(gpt4_prefers_1, 1 - gpt4_prefers_1), 4),
+        "agreement_output_first_only": _mean(order_agree["output_first"]),
+        "agreement_reference_first_only": _mean(order_agree["reference_first"]),
+        "first_position_preference": _mean(first_position),
+        "judge_picks_longer": _mean(picks_longer),
+        "invalid_judgements": invalid,
+        "seconds_per_judgement": _mean(seconds),
+        "seconds_per_pair": round(2 * statistics.fmean(seconds), 2) if seconds else None,
+        "by_file": by_file,
+        "mean_prompt_tokens": round(statistics.fmean(j["prompt_tokens"] for j in judgements)) if judgements else None,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
