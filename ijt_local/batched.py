@@ -11,8 +11,10 @@ logits row in place, as in the single-stream loop of `Session.generate`. A finis
 cells and the next waiting prompt starts in its slot, so the batch stays full.
 
 Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells, and the
-context per sequence is the session's `n_ctx`. Greedy text does not depend on which prompts share a batch;
-`tests/test_batched.py` checks it against single-stream decoding on the real model.
+context per sequence is the session's `n_ctx`. With up to 3 rows per step the logits are bit-identical to
+one-at-a-time decoding (`tests/test_batched.py`); from 4 rows on llama.cpp's CPU backend switches to
+multi-row matmul kernels whose logits differ by up to ~1 on gemma-3, so greedy text can part from the
+`--parallel 1` text at a near tie (how often: README, Performance).
 """
 
 from __future__ import annotations
@@ -99,9 +101,11 @@ class BatchGenerator:
         stop_at_role_tags: bool = True,
         ignore_eos: bool = False,
     ) -> Iterator[tuple[int, Generation]]:
-        """(index, Generation) for each conversation, in the order they finish. The replies are those
-        `Session.generate` gives one at a time with the same arguments (the sampler is seeded per
-        prompt). Every prompt is checked against the per-sequence context before any decoding."""
+        """(index, Generation) for each conversation, in the order they finish, with the stop handling,
+        rule state and sampler (seeded per prompt) of `Session.generate`. Every prompt is checked against
+        the per-sequence context before any decoding."""
+        import llama_cpp
+
         session = self.session
         sampling = sampling or SamplingParams()
         prompts = [session.prompt_tokens(messages) for messages in conversations]
@@ -115,8 +119,6 @@ class BatchGenerator:
         waiting = collections.deque(range(len(prompts)))
         free_ids = list(range(self.width - 1, -1, -1))
         running: dict[int, _Sequence] = {}
-        import llama_cpp
-
         llama_cpp.llama_memory_clear(self._memory, True)
         try:
             while waiting or running:
@@ -159,9 +161,8 @@ class BatchGenerator:
 
     def _prefill(self, seq: _Sequence) -> tuple[_Sequence, int]:
         """Decode a starting sequence's prompt in calls of its own: a prompt decoded in one call with
-        other sequences' tokens gets logits that differ (by up to ~0.9 on gemma-3, llama.cpp's uneven
-        per-sequence ubatch split), which would make the text depend on the batch. One token per
-        sequence in a call (`_step`) gives exactly the single-stream logits."""
+        other sequences' tokens gets logits that differ from its own prefill (by up to ~0.9 on gemma-3,
+        llama.cpp's uneven per-sequence ubatch split), so its first token would depend on the batch."""
         size = self.session.n_batch
         for start in range(0, len(seq.prompt), size):
             chunk = seq.prompt[start : start + size]
@@ -221,9 +222,8 @@ DEFAULT_PARALLEL = 16  # see default_parallel
 
 
 def default_parallel() -> int:
-    """Sequences in flight when --parallel is not given. On 2 CPU cores aggregate decode rises up to ~16-32
-    sequences and falls past that (scripts/bench_batch.py, README); 16 keeps most of the gain with half
-    the KV memory of 32."""
+    """Sequences in flight when --parallel is not given: the fastest of widths 1-16 on 2 CPU cores
+    (scripts/bench_batch.py, README), where bare llama.cpp decode also peaks around 16-32."""
     return DEFAULT_PARALLEL
 
 
