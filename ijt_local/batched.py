@@ -43,13 +43,12 @@ class _Sequence:
     sampler: object  # llama.cpp sampler chain, None = greedy
     reply: ReplyText
     started: float
-    fed: int = 0  # prompt tokens in the KV cache
     prefill_seconds: float = 0.0
 
     @property
     def position(self) -> int:
         """Position of the next token to decode."""
-        return self.fed + len(self.reply.tokens) - 1
+        return len(self.prompt) + len(self.reply.tokens) - 1
 
 
 class BatchGenerator:
@@ -168,7 +167,6 @@ class BatchGenerator:
             chunk = seq.prompt[start : start + size]
             self._decode([(token, start + offset, seq.seq_id, start + offset == len(seq.prompt) - 1)
                           for offset, token in enumerate(chunk)])
-        seq.fed = len(seq.prompt)
         return seq, len(chunk) - 1
 
     def _step(self, sequences: list[_Sequence]) -> list[tuple[_Sequence, int]]:

@@ -31,8 +31,11 @@ def generate_reply(session, messages: list[dict], rules: RuleConfig | None = Non
     return session.generate(window, rules=rules, **generate_options)
 
 
-def user_turns(messages: list[dict]) -> tuple[list[dict], list[str]]:
-    """A one-reply prompt as (messages before the last user turn, [that turn])."""
+def turns_to_answer(messages: list[dict], turns: list[str] | None) -> tuple[list[dict], list[str]]:
+    """A prompt for `answer_turns`: a multi-turn row's user turns, or a one-reply prompt as (messages
+    before its last user turn, [that turn])."""
+    if turns:
+        return [], list(turns)
     return messages[:-1], [messages[-1]["content"]]
 
 

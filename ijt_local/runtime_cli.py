@@ -202,7 +202,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) ->
     interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
 
-    from .conversation import answer_turns, user_turns
+    from .conversation import answer_turns, turns_to_answer
     from .jsonl import JsonlAppender, read_completed_rows
 
     done = collections.Counter(_row_key(row.get("instruction"), row.get("turns"))
@@ -219,7 +219,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) ->
     session, rules, sampling, name = open_session(opts)
     stops = tokens = 0
     started = time.perf_counter()
-    prompts = [([], turns) if turns else user_turns(messages) for _, messages, turns in todo]
+    prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]
     replies = answer_turns(session, prompts, rules, opts["history"], parallel, max_tokens=opts["max_tokens"],
                            sampling=sampling)
     with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:

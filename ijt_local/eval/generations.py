@@ -71,13 +71,6 @@ def cache_row(session, prompt: EvalPrompt, generations: list) -> dict:
     return row
 
 
-def prompt_turns(prompt: EvalPrompt) -> tuple[list[dict], list[str]]:
-    """(messages before the first turn to answer, user turns) for `answer_turns`."""
-    from ..conversation import user_turns
-
-    return ([], list(prompt.turns)) if prompt.turns else user_turns(prompt.messages)
-
-
 def generate_cached(
     spec: ModelSpec,
     prompts: list[EvalPrompt],
@@ -109,7 +102,7 @@ def generate_cached(
     missing = [p for p in prompts if p.id not in done]
     name = label or spec.text
     if missing:
-        from ..conversation import answer_turns
+        from ..conversation import answer_turns, turns_to_answer
         from ..runtime import SamplingParams
 
         log(f"{name}: {len(done)} cached, generating {len(missing)} with {spec.text}")
@@ -117,7 +110,7 @@ def generate_cached(
         sampling = SamplingParams(temperature=temperature, seed=seed)
         try:
             with JsonlAppender(cache) as out:
-                replies = answer_turns(session, [prompt_turns(p) for p in missing], rules, parallel=parallel,
+                replies = answer_turns(session, [turns_to_answer(p.messages, p.turns) for p in missing], rules, parallel=parallel,
                                        max_tokens=max_tokens, sampling=sampling,
                                        stop_at_role_tags=stop_at_role_tags)
                 last = time.perf_counter()
