@@ -1,25 +1,27 @@
 """Batched generation: replies to many prompts decoded together in one llama.cpp context.
 
-Every prompt gets a sequence (`seq_id`) of a context made for `width` sequences. Each step is one
-`llama_decode` holding the next token of every running sequence and, in the room left in the batch, prompt
-tokens of sequences that are starting. On a CPU one decode step reads all the weights once however many
-sequences it carries, so W sequences cost little more per step than one (llama.cpp's server serves its
-parallel slots the same way).
+Every prompt gets a sequence (`seq_id`) of a context made for `width` sequences. A new sequence's prompt
+is decoded in calls of its own; then each step is one `llama_decode` holding the next token of every
+running sequence. On a CPU one step reads all the weights once however many sequences it carries, so W
+sequences cost little more per step than one (llama.cpp's server serves its parallel slots the same way).
 
 A sequence keeps its own sampler, stop handling and rule state: the rule expert adds to that sequence's
 logits row in place, as in the single-stream loop of `Session.generate`. A finished sequence frees its KV
-cells and the next waiting prompt starts in its slot, so the batch stays full.
+cells and the next waiting prompt starts in its slot, so the batch stays full; once no prompt waits, the
+remaining sequences move down to ids 0..n-1, because llama.cpp computes a step in one pass only when its
+sequence ids are one increasing run (`_compact`).
 
-Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells, and the
-context per sequence is the session's `n_ctx`. With up to 3 rows per step the logits are bit-identical to
-one-at-a-time decoding (`tests/test_batched.py`); from 4 rows on llama.cpp's CPU backend switches to
-multi-row matmul kernels whose logits differ by up to ~1 on gemma-3, so greedy text can part from the
-`--parallel 1` text at a near tie (how often: README, Performance).
+Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells. With
+up to 3 rows per step the logits are bit-identical to one-at-a-time decoding (`tests/test_batched.py`);
+from 4 rows on llama.cpp's CPU backend switches to multi-row matmul kernels whose logits differ by up to
+~1 on gemma-3, so greedy text can part from the `--parallel 1` text at a near tie (how often: README,
+Performance).
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -29,6 +31,9 @@ import numpy as np
 from .errors import UserError
 from .rules import RuleConfig, RuleState
 from .runtime import Generation, ReplyText, SamplingParams, Session, free_sampler, pick_token
+
+
+CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
 
 
 @dataclass
@@ -52,12 +57,16 @@ class _Sequence:
 
 
 class BatchGenerator:
-    """A second llama.cpp context over a Session's model, with `width` sequences of `session.n_ctx`
-    tokens each. Reuse it for many calls; `close` frees it."""
+    """A second llama.cpp context over a Session's model, with `width` sequences. Reuse it for many calls;
+    `close` frees it.
+
+    Each sequence's context is sized to the work of a call (its longest prompt plus reply budget, rounded
+    up to CONTEXT_STEP tokens, at most `session.n_ctx`), not to `session.n_ctx`: the KV cache is `width`
+    times a sequence's context, so a 2,048-token session at width 32 would hold 65k cells for replies
+    that need a few hundred each. The context is made again only when a call needs longer sequences."""
 
     def __init__(self, session: Session, width: int):
         import llama_cpp
-        from llama_cpp import _internals
 
         if width < 1:
             raise UserError(f"--parallel must be at least 1 (got {width})")
@@ -66,22 +75,38 @@ class BatchGenerator:
             raise UserError(f"--parallel {width}: llama.cpp runs at most {limit} sequences at once")
         self.session = session
         self.width = width
+        self.seq_ctx = 0  # no context yet
+        self._context = None
+        self._batch = llama_cpp.llama_batch_init(session.n_batch, 0, 1)
+
+    def fit(self, seq_ctx: int) -> None:
+        """Make sure every sequence has room for `seq_ctx` tokens."""
+        import llama_cpp
+        from llama_cpp import _internals
+
+        seq_ctx = min(-(-seq_ctx // CONTEXT_STEP) * CONTEXT_STEP, self.session.n_ctx)
+        if seq_ctx <= self.seq_ctx:
+            return
+        if self._context is not None:
+            self._context.close()
+        session = self.session
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = session.n_ctx * width
+        params.n_ctx = seq_ctx * self.width
         params.n_batch = params.n_ubatch = session.n_batch
-        params.n_seq_max = width
+        params.n_seq_max = self.width
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = session.threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the session's own context
         try:
             self._context = _internals.LlamaContext(model=session.llama._model, params=params, verbose=False)
         except ValueError as exc:
-            raise UserError(f"llama.cpp cannot make a context for {width} sequences of {session.n_ctx} "
+            self._context, self.seq_ctx = None, 0
+            raise UserError(f"llama.cpp cannot make a context for {self.width} sequences of {seq_ctx} "
                             f"tokens ({exc}); lower --parallel or --ctx") from None
+        self.seq_ctx = seq_ctx
         self._ctx = self._context.ctx
         session.apply_adapters(self._ctx)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(session.n_batch, 0, 1)
 
     def close(self) -> None:
         import llama_cpp
@@ -89,7 +114,9 @@ class BatchGenerator:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
+        if self._context is not None:
             self._context.close()
+            self._context = None
 
     def generate(
         self,
@@ -114,9 +141,12 @@ class BatchGenerator:
                 budgets.append(session.reply_budget(len(prompt), max_tokens))
             except UserError as exc:
                 raise UserError(f"prompt {index + 1} of {len(prompts)}: {exc}") from None
+        if not prompts:
+            return
+        self.fit(max(len(prompt) + budget + 1 for prompt, budget in zip(prompts, budgets)))
         tags = session.template.role_tags if stop_at_role_tags else ()
         waiting = collections.deque(range(len(prompts)))
-        free_ids = list(range(self.width - 1, -1, -1))
+        free_ids = list(range(self.width))  # a heap: a new sequence takes the lowest free id
         running: dict[int, _Sequence] = {}
         llama_cpp.llama_memory_clear(self._memory, True)
         try:
@@ -124,25 +154,43 @@ class BatchGenerator:
                 chosen = []
                 while waiting and free_ids:  # a new sequence's first token comes from its prompt's logits
                     index = waiting.popleft()
-                    seq = _Sequence(index, free_ids.pop(), prompts[index], budgets[index],
+                    seq = _Sequence(index, heapq.heappop(free_ids), prompts[index], budgets[index],
                                     session._rule_state(rules, conversations[index]), session.sampler(sampling),
                                     ReplyText(session, tags), time.perf_counter())
                     running[seq.seq_id] = seq
                     chosen += self._choose([self._prefill(seq)])
                 if not chosen:
-                    chosen = self._choose(self._step(list(running.values())))
+                    self._compact(running, free_ids)
+                    chosen = self._choose(self._step([running[seq_id] for seq_id in sorted(running)]))
                 for seq, token in chosen:
                     finish = self._advance(seq, token, ignore_eos)
                     if finish is None:
                         continue
                     del running[seq.seq_id]
                     self._release(seq)
-                    free_ids.append(seq.seq_id)
+                    heapq.heappush(free_ids, seq.seq_id)
                     yield seq.index, _generation(seq, finish)
         finally:
             for seq in running.values():
                 free_sampler(seq.sampler)
             llama_cpp.llama_memory_clear(self._memory, True)
+
+    def _compact(self, running: dict[int, _Sequence], free_ids: list[int]) -> None:
+        """Move the highest sequences down into free lower ids until the running ids are 0..n-1.
+
+        llama.cpp splits a step whose sequence ids are not one increasing run (each sequence has its own KV
+        stream) into one compute pass per run, and each pass reads all the weights again: a step over ids
+        0-3 and 5-15 costs two steps. Gaps appear once no prompt waits to fill a finished slot; a move is a
+        copy of one KV stream, far cheaper than a second pass every step."""
+        import llama_cpp
+
+        while free_ids and running and free_ids[0] < max(running):
+            seq = running.pop(max(running))
+            target = heapq.heappushpop(free_ids, seq.seq_id)
+            llama_cpp.llama_memory_seq_cp(self._memory, seq.seq_id, target, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+            seq.seq_id = target
+            running[target] = seq
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (token, position, seq_id, wants_logits) entries."""
@@ -156,7 +204,7 @@ class BatchGenerator:
         code = llama_cpp.llama_decode(self._ctx, batch)
         if code != 0:
             raise UserError(f"llama.cpp decode failed (code {code}; {self.width} sequences of "
-                            f"{self.session.n_ctx} tokens)")
+                            f"{self.seq_ctx} tokens)")
 
     def _prefill(self, seq: _Sequence) -> tuple[_Sequence, int]:
         """Decode a starting sequence's prompt in calls of its own: a prompt decoded in one call with
@@ -216,12 +264,13 @@ def _generation(seq: _Sequence, finish: str) -> Generation:
                       seq.reply.tokens, len(seq.prompt), seq.prefill_seconds)
 
 
-DEFAULT_PARALLEL = 16  # see default_parallel
+DEFAULT_PARALLEL = 32  # see default_parallel
 
 
 def default_parallel() -> int:
-    """Sequences in flight when --parallel is not given: the fastest of widths 1-16 on 2 CPU cores
-    (scripts/bench_batch.py, README), where bare llama.cpp decode also peaks around 16-32."""
+    """Sequences in flight when --parallel is not given: the fastest of widths 1-32 on 2 CPU cores
+    (scripts/bench_batch.py, README), where bare llama.cpp decode also peaks around 32. The KV cache this
+    costs is sized to the work (see BatchGenerator), not to --ctx."""
     return DEFAULT_PARALLEL
 
 

@@ -43,6 +43,7 @@ def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: i
     import llama_cpp
 
     generator = session.batch_generator(len(prompts))
+    generator.fit(max(len(p) for p in prompts) + steps + 1)
     ctx, batch = generator._ctx, generator._batch
     llama_cpp.llama_memory_clear(generator._memory, True)
 

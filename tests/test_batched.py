@@ -92,3 +92,26 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["instruction"] for row in rows] == questions
     assert [row["generator"] == "earlier" for row in rows] == [False, True, False, True, False]
+
+
+def test_running_sequences_stay_one_run_of_ids_as_replies_finish(smollm_session, monkeypatch):
+    # llama.cpp splits a step whose sequence ids are not 0..n-1 in order into one compute pass per run of
+    # ids; when the short first reply ends, the last sequence moves down into its slot, KV cells and all.
+    from ijt_local.batched import BatchGenerator
+
+    steps = []
+    decode = BatchGenerator._decode
+
+    def recording(self, entries):
+        if len({seq_id for _, _, seq_id, _ in entries}) == len(entries):  # one token per sequence: a step
+            steps.append([seq_id for _, _, seq_id, _ in entries])
+        decode(self, entries)
+
+    monkeypatch.setattr(BatchGenerator, "_decode", recording)
+    conversations = [ask("What is the capital of France?"), ask("Write a long essay about rivers."),
+                     ask("Count to fifty in words.")]
+    single, batched = both_ways(smollm_session, conversations, 3, max_tokens=24)
+    assert [g.tokens for g in batched] == [g.tokens for g in single]
+    assert batched[0].n_tokens < 24 and batched[1].n_tokens == batched[2].n_tokens == 24
+    assert any(len(a) == 3 and len(b) == 2 for a, b in zip(steps, steps[1:]))  # a reply ended mid-run
+    assert all(ids == list(range(len(ids))) for ids in steps)
