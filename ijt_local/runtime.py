@@ -425,7 +425,33 @@ class Session:
 
 
 def default_threads() -> int:
-    return max(1, os.cpu_count() or 1)
+    """The cores this process may use, less those other processes keep busy right now.
+
+    llama.cpp's CPU threads meet at a barrier after every graph node and spin there. When another process
+    holds one of 2 cores, two threads run at half the speed of one (33 vs 49 tok/s single-stream, 70 vs
+    101 batched; scripts/bench_threads.py, README), while on an idle machine two are 1.4-1.7x faster
+    than one. OMP_WAIT_POLICY=passive avoids the collapse but costs ~45 % single-stream when idle, so
+    the wait policy stays and the thread count follows the load."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - round(_busy_cores()))
+
+
+def _busy_cores(seconds: float = 0.1) -> float:
+    """Cores busy with other processes, from /proc/stat over `seconds` (0 where there is no /proc/stat).
+    This process sleeps meanwhile, so what is counted is the others' work."""
+    def sample():
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        return sum(fields[:8]), fields[3] + fields[4]  # total and idle + iowait jiffies, all cores
+
+    try:
+        total, idle = sample()
+        time.sleep(seconds)
+        total_after, idle_after = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    elapsed = total_after - total
+    return (elapsed - (idle_after - idle)) / elapsed * (os.cpu_count() or 1) if elapsed > 0 else 0.0
 
 
 def pick_token(ctx, sampler, logits: np.ndarray, index: int) -> int:

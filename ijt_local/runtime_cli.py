@@ -29,7 +29,7 @@ def model_options(function):
         click.option("--paper-exact", is_flag=True, default=None,
                      help="Reproduce the paper's code (EOS bonus drops to 0 after 250 tokens)."),
         click.option("--ctx", "n_ctx", default=4096, show_default=True, help="Context size in tokens."),
-        click.option("--threads", type=int, default=None, help="CPU threads (default: all cores)."),
+        click.option("--threads", type=int, default=None, help="CPU threads (default: the cores other processes are not keeping busy)."),
         click.option("--gpu-layers", type=int, default=None,
                      help="Layers to offload (default: all on Metal/CUDA builds, else 0)."),
         click.option("--temp", "temperature", default=0.0, show_default=True, help="0 = greedy."),

@@ -2,7 +2,7 @@
 
     python scripts/replicate.py --base default --budget smoke --out runs/smoke
     python scripts/replicate.py --base default --budget laptop --out runs/laptop --seeds 2 \
-        [--judge-url http://127.0.0.1:8000/v1 --judge-model judge]
+        [--judge judge | --judge-url http://127.0.0.1:8000/v1 --judge-model NAME]
 
 Stages (each finished stage is recorded in OUT/stages/ and never redone; an interrupted stage resumes,
 since every verb it calls resumes on its own, and its time so far is kept in OUT/stages/NAME.partial.json).
@@ -11,7 +11,9 @@ change again, and they do only the work that is missing:
   data      LIMA (instruction and response-only variants) and the single-task sets, from local files
   train     LoRA adapters: instruction-tuned, response-tuned, each single task, per seed
   convert   each adapter to a GGUF LoRA adapter over the one quantized base (see ADAPTER_ROUTE)
-  evaluate  compare on held-out instructions (behaviour metrics, optional judge), IFEval, ranking
+  evaluate  compare on held-out instructions (behaviour metrics), IFEval, ranking
+  winrate   with --judge or --judge-url: each model's replies judged against the instruction-tuned
+            model's (instruct-s0), both orders, raw and length-controlled win rates
   report    OUT/results.md and OUT/results.json: a row per model, the paper's numbers beside
 """
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ijt_local.errors import UserError
+from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
 from ijt_local.jsonl import read_jsonl, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +44,8 @@ ADAPTER_ROUTE = "GGUF LoRA adapters over the shared Q4_K_M base (ijt-local expor
 
 # AlpacaEval win rates against the same base instruction-tuned on LIMA, Llama-2-7B (paper, Table 1/§6).
 PAPER_WIN_RATES = {"response": 43.3, "poetry": 23.7, "rules": 24.4}
+
+REFERENCE = "instruct-s0"  # the instruction-tuned model every win rate is against
 
 RULE_ABLATIONS = {
     "rules": "default+poe",
@@ -146,8 +151,9 @@ class Replication:
     def stage_inputs(self, name: str) -> dict:
         """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""
         inputs = {"data": {}, "train": {"seeds": self.args.seeds}, "convert": {"seeds": self.args.seeds}}
-        inputs["evaluate"] = {"seeds": self.args.seeds, "judge_url": self.args.judge_url,
-                              "judge_model": self.args.judge_model if self.args.judge_url else None}
+        inputs["evaluate"] = {"seeds": self.args.seeds}
+        inputs["winrate"] = {"seeds": self.args.seeds, "judge": self.judge_name, "reference": REFERENCE,
+                             "judged": self.judged_models()}
         return inputs[name]
 
     def stage(self, name: str, work) -> dict:
@@ -291,16 +297,9 @@ class Replication:
 
         b = self.budget
         specs = self.model_specs()
-        judge = None
-        if self.args.judge_url:
-            from ijt_local.eval.judge import compare_judge
-
-            judge = compare_judge(self.args.judge_url, self.args.judge_model, "instruct-s0",
-                                  str(self.out / "compare"))
         self.say(f"compare: {len(specs)} models on held-out val instructions")
         compared = run_compare([f"{k}={v}" for k, v in specs.items()], self.data_root / "val" / "val.jsonl",
-                               self.out / "compare", max_tokens=b.max_tokens, limit=b.eval_prompts,
-                               judge=judge)
+                               self.out / "compare", max_tokens=b.max_tokens, limit=b.eval_prompts)
         ifeval, ranking = {}, {}
         for name, spec in specs.items():
             self.say(f"ifeval + ranking: {name}")
@@ -312,17 +311,45 @@ class Replication:
                                         max_response_tokens=b.max_tokens)
         return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking}
 
+    @property
+    def judge_name(self) -> str | None:
+        if self.args.judge:
+            return f"local:{self.args.judge} ({self.args.judge_prompt_form})"
+        return f"{self.args.judge_url} {self.args.judge_model}" if self.args.judge_url else None
+
+    def judged_models(self) -> list[str]:
+        """Every model but the reference and the rule ablations (judging is the slowest part; the ablations
+        are told apart by the behaviour metrics)."""
+        skipped = {REFERENCE, *RULE_ABLATIONS} - {"rules"}
+        return [name for name in self.model_specs() if name not in skipped]
+
+    def winrate(self) -> dict:
+        """Judge the compare stage's cached replies: each judged model against the reference."""
+        from ijt_local.eval.cli import make_judge
+        from ijt_local.eval.judge import pairwise_judge
+
+        judge = make_judge(self.args.judge, self.args.judge_url, self.args.judge_model,
+                           prompt_form=self.args.judge_prompt_form)
+        names = [*self.judged_models(), REFERENCE]
+        generations = {name: read_jsonl(self.out / "compare" / "generations" / f"{name}.jsonl") for name in names}
+        self.say(f"winrate: {len(names) - 1} models against {REFERENCE}, judge {judge.model}")
+        return {"judge": judge.model, "winrate": pairwise_judge(judge, REFERENCE, self.out / "winrate")(generations)}
+
     def stage_seconds(self) -> float:
         return sum(json.loads(m.read_text()).get("seconds", 0) for m in self.stages.glob("*.json")
                    if not m.name.endswith(".partial.json"))
 
-    def report(self, evaluation: dict, training: dict) -> dict:
+    def report(self, evaluation: dict, training: dict, judged: dict | None) -> dict:
         rows = {}
+        winrates = judged["winrate"] if judged else {}
         for name in self.model_specs():
             group = name.rsplit("-s", 1)[0] if name.rsplit("-s", 1)[-1].isdigit() else name
             metrics = dict(evaluation["compare"][name]["metrics"])
             metrics["ifeval_loose_prompt"] = evaluation["ifeval"][name]["prompt_level_loose"]
             metrics["ranking_accuracy"] = evaluation["ranking"][name]["ranking_accuracy"]
+            if name in winrates:
+                metrics["winrate"] = winrates[name]["win_rate"]
+                metrics["winrate_lc"] = winrates[name].get("length_controlled_win_rate")
             rows.setdefault(group, []).append(metrics)
         table = {}
         for group, per_seed in rows.items():
@@ -338,7 +365,8 @@ class Replication:
         result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.args.seeds,
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
                   "training": training["runs"], "training_data": self.training_data(),
-                  "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1)}
+                  "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1),
+                  "judge": judge_summary(judged)}
         write_atomic(self.out / "results.json", json.dumps(result, indent=1))
         write_atomic(self.out / "results.md", render_markdown(result))
         return {"results": str(self.out / "results.md")}
@@ -361,7 +389,8 @@ class Replication:
         training = self.stage("train", self.train)
         self.stage("convert", self.convert)
         evaluation = self.stage("evaluate", self.evaluate)
-        self.report(evaluation, training)
+        judged = self.stage("winrate", self.winrate) if self.judge_name else None
+        self.report(evaluation, training, judged)
         self.say(f"total stage time {self.stage_seconds() / 60:.1f} min")
         self.say(f"done: {self.out / 'results.md'}")
 
@@ -394,7 +423,17 @@ COLUMNS = [
     ("ifeval_loose_prompt", "IFEval loose (prompt)", True),
     ("ranking_accuracy", "ranking acc.", True),
     ("winrate", "win rate vs instruct", True),
+    ("winrate_lc", "LC win rate vs instruct", True),
 ]
+
+
+def judge_summary(judged: dict | None) -> dict | None:
+    """Who judged, and how far that judge can be trusted: its measured agreement with GPT-4 if known."""
+    if not judged:
+        return None
+    some = next(iter(judged["winrate"].values()), {})
+    return {"model": judged["judge"], "reference": REFERENCE,
+            "agreement_with_gpt4": some.get("judge_agreement_with_gpt4"), "note": some.get("note")}
 
 
 def render_markdown(result: dict) -> str:
@@ -431,6 +470,17 @@ def render_markdown(result: dict) -> str:
         paper = cells.get("paper_win_rate_vs_instruct")
         row.append(f"{paper} %" if paper is not None else "")
         lines.append("| " + " | ".join(row) + " |")
+    judge = result.get("judge")
+    if judge:
+        agreement = judge["agreement_with_gpt4"]
+        lines += ["", f"Win rates: judged by {judge['model']} against `{judge['reference']}`, both orders "
+                  "averaged; LC = length-controlled (AlpacaEval 2's logistic model read at equal length)."]
+        if agreement:
+            lines.append(f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± "
+                         f"{agreement['agreement_se']:.1%} of {agreement['pairs']} AlpacaEval pairs, against "
+                         f"{agreement['length_baseline']:.1%} for 'the longer output wins' on the same pairs.")
+        if judge.get("note"):
+            lines.append(f"Note: {judge['note']}.")
     lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
               "metrics, IFEval prompts, held-out LIMA pairs for ranking); ± is the standard deviation over "
               "seeds.", ""]
@@ -456,9 +506,15 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=positive_int, default=1, help="adapters trained per training set")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA))
-    parser.add_argument("--judge-url", default=None)
-    parser.add_argument("--judge-model", default="judge")
+    parser.add_argument("--judge", default=None, metavar="SPEC",
+                        help="in-process judge for win rates, e.g. judge (pip install -e \".[judge]\")")
+    parser.add_argument("--judge-prompt-form", choices=sorted(PROMPT_FORMS), default=DEFAULT_FORM,
+                        help="how --judge is asked (ijt_local/eval/judge_prompts.py)")
+    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible judge endpoint instead of --judge")
+    parser.add_argument("--judge-model", default="judge", help="model name sent to --judge-url")
     args = parser.parse_args()
+    if args.judge and args.judge_url:
+        raise SystemExit("replicate: give either --judge SPEC or --judge-url URL, not both")
     if not (Path(args.data_root) / "lima").is_dir():
         raise SystemExit(f"replicate: {args.data_root}: no lima/ folder (pass --data-root)")
     try:

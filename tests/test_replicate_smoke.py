@@ -20,7 +20,7 @@ MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "ru
 @pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
 def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     command = [sys.executable, str(ROOT / "scripts" / "replicate.py"), "--budget", "smoke",
-               "--out", str(tmp_path / "smoke")]
+               "--out", str(tmp_path / "smoke"), "--judge", "smollm2-135m-instruct", "--judge-prompt-form", "direct"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     results = json.loads((tmp_path / "smoke" / "results.json").read_text())
@@ -29,6 +29,12 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         for metric in ("stop_rate", "echo_rate", "role_leak_rate", "ifeval_loose_prompt", "ranking_accuracy"):
             assert 0.0 <= cells[metric]["mean"] <= 1.0, (name, metric)
     assert results["table"]["response"]["paper_win_rate_vs_instruct"] == 43.3
+    # win rates against instruct for the paper's rows; the ablations and the reference are not judged
+    for name in ("base", "response", "poetry", "rules"):
+        assert 0.0 <= results["table"][name]["winrate"]["mean"] <= 1.0, name
+        assert 0.0 <= results["table"][name]["winrate_lc"]["mean"] <= 1.0, name
+    assert "winrate" not in results["table"]["instruct"] and "winrate" not in results["table"]["rules-no-eos"]
+    assert results["judge"]["reference"] == "instruct-s0"
     # every training conversation fits whole (ends with EOS), and ranking pairs are never trained on
     for name in ("instruct", "response", "poetry"):
         assert results["training_data"][name]["kept"] == 16 and results["training_data"][name]["truncated"] == 0
@@ -39,7 +45,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     # the rules stop the base model's echo, as in the paper
     assert results["table"]["rules"]["echo_rate"]["mean"] < results["table"]["base"]["echo_rate"]["mean"]
     markdown = (tmp_path / "smoke" / "results.md").read_text()
-    assert "| rules-no-eos |" in markdown
+    assert "| rules-no-eos |" in markdown and "LC win rate vs instruct" in markdown
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("done earlier, skipped") == 4
+    assert again.stderr.count("done earlier, skipped") == 5

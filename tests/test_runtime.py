@@ -116,3 +116,23 @@ def test_partial_tag_suffix():
     assert _partial_tag_suffix("hello <|us", tags) == 4
     assert _partial_tag_suffix("hello <", tags) == 1
     assert _partial_tag_suffix("hello", tags) == 0
+
+
+def test_default_threads_leave_the_cores_other_processes_keep_busy():
+    # two llama.cpp threads on 2 cores with one taken run at half the speed of one (README, Performance)
+    import os
+    import subprocess
+    import sys
+
+    from ijt_local.runtime import default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert default_threads() <= max(1, cores - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -1,0 +1,85 @@
+"""Threads and OpenMP wait policy under CPU contention: generation tok/s idle and with a busy process.
+
+    python scripts/bench_threads.py [--model default] [--threads 1,2] [--tokens 64] [--width 16]
+
+llama.cpp's CPU backend here is built with OpenMP: its threads meet at a barrier after every graph node
+and spin there while they wait (libgomp's default), or sleep at once with OMP_WAIT_POLICY=passive. A
+spinning thread whose partner has been descheduled by another process burns its time slice for nothing.
+Each configuration (threads x wait policy x idle/busy) runs in a fresh process, because libgomp reads
+its environment once; "busy" starts one process spinning on a core for the whole measurement. Two
+figures per configuration: single-stream greedy tok/s (`--tokens` tokens, EOS ignored) and batched
+aggregate tok/s (`--width` prompts, `--tokens` tokens each). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+PROMPTS = ["Write a short poem about the sea.", "Explain how a bicycle works.", "Give three tips for sleeping well.",
+           "What is the capital of France?"]
+
+
+def child(model: str, threads: int, tokens: int, width: int) -> dict:
+    from ijt_local.batched import generate_all
+    from ijt_local.runtime import Session
+
+    session = Session(model, n_ctx=512, threads=threads)
+    conversations = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(width)]
+    options = dict(max_tokens=tokens, ignore_eos=True, stop_at_role_tags=False)
+    session.generate(conversations[0], max_tokens=4)  # warm-up: page in the weights
+    started = time.perf_counter()
+    single = session.generate(conversations[0], **options).n_tokens / (time.perf_counter() - started)
+    started = time.perf_counter()
+    total = sum(g.n_tokens for _, g in generate_all(session, conversations, width, **options))
+    return {"single_tok_s": round(single, 1), "batched_tok_s": round(total / (time.perf_counter() - started), 1)}
+
+
+def measure(args, threads: int, policy: str | None, busy: bool) -> dict:
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--threads", str(threads),
+                              "--tokens", str(args.tokens), "--width", str(args.width)],
+                             env=env, capture_output=True, text=True, check=True)
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.model, int(args.threads), args.tokens, args.width)))
+        return
+
+    results = {}
+    for load in ("idle", "busy"):
+        for threads in (int(t) for t in args.threads.split(",")):
+            for policy in (None, "passive"):
+                name = f"{load}/t{threads}/{policy or 'default'}"
+                if threads == 1 and policy:
+                    continue  # one thread never waits at a barrier
+                results[name] = measure(args, threads, policy, load == "busy")
+                print(name, results[name], file=sys.stderr, flush=True)
+    print(json.dumps({"model": args.model, "cores": os.cpu_count(), "tokens": args.tokens, "width": args.width,
+                      "results": results}))
+
+
+if __name__ == "__main__":
+    main()
