@@ -363,6 +363,7 @@ class Replication:
             cells["paper_win_rate_vs_instruct"] = PAPER_WIN_RATES.get(group)
             table[group] = cells
         result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.args.seeds,
+                  "style": self.style(),
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
                   "training": training["runs"], "training_data": self.training_data(),
                   "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1),
@@ -370,6 +371,14 @@ class Replication:
         write_atomic(self.out / "results.json", json.dumps(result, indent=1))
         write_atomic(self.out / "results.md", render_markdown(result))
         return {"results": str(self.out / "results.md")}
+
+    def style(self) -> dict:
+        """Per model, per instruction domain: the share of replies that are poems and that end with a
+        GSM8K answer line (ijt_local/eval/style.py), from the compare stage's replies."""
+        from ijt_local.eval.style import style_rates
+
+        return {name: style_rates(read_jsonl(self.out / "compare" / "generations" / f"{name}.jsonl"))
+                for name in self.model_specs()}
 
     def training_data(self) -> dict:
         """Per training set: rows kept, source rows read to find them, and how many `train` truncated."""
@@ -481,10 +490,30 @@ def render_markdown(result: dict) -> str:
                          f"{agreement['length_baseline']:.1%} for 'the longer output wins' on the same pairs.")
         if judge.get("note"):
             lines.append(f"Note: {judge['note']}.")
+    lines += style_markdown(result["style"])
     lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
               "metrics, IFEval prompts, held-out LIMA pairs for ranking); ± is the standard deviation over "
               "seeds.", ""]
     return "\n".join(lines)
+
+
+def style_markdown(style: dict) -> list[str]:
+    """Single-task style adherence: poem and `####` shares by instruction domain, for base and the
+    single-task models (first seed; ijt_local/eval/style.py)."""
+    names = [name for name in style if name == "base" or name.split("-s")[0] in ("poetry", "gsm8k")]
+    domains = [d for d in ("poetry", "math", "creative", "other") if any(d in style[n] for n in names)]
+    if not names or not domains:
+        return []
+    lines = ["", "Style adherence by instruction domain (share of replies that are poems / end with a GSM8K "
+             "`#### number` line; n = replies in the domain):", "",
+             "| model | " + " | ".join(f"{d} (n={max(style[n].get(d, {}).get('n', 0) for n in names)})"
+                                       for d in domains) + " |",
+             "| --- " * (len(domains) + 1) + "|"]
+    for name in names:
+        cells = [f"{style[name][d]['poem_rate']:.0%} / {style[name][d]['gsm8k_answer_rate']:.0%}" if d in style[name]
+                 else "–" for d in domains]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def differences(recorded: dict, now: dict) -> dict[str, tuple]:
