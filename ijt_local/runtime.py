@@ -253,16 +253,24 @@ class Session:
         pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
-    def _prefill(self, tokens: list[int]) -> None:
+    def _prefill(self, tokens: list[int], any_prefix: bool = False) -> None:
         """Bring the KV cache to `tokens`. When they continue what the cache holds (the next turn of a
         chat), only the new tokens are decoded; otherwise the prompt is decoded from scratch, so that
-        the same prompt and seed always give the same text."""
+        the same prompt and seed always give the same text. With `any_prefix`, whatever prefix the cache
+        shares with `tokens` is kept and only the rest decoded: the last logits then differ from a fresh
+        prefill in the last float digits, which scoring can afford and generation (exact replay) cannot."""
         import llama_cpp
 
         cached = self._kv_tokens
         if 0 < len(cached) < len(tokens) and tokens[: len(cached)] == cached:
             self._decode(tokens[len(cached):], n_past=len(cached))
-        else:
+            self._kv_tokens = list(tokens)
+            return
+        shared = _shared_prefix(cached, tokens) if any_prefix else 0
+        shared = min(shared, len(tokens) - 1)  # the last token is decoded again for its logits
+        if shared > 0 and llama_cpp.llama_memory_seq_rm(self._memory, 0, shared, -1):
+            self._decode(tokens[shared:], n_past=shared)
+        else:  # nothing shared, or a cache that cannot drop a suffix (sliding-window layers)
             llama_cpp.llama_memory_clear(self._memory, True)
             self._decode(tokens, n_past=0)
         self._kv_tokens = list(tokens)
@@ -368,10 +376,12 @@ class Session:
         return out
 
     def next_token_logprobs(self, tokens: list[int]) -> np.ndarray:
-        """log p(next token | tokens) over the whole vocabulary (float64): one prefill, nothing sampled."""
+        """log p(next token | tokens) over the whole vocabulary (float64): one prefill, nothing sampled;
+        a prefix shared with the previous call is not decoded again (a judge's two orders share the
+        instructions and the question)."""
         if not tokens or len(tokens) >= self.n_ctx:
             raise UserError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
-        self._prefill(tokens)
+        self._prefill(tokens, any_prefix=True)
         logits = self._logits_view().astype(np.float64)
         top = logits.max()
         return logits - (top + np.log(np.exp(logits - top).sum()))
@@ -422,6 +432,15 @@ class Session:
             self._batch_generator.close()
             self._batch_generator = None
         self.llama.close()
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def default_threads() -> int:

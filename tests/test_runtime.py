@@ -136,3 +136,17 @@ def test_default_threads_leave_the_cores_other_processes_keep_busy():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_next_token_logprobs_keep_a_shared_prefix_and_match_a_fresh_prefill(smollm_session):
+    import numpy as np
+
+    session = smollm_session
+    head = session.prompt_tokens([{"role": "user", "content": "Which is better, (a) red or (b) blue?"}])
+    first, second = head + session.tokenize("The better one is (a"), head + session.tokenize("The better one is (b")
+    session.next_token_logprobs(session.tokenize("Something else entirely."))
+    fresh = session.next_token_logprobs(second)  # nothing shared with the cache: decoded from scratch
+    session.next_token_logprobs(first)
+    reused = session.next_token_logprobs(second)  # keeps the cells of `head` + "The better one is ("
+    assert np.allclose(np.exp(reused), np.exp(fresh), atol=1e-4)
+    assert reused.argmax() == fresh.argmax()
