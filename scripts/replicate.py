@@ -20,7 +20,9 @@ change again, and they do only the work that is missing:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -45,6 +47,7 @@ ADAPTER_ROUTE = "GGUF LoRA adapters over the shared Q4_K_M base (ijt-local expor
 # AlpacaEval win rates against the same base instruction-tuned on LIMA, Llama-2-7B (paper, Table 1/§6).
 PAPER_WIN_RATES = {"response": 43.3, "poetry": 23.7, "rules": 24.4}
 
+ALPACA_SEED = 0  # draws the AlpacaEval sample and the style probe
 REFERENCE = "instruct-s0"  # the instruction-tuned model every win rate is against
 
 RULE_ABLATIONS = {
@@ -68,17 +71,27 @@ class Budget:
     max_tokens: int
     ifeval_prompts: int
     ranking_pairs: int
+    alpaca_prompts: int  # seeded uniform sample of the 805 AlpacaEval instructions, for win rates
+    style_per_domain: int  # further AlpacaEval instructions per domain, for style adherence
+
+    def training(self) -> dict:
+        """The fields trained adapters depend on: a run folder holds adapters of one such setting."""
+        return {key: getattr(self, key) for key in ("train_examples", "single_tasks", "epochs", "max_steps",
+                                                     "max_seq_len", "batch_size", "grad_accum")}
+
+    def evaluation(self) -> dict:
+        return {key: value for key, value in dataclasses.asdict(self).items() if key not in self.training()}
 
 
 BUDGETS = {
     # proves the whole chain end to end in well under 15 minutes on 2 cores
     "smoke": Budget(train_examples=16, single_tasks=("poetry",), epochs=1, max_steps=4, max_seq_len=128,
                     batch_size=4, grad_accum=1, eval_prompts=4, max_tokens=96, ifeval_prompts=4,
-                    ranking_pairs=8),
+                    ranking_pairs=8, alpaca_prompts=4, style_per_domain=1),
     # the real experiment, sized for about two hours on 2 CPU cores with one seed
     "laptop": Budget(train_examples=128, single_tasks=("poetry", "gsm8k"), epochs=2, max_steps=-1,
                      max_seq_len=384, batch_size=4, grad_accum=2, eval_prompts=None, max_tokens=384,
-                     ifeval_prompts=60, ranking_pairs=60),
+                     ifeval_prompts=60, ranking_pairs=60, alpaca_prompts=100, style_per_domain=12),
 }
 
 
@@ -135,12 +148,17 @@ class Replication:
 
     def claim_out_dir(self) -> None:
         """OUT holds one base, budget and data folder: data, adapters and caches of another would be stale."""
-        identity = {"base": self.args.base, "budget": self.args.budget, "data_root": str(self.data_root)}
+        identity = {"base": self.args.base, "budget": self.args.budget, "data_root": str(self.data_root),
+                    "training": self.budget.training()}
         path = self.out / "replication.json"
         if path.exists():
-            changed = differences(json.loads(path.read_text()), identity)
+            recorded = json.loads(path.read_text())
+            recorded.setdefault("training", identity["training"])  # runs made before it was recorded
+            changed = differences(json.loads(json.dumps(recorded)), json.loads(json.dumps(identity)))
             if changed:
-                made_with = ", ".join(f"--{key.replace('_', '-')} {old}" for key, (old, _) in changed.items())
+                made_with = ", ".join(f"--{key.replace('_', '-')} {old}" if key != "training" else
+                                      f"other training settings of budget {recorded['budget']} ({old})"
+                                      for key, (old, _) in changed.items())
                 raise SystemExit(f"replicate: {self.out} holds a run made with {made_with}; pass the same to "
                                  f"resume it, or use another --out")
         else:
@@ -151,9 +169,9 @@ class Replication:
     def stage_inputs(self, name: str) -> dict:
         """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""
         inputs = {"data": {}, "train": {"seeds": self.args.seeds}, "convert": {"seeds": self.args.seeds}}
-        inputs["evaluate"] = {"seeds": self.args.seeds}
+        inputs["evaluate"] = {"seeds": self.args.seeds, "budget": self.budget.evaluation()}
         inputs["winrate"] = {"seeds": self.args.seeds, "judge": self.judge_name, "reference": REFERENCE,
-                             "judged": self.judged_models()}
+                             "judged": self.judged_models(), "prompts": self.budget.alpaca_prompts}
         return inputs[name]
 
     def stage(self, name: str, work) -> dict:
@@ -309,7 +327,43 @@ class Replication:
             ranking[name] = run_ranking(spec, self.out / "data" / "ranking-heldout.jsonl",
                                         out=self.out / "ranking" / f"{name}.jsonl",
                                         max_response_tokens=b.max_tokens)
-        return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking}
+        alpaca, style_probe = self.alpaca_prompt_sets()
+        judged = {name: specs[name] for name in [*self.judged_models(), REFERENCE]}
+        self.say(f"compare: {len(judged)} models on {b.alpaca_prompts} AlpacaEval instructions")
+        on_alpaca = run_compare([f"{k}={v}" for k, v in judged.items()], alpaca, self.out / "compare-alpaca",
+                                max_tokens=b.max_tokens)
+        styled = {name: specs[name] for name in self.style_models()}
+        self.say(f"compare: {len(styled)} models on {style_probe.name} (style adherence)")
+        run_compare([f"{k}={v}" for k, v in styled.items()], style_probe, self.out / "compare-style",
+                    max_tokens=b.max_tokens)
+        return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking,
+                "compare_alpaca": on_alpaca["models"]}
+
+    def alpaca_prompt_sets(self) -> tuple[Path, Path]:
+        """Two disjoint sets of AlpacaEval instructions, drawn with a fixed seed: a uniform sample for
+        win rates, and a style probe of up to `style_per_domain` further instructions from each domain
+        (ijt_local/eval/style.py; AlpacaEval has only 19 poetry instructions in 805, so a uniform sample
+        of 100 holds about two)."""
+        from ijt_local.eval.style import DOMAINS, instruction_domain
+
+        rows = read_jsonl(self.data_root / "alpaca_eval" / "alpaca_eval.jsonl")
+        order = list(range(len(rows)))
+        random.Random(ALPACA_SEED).shuffle(order)
+        sample = order[: self.budget.alpaca_prompts]
+        probe = []
+        for domain in DOMAINS:
+            probe += [i for i in order[self.budget.alpaca_prompts:]
+                      if instruction_domain(rows[i]["instruction"]) == domain][: self.budget.style_per_domain]
+        paths = self.out / "data" / "alpaca-sample.jsonl", self.out / "data" / "style-probe.jsonl"
+        for path, indices in zip(paths, (sample, probe)):
+            write_jsonl_rows(path, [{"instruction": rows[i]["instruction"], "dataset": rows[i]["dataset"]}
+                                    for i in sorted(indices)])
+        return paths
+
+    def style_models(self) -> list[str]:
+        """Base and the single-task models: whose style adherence the paper's single-task finding is about."""
+        return [name for name in self.model_specs()
+                if name == "base" or name.rsplit("-s", 1)[0] in self.budget.single_tasks]
 
     @property
     def judge_name(self) -> str | None:
@@ -319,20 +373,24 @@ class Replication:
 
     def judged_models(self) -> list[str]:
         """Every model but the reference and the rule ablations (judging is the slowest part; the ablations
-        are told apart by the behaviour metrics)."""
+        are told apart by the behaviour metrics). Instruction-tuned models of other seeds are judged too:
+        their win rate against instruct-s0 is the seed noise of a win rate (about 50 %)."""
         skipped = {REFERENCE, *RULE_ABLATIONS} - {"rules"}
         return [name for name in self.model_specs() if name not in skipped]
 
     def winrate(self) -> dict:
-        """Judge the compare stage's cached replies: each judged model against the reference."""
+        """Judge the replies to the AlpacaEval sample (evaluate stage): each judged model against the
+        reference, both orders."""
         from ijt_local.eval.cli import make_judge
         from ijt_local.eval.judge import pairwise_judge
 
         judge = make_judge(self.args.judge, self.args.judge_url, self.args.judge_model,
                            prompt_form=self.args.judge_prompt_form)
         names = [*self.judged_models(), REFERENCE]
-        generations = {name: read_jsonl(self.out / "compare" / "generations" / f"{name}.jsonl") for name in names}
-        self.say(f"winrate: {len(names) - 1} models against {REFERENCE}, judge {judge.model}")
+        generations = {name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+                       for name in names}
+        self.say(f"winrate: {len(names) - 1} models against {REFERENCE} on {self.budget.alpaca_prompts} AlpacaEval "
+                 f"instructions, judge {judge.model}")
         return {"judge": judge.model, "winrate": pairwise_judge(judge, REFERENCE, self.out / "winrate")(generations)}
 
     def stage_seconds(self) -> float:
@@ -364,6 +422,7 @@ class Replication:
             table[group] = cells
         result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.args.seeds,
                   "style": self.style(),
+                  "alpaca_sample": {"prompts": self.budget.alpaca_prompts, "seed": ALPACA_SEED},
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
                   "training": training["runs"], "training_data": self.training_data(),
                   "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1),
@@ -373,12 +432,16 @@ class Replication:
         return {"results": str(self.out / "results.md")}
 
     def style(self) -> dict:
-        """Per model, per instruction domain: the share of replies that are poems and that end with a
-        GSM8K answer line (ijt_local/eval/style.py), from the compare stage's replies."""
+        """Per style model, per instruction domain: the share of replies that are poems and that end with a
+        GSM8K answer line (ijt_local/eval/style.py), over its replies to the AlpacaEval sample and the
+        style probe."""
         from ijt_local.eval.style import style_rates
 
-        return {name: style_rates(read_jsonl(self.out / "compare" / "generations" / f"{name}.jsonl"))
-                for name in self.model_specs()}
+        def replies(folder: str, name: str) -> list[dict]:
+            return read_jsonl(self.out / folder / "generations" / f"{name}.jsonl")
+
+        return {name: style_rates(replies("compare-alpaca", name) + replies("compare-style", name))
+                for name in self.style_models()}
 
     def training_data(self) -> dict:
         """Per training set: rows kept, source rows read to find them, and how many `train` truncated."""
@@ -492,27 +555,33 @@ def render_markdown(result: dict) -> str:
             lines.append(f"Note: {judge['note']}.")
     lines += style_markdown(result["style"])
     lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
-              "metrics, IFEval prompts, held-out LIMA pairs for ranking); ± is the standard deviation over "
-              "seeds.", ""]
+              f"metrics, IFEval prompts, held-out LIMA pairs for ranking, {result['alpaca_sample']['prompts']} "
+              "AlpacaEval instructions drawn with seed "
+              f"{result['alpaca_sample']['seed']} for win rates); ± is the standard deviation over seeds.", ""]
     return "\n".join(lines)
 
 
 def style_markdown(style: dict) -> list[str]:
-    """Single-task style adherence: poem and `####` shares by instruction domain, for base and the
-    single-task models (first seed; ijt_local/eval/style.py)."""
-    names = [name for name in style if name == "base" or name.split("-s")[0] in ("poetry", "gsm8k")]
-    domains = [d for d in ("poetry", "math", "creative", "other") if any(d in style[n] for n in names)]
-    if not names or not domains:
+    """Single-task style adherence: poem and `####` shares by instruction domain for base and the
+    single-task models, averaged over seeds (ijt_local/eval/style.py)."""
+    groups: dict[str, list[dict]] = {}
+    for name, rates in style.items():
+        groups.setdefault(name.rsplit("-s", 1)[0] if name.rsplit("-s", 1)[-1].isdigit() else name, []).append(rates)
+    domains = [d for d in ("poetry", "math", "creative", "other") if any(d in r for rs in groups.values() for r in rs)]
+    if not domains:
         return []
-    lines = ["", "Style adherence by instruction domain (share of replies that are poems / end with a GSM8K "
-             "`#### number` line; n = replies in the domain):", "",
-             "| model | " + " | ".join(f"{d} (n={max(style[n].get(d, {}).get('n', 0) for n in names)})"
-                                       for d in domains) + " |",
+    counts = {d: max(r.get(d, {}).get("n", 0) for rs in groups.values() for r in rs) for d in domains}
+    lines = ["", "Style adherence on AlpacaEval instructions by domain (decided from the instruction): share of "
+             "replies that are poems / that end with a GSM8K `#### number` line, mean over seeds:", "",
+             "| model | " + " | ".join(f"{d} (n={counts[d]})" for d in domains) + " |",
              "| --- " * (len(domains) + 1) + "|"]
-    for name in names:
-        cells = [f"{style[name][d]['poem_rate']:.0%} / {style[name][d]['gsm8k_answer_rate']:.0%}" if d in style[name]
-                 else "–" for d in domains]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for group, per_seed in groups.items():
+        cells = []
+        for d in domains:
+            seeds = [r[d] for r in per_seed if d in r]
+            cells.append(f"{statistics.mean(r['poem_rate'] for r in seeds):.0%} / "
+                         f"{statistics.mean(r['gsm8k_answer_rate'] for r in seeds):.0%}" if seeds else "–")
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -35,9 +35,15 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         assert 0.0 <= results["table"][name]["winrate_lc"]["mean"] <= 1.0, name
     assert "winrate" not in results["table"]["instruct"] and "winrate" not in results["table"]["rules-no-eos"]
     assert results["judge"]["reference"] == "instruct-s0"
-    # style adherence per instruction domain, from the compare replies
+    # style adherence per instruction domain, on the AlpacaEval sample and a probe of every domain
+    assert set(results["style"]) == {"base", "poetry-s0"}
+    assert set(results["style"]["poetry-s0"]) == {"poetry", "math", "creative", "other"}
     for rates in results["style"]["poetry-s0"].values():
         assert rates["n"] >= 1 and 0.0 <= rates["poem_rate"] <= 1.0
+    sample = [json.loads(line) for line in (tmp_path / "smoke" / "data" / "alpaca-sample.jsonl").read_text().splitlines()]
+    probe = [json.loads(line) for line in (tmp_path / "smoke" / "data" / "style-probe.jsonl").read_text().splitlines()]
+    assert len(sample) == 4 and len(probe) == 4
+    assert not {r["instruction"] for r in sample} & {r["instruction"] for r in probe}
     # every training conversation fits whole (ends with EOS), and ranking pairs are never trained on
     for name in ("instruct", "response", "poetry"):
         assert results["training_data"][name]["kept"] == 16 and results["training_data"][name]["truncated"] == 0
@@ -49,7 +55,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert results["table"]["rules"]["echo_rate"]["mean"] < results["table"]["base"]["echo_rate"]["mean"]
     markdown = (tmp_path / "smoke" / "results.md").read_text()
     assert "| rules-no-eos |" in markdown and "LC win rate vs instruct" in markdown
-    assert "Style adherence by instruction domain" in markdown and "| poetry-s0 |" in markdown
+    assert "Style adherence on AlpacaEval instructions" in markdown and "| poetry |" in markdown
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("done earlier, skipped") == 5
