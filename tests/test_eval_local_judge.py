@@ -301,3 +301,33 @@ def test_compare_with_in_process_judge_adds_win_rates(tmp_path):
     assert "winrate" not in results["models"]["instruct"]
     assert "base vs instruct: win rate" in result.output
     assert len((out / "judgements" / "base-vs-instruct.preferences.jsonl").read_text().splitlines()) == 1
+
+
+def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_prefixes(tmp_path):
+    from ijt_local.eval.judge import pairwise_judge
+
+    class RecordingJudge(ScriptedJudge):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def judge(self, instruction, first, second):
+            self.seen.append((instruction, first, second))
+            return super().judge(instruction, first, second)
+
+    def rows(table):
+        return [{"instruction": q, "output": a} for q, a in table.items()]
+
+    judge = RecordingJudge()
+    generations = {"a": rows({"q1": "a1", "q2": "a2"}), "b": rows({"q1": "b1", "q2": "b2"}),
+                   "ref": rows({"q1": "r1", "q2": "r2"})}
+    results = pairwise_judge(judge, "ref", tmp_path)(generations)
+    # per instruction: every reference-first prompt (they share the reference reply), then every output-first
+    assert judge.seen == [("q1", "r1", "a1"), ("q1", "r1", "b1"), ("q1", "a1", "r1"), ("q1", "b1", "r1"),
+                          ("q2", "r2", "a2"), ("q2", "r2", "b2"), ("q2", "a2", "r2"), ("q2", "b2", "r2")]
+    assert set(results) == {"a", "b"} and results["a"]["scored"] == 2
+    again = RecordingJudge()
+    assert pairwise_judge(again, "ref", tmp_path)(generations) == results and again.seen == []  # all cached
+    generations["b"] = rows({"q1": "b1", "q9": "b9"})
+    with pytest.raises(UserError, match="b: 1 of 2 instructions are not in ref"):
+        pairwise_judge(RecordingJudge(), "ref", tmp_path)(generations)

@@ -166,20 +166,55 @@ class JudgementCache:
     def pair(self, instruction: str, ours: str, theirs: str) -> dict:
         """{order: P(ours beats theirs) in that order, or None if invalid; 'rows': the judgements}."""
         values, rows = {}, []
-        for order, (first, second) in zip(ORDERS, ((ours, theirs), (theirs, ours))):
-            row, new = self.judgement(order, instruction, first, second)
+        for order in ORDERS:
+            values[order], row = self.preference(order, instruction, ours, theirs)
             rows.append(row)
-            p_first = self.judge.first_probability(row)
-            if p_first is None:
-                values[order] = None
-                if new:
-                    self._new_invalid.append(row)
-                    if len(self._new_invalid) >= FAIL_AFTER_INVALID and self._new_valid == 0:
-                        raise UserError(self.judge.explain_invalid(self._new_invalid))
-                continue
-            self._new_valid += new
-            values[order] = p_first if order == "output_first" else 1.0 - p_first
         return values | {"rows": rows}
+
+    def preference(self, order: str, instruction: str, ours: str, theirs: str) -> tuple[float | None, dict]:
+        """(P(ours beats theirs) judged in `order`, or None if invalid; the judgement row)."""
+        first, second = (ours, theirs) if order == "output_first" else (theirs, ours)
+        row, new = self.judgement(order, instruction, first, second)
+        p_first = self.judge.first_probability(row)
+        if p_first is None:
+            if new:
+                self._new_invalid.append(row)
+                if len(self._new_invalid) >= FAIL_AFTER_INVALID and self._new_valid == 0:
+                    raise UserError(self.judge.explain_invalid(self._new_invalid))
+            return None, row
+        self._new_valid += new
+        return (p_first if order == "output_first" else 1.0 - p_first), row
+
+
+def judge_models_together(outputs: dict[str, dict[str, str]], reference: dict[str, str], judge,
+                          caches: dict[str, Path]) -> None:
+    """Fill each model's judgement cache (`caches[name]`) instruction by instruction: for one instruction,
+    first every model's reference-first judgement, then every output-first one. Consecutive judge prompts
+    then share their longest prefix (the question, the instruction and, in the first group, the reference
+    reply), which the judge does not decode again (Session.next_token_logprobs)."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    with contextlib.ExitStack() as stack:
+        judgements = {name: stack.enter_context(JudgementCache(judge, caches[name])) for name in outputs}
+        for instruction in tqdm(list(reference), desc="judging", unit="instruction", disable=None, leave=False):
+            theirs = reference[instruction]
+            for order in ("reference_first", "output_first"):
+                for name, table in outputs.items():
+                    ours = table.get(instruction)
+                    if ours is not None and ours.strip() != theirs.strip():
+                        judgements[name].preference(order, instruction, ours, theirs)
+
+
+def check_lined_up(instructions: list[str], reference: dict[str, str], outputs_name: str,
+                    reference_name: str) -> None:
+    if not instructions:
+        raise UserError(f"{outputs_name}: no outputs to judge")
+    missing = [instruction for instruction in instructions if instruction not in reference]
+    if missing:
+        raise UserError(f"{outputs_name}: {len(missing)} of {len(instructions)} instructions are not in "
+                        f"{reference_name} (first: {missing[0][:60]!r}); the files do not line up")
 
 
 def judge_instructions(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
@@ -188,12 +223,7 @@ def judge_instructions(outputs: dict[str, str], reference: dict[str, str], judge
     """One row per instruction of `outputs` (the first `limit`): its preference and per-order values.
     Every instruction of `outputs` must be in `reference` (the reference may have more)."""
     instructions = list(outputs)[:limit]
-    if not instructions:
-        raise UserError(f"{outputs_name}: no outputs to judge")
-    missing = [instruction for instruction in instructions if instruction not in reference]
-    if missing:
-        raise UserError(f"{outputs_name}: {len(missing)} of {len(instructions)} instructions are not in "
-                        f"{reference_name} (first: {missing[0][:60]!r}); the files do not line up")
+    check_lined_up(instructions, reference, outputs_name, reference_name)
     from tqdm import tqdm
 
     rows = []
@@ -284,14 +314,16 @@ def pairwise_judge(judge, reference_name: str | None, out_dir: str | Path):
             raise UserError(f"--judge-reference {reference}: not one of the models ({', '.join(names)})")
         ref = {row["instruction"]: row["output"] for row in generations[reference]}
         results = {}
+        folder = Path(out_dir) / "judgements"
+        judged = {name: {row["instruction"]: row["output"] for row in generations[name]}
+                  for name in names if name != reference}
+        caches = {name: folder / f"{name}-vs-{reference}.jsonl" for name in judged}
+        for name, ours in judged.items():
+            check_lined_up(list(ours), ref, name, reference)
         try:
-            for name in names:
-                if name == reference:
-                    continue
-                ours = {row["instruction"]: row["output"] for row in generations[name]}
-                folder = Path(out_dir) / "judgements"
-                rows = judge_instructions(ours, ref, judge, folder / f"{name}-vs-{reference}.jsonl",
-                                          outputs_name=name, reference_name=reference)
+            judge_models_together(judged, ref, judge, caches)
+            for name, ours in judged.items():
+                rows = judge_instructions(ours, ref, judge, caches[name], outputs_name=name, reference_name=reference)
                 write_atomic(folder / f"{name}-vs-{reference}.preferences.jsonl",
                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                 results[name] = summarize(rows, judge) | {"reference": reference}
