@@ -375,13 +375,13 @@ class Session:
         llama_cpp.llama_memory_clear(self._memory, True)
         return out
 
-    def next_token_logprobs(self, tokens: list[int]) -> np.ndarray:
+    def next_token_logprobs(self, tokens: list[int], reuse_prefix: bool = True) -> np.ndarray:
         """log p(next token | tokens) over the whole vocabulary (float64): one prefill, nothing sampled;
         a prefix shared with the previous call is not decoded again (a judge's two orders share the
         instructions and the question)."""
         if not tokens or len(tokens) >= self.n_ctx:
             raise UserError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
-        self._prefill(tokens, any_prefix=True)
+        self._prefill(tokens, any_prefix=reuse_prefix)
         logits = self._logits_view().astype(np.float64)
         top = logits.max()
         return logits - (top + np.log(np.exp(logits - top).sum()))

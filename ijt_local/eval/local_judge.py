@@ -96,7 +96,7 @@ class LocalJudge:
     not in the cache, so a finished run re-reads its cache without loading 1 GB."""
 
     def __init__(self, spec: str, form: str = DEFAULT_FORM, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
-                 threads: int | None = None, n_ctx: int = 4096):
+                 threads: int | None = None, n_ctx: int = 4096, reuse_prefix: bool = True):
         from ..models import resolve_model
 
         if max_output_tokens < 16:
@@ -108,6 +108,7 @@ class LocalJudge:
         self.max_output_tokens = max_output_tokens
         self.threads = threads
         self.n_ctx = n_ctx
+        self.reuse_prefix = reuse_prefix  # keep the KV prefix shared with the previous prompt
         self.session = None
         size = self.resolved.path.stat().st_size
         # What a cached judgement depends on: the judge file, the prompt form and the truncation.
@@ -149,7 +150,7 @@ class LocalJudge:
         for question in self.form.questions:
             tokens = self.prompt_tokens(question, instruction, first, second)
             n_tokens += len(tokens)
-            logprobs = self.session.next_token_logprobs(tokens)
+            logprobs = self.session.next_token_logprobs(tokens, self.reuse_prefix)
             log_first, log_second = (_logsumexp(logprobs[ids]) for ids in self._ids)
             mass = math.exp(log_first) + math.exp(log_second)
             masses.append(mass)
