@@ -236,13 +236,19 @@ class Session:
 
     # ---- decoding --------------------------------------------------------------------------------
 
-    def _decode(self, tokens: list[int], n_past: int, all_logits: bool = False) -> None:
+    def _decode(self, tokens: list[int], n_past: int, all_logits: bool = False, logits_from: int = 0) -> None:
+        """Decode `tokens` at positions n_past...; logits for the last token, or with `all_logits` for every
+        token at position `logits_from` or later (a scored response needs none for its prompt, and on a
+        262k vocabulary the output layer costs more per position than the rest of a small model)."""
         import llama_cpp
 
         batch = self.llama._batch
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             batch.set_batch(chunk, n_past=n_past + start, logits_all=all_logits)
+            if all_logits and logits_from > n_past + start:
+                for i in range(min(logits_from - n_past - start, len(chunk))):
+                    batch.batch.logits[i] = False
             rc = llama_cpp.llama_decode(self._ctx, batch.batch)
             if rc != 0:
                 raise UserError(f"llama.cpp decode failed (code {rc}; context {self.n_ctx} tokens)")
@@ -403,7 +409,7 @@ class Session:
         first = len(prompt) - 1  # the position whose logits predict the first response token
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
-            self._decode(chunk, n_past=start, all_logits=True)
+            self._decode(chunk, n_past=start, all_logits=True, logits_from=first)
             for i in range(len(chunk)):
                 pos = start + i
                 if pos < first or pos + 1 >= len(tokens):
