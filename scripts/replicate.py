@@ -155,6 +155,8 @@ class Replication:
             recorded = json.loads(path.read_text())
             recorded.setdefault("training", identity["training"])  # runs made before it was recorded
             changed = differences(json.loads(json.dumps(recorded)), json.loads(json.dumps(identity)))
+            if "budget" in changed:
+                changed.pop("training", None)  # another budget trains otherwise anyway
             if changed:
                 made_with = ", ".join(f"--{key.replace('_', '-')} {old}" if key != "training" else
                                       f"other training settings of budget {recorded['budget']} ({old})"

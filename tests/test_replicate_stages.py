@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -27,7 +28,7 @@ def replicate():
 
 def make_run(replicate, out: Path, budget="smoke", seeds=1):
     args = argparse.Namespace(budget=budget, out=str(out), data_root=str(out), seeds=seeds, base="default",
-                              judge_url=None, judge_model="judge")
+                              judge=None, judge_prompt_form="alpaca_eval_2", judge_url=None, judge_model="judge")
     return replicate.Replication(args)
 
 
@@ -87,11 +88,19 @@ def test_more_seeds_rerun_the_stages_they_change_and_keep_earlier_time(replicate
     assert calls == ["data", "train-1", "train-2-interrupted", "train-2"]
 
 
-def test_out_dir_of_another_budget_is_refused(replicate, tmp_path):
+def test_out_dir_of_another_budget_is_refused(replicate, tmp_path, monkeypatch):
     make_run(replicate, tmp_path, budget="smoke")
     with pytest.raises(SystemExit, match=r"made with --budget smoke; pass the same to resume it"):
         make_run(replicate, tmp_path, budget="laptop")
     make_run(replicate, tmp_path, budget="smoke", seeds=3)  # seeds are not part of the run's identity
+    # a budget re-sized after the run was made: its adapters were trained with other settings
+    smoke = replicate.BUDGETS["smoke"]
+    monkeypatch.setitem(replicate.BUDGETS, "smoke", dataclasses.replace(smoke, epochs=3))
+    with pytest.raises(SystemExit, match=r"made with other training settings of budget smoke \(.*'epochs': 1"):
+        make_run(replicate, tmp_path, budget="smoke")
+    # evaluation sizes are not: a rerun with more AlpacaEval prompts only does the missing work
+    monkeypatch.setitem(replicate.BUDGETS, "smoke", dataclasses.replace(smoke, alpaca_prompts=9))
+    make_run(replicate, tmp_path, budget="smoke")
 
 
 def test_seeds_must_be_positive(tmp_path):
