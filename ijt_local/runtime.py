@@ -263,8 +263,9 @@ class Session:
         """Bring the KV cache to `tokens`. When they continue what the cache holds (the next turn of a
         chat), only the new tokens are decoded; otherwise the prompt is decoded from scratch, so that
         the same prompt and seed always give the same text. With `any_prefix`, whatever prefix the cache
-        shares with `tokens` is kept and only the rest decoded: the last logits then differ from a fresh
-        prefill in the last float digits, which scoring can afford and generation (exact replay) cannot."""
+        shares with `tokens` is kept and only the rest decoded: the last logits then differ slightly from a
+        fresh prefill's (judge preferences by up to 0.009, scripts/bench_judge.py), which scoring can
+        afford and generation (exact replay) cannot."""
         import llama_cpp
 
         cached = self._kv_tokens
