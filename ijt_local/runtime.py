@@ -275,9 +275,12 @@ class Session:
             return
         shared = _shared_prefix(cached, tokens) if any_prefix else 0
         shared = min(shared, len(tokens) - 1)  # the last token is decoded again for its logits
-        if shared > 0 and llama_cpp.llama_memory_seq_rm(self._memory, 0, shared, -1):
+        # A sliding-window cache that has dropped early cells (pos_min > 0) may lack cells the kept
+        # prefix's window needs; decode from scratch then (llama.cpp's server checks the same).
+        if (shared > 0 and llama_cpp.llama_memory_seq_rm(self._memory, 0, shared, -1)
+                and llama_cpp.llama_memory_seq_pos_min(self._memory, 0) <= 0):
             self._decode(tokens[shared:], n_past=shared)
-        else:  # nothing shared, or a cache that cannot drop a suffix (sliding-window layers)
+        else:  # nothing shared, a cache that cannot drop a suffix, or one missing early cells
             llama_cpp.llama_memory_clear(self._memory, True)
             self._decode(tokens, n_past=0)
         self._kv_tokens = list(tokens)

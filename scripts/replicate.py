@@ -154,7 +154,7 @@ class Replication:
         if path.exists():
             recorded = json.loads(path.read_text())
             recorded.setdefault("training", identity["training"])  # runs made before it was recorded
-            changed = differences(json.loads(json.dumps(recorded)), json.loads(json.dumps(identity)))
+            changed = differences(recorded, json.loads(json.dumps(identity)))  # as JSON holds it: tuples are lists
             if "budget" in changed:
                 changed.pop("training", None)  # another budget trains otherwise anyway
             if changed:
