@@ -223,7 +223,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) ->
     replies = answer_turns(session, prompts, rules, opts["history"], parallel, max_tokens=opts["max_tokens"],
                            sampling=sampling)
     with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:
-        for index, generations in bar:
+        for written, (index, generations) in enumerate(bar, 1):  # bar.n lags inside a fast loop
             instruction, _, turns = todo[index]
             generation = generations[-1]
             row = {"instruction": instruction, "output": generation.text, "generator": name,
@@ -233,7 +233,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) ->
             out.write(row)
             stops += generation.finish_reason == "stop"
             tokens += sum(g.n_tokens for g in generations)
-            bar.set_postfix(stop=f"{stops}/{bar.n + 1}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
+            bar.set_postfix(stop=f"{stops}/{written}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
     _sort_like_input(output_path, [_row_key(instruction, turns) for instruction, _, turns in rows])
     click.echo(f"{output_path}: {len(todo)} rows written ({stops} stopped on their own)", err=True)
 
