@@ -150,11 +150,14 @@ class Replication:
         """OUT holds one base, budget and data folder: data, adapters and caches of another would be stale."""
         identity = {"base": self.args.base, "budget": self.args.budget, "data_root": str(self.data_root),
                     "training": self.budget.training()}
+        identity = json.loads(json.dumps(identity))  # as JSON holds it: tuples are lists
         path = self.out / "replication.json"
         if path.exists():
             recorded = json.loads(path.read_text())
-            recorded.setdefault("training", identity["training"])  # runs made before it was recorded
-            changed = differences(recorded, json.loads(json.dumps(identity)))  # as JSON holds it: tuples are lists
+            if "training" not in recorded:  # made before it was recorded: from now on it is
+                recorded["training"] = identity["training"]
+                write_atomic(path, json.dumps(recorded, indent=1))
+            changed = differences(recorded, identity)
             if "budget" in changed:
                 changed.pop("training", None)  # another budget trains otherwise anyway
             if changed:

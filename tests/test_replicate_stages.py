@@ -93,6 +93,12 @@ def test_out_dir_of_another_budget_is_refused(replicate, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r"made with --budget smoke; pass the same to resume it"):
         make_run(replicate, tmp_path, budget="laptop")
     make_run(replicate, tmp_path, budget="smoke", seeds=3)  # seeds are not part of the run's identity
+    # a folder made before training settings were recorded resumes, and records them from then on
+    identity_file = tmp_path / "replication.json"
+    made_earlier = {key: value for key, value in json.loads(identity_file.read_text()).items() if key != "training"}
+    identity_file.write_text(json.dumps(made_earlier))
+    make_run(replicate, tmp_path, budget="smoke")
+    assert json.loads(identity_file.read_text())["training"]["single_tasks"] == ["poetry"]
     # a budget re-sized after the run was made: its adapters were trained with other settings
     smoke = replicate.BUDGETS["smoke"]
     monkeypatch.setitem(replicate.BUDGETS, "smoke", dataclasses.replace(smoke, epochs=3))
