@@ -20,6 +20,10 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
+            from .train.distributed import is_main_process
+
+            if not is_main_process():  # under torchrun every rank finds the same fault; rank 0 says it
+                sys.exit(1)
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

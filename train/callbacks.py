@@ -34,7 +34,9 @@ class LossCurveWriter(TrainerCallback):
         self.out_dir, self.title = Path(out_dir), title
 
     def on_save(self, args, state, control, **kwargs):
-        write_curve(self.out_dir, state.log_history, self.title)
+        if state.is_world_process_zero:
+            write_curve(self.out_dir, state.log_history, self.title)
 
     def on_train_end(self, args, state, control, **kwargs):
-        write_curve(self.out_dir, state.log_history, self.title)
+        if state.is_world_process_zero:
+            write_curve(self.out_dir, state.log_history, self.title)

@@ -142,16 +142,20 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     from .base import base_folder, load_model, load_tokenizer
     from .callbacks import LossCurveWriter, LossProgress
     from .collate import PadToLongest
-    from .curve import epoch_means, write_curve
+    from .curve import curve_rows, epoch_means, write_curve
     from .data import tokenize_file
     from .device import pick_device, pick_dtype
+    from .distributed import ddp_backend, launched_processes, per_process_batch
     from .trainer import LabelledLossTrainer
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     out = Path(config.out)
+    processes = launched_processes()
+    batch_per_process = per_process_batch(config.batch_size, processes)
     device = pick_device(config.device)
+    backend = ddp_backend(device, processes)
     dtype = pick_dtype(config.dtype, device)
     for path in filter(None, (config.data, config.val)):
         if not Path(path).is_file():
@@ -165,7 +169,8 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
                 "seed": config.seed, "rank": config.rank}
     resume_from = check_out_dir(config, identity)
     checkpoint_dir(out).mkdir(parents=True, exist_ok=True)
-    write_atomic(checkpoint_dir(out) / "run_identity.json", json.dumps(identity, indent=2))
+    if processes.is_main:
+        write_atomic(checkpoint_dir(out) / "run_identity.json", json.dumps(identity, indent=2))
 
     model = load_model(folder, config.base, base_info, device="cpu", dtype=dtype)
     torch.manual_seed(config.seed)
@@ -187,8 +192,8 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
 
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(out)),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        per_device_train_batch_size=batch_per_process,
+        per_device_eval_batch_size=batch_per_process,
         gradient_accumulation_steps=config.grad_accum,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -205,6 +210,7 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
+        ddp_backend=backend,
         report_to=[],
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length",
@@ -248,9 +254,12 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         raise
     wall = time.perf_counter() - started
 
-    save_adapter(trainer.model, out)
     history = trainer.state.log_history
-    rows = write_curve(out, history, title)
+    if processes.is_main:  # the other processes hold the same weights and history
+        save_adapter(trainer.model, out)
+        rows = write_curve(out, history, title)
+    else:
+        rows = curve_rows(history)
     train_losses = [r["loss"] for r in rows if r.get("loss") not in ("", None)]
     val_losses = [r["val_loss"] for r in rows if r.get("val_loss") not in ("", None)]
     speeds = [r["tokens_per_second"] for r in rows if r.get("tokens_per_second") not in ("", None)]
@@ -267,6 +276,9 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "extra"},
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
+        "processes": {"world_size": processes.world_size, "backend": backend,
+                      "batch_per_process": batch_per_process,
+                      "effective_batch": config.batch_size * config.grad_accum},
         "versions": package_versions(),
         "lora": {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout,
                  "target_modules": list(config.target_modules),
@@ -287,5 +299,6 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         },
         **({"extra": config.extra} if config.extra else {}),
     }
-    write_atomic(out / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
+    if processes.is_main:
+        write_atomic(out / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest

@@ -12,17 +12,21 @@ from .loss import labelled_positions, linear_cross_entropy_sum
 
 
 def causal_lm_of(model):
-    """The *ForCausalLM module inside a PeftModel (or the model itself)."""
+    """The *ForCausalLM module inside a DistributedDataParallel and/or PeftModel wrapper."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def labelled_loss_sum(model, batch: dict, chunk: int | None = None) -> tuple[torch.Tensor, int]:
-    """(sum of response-token losses, number of response tokens) for a padded batch."""
+    """(sum of response-token losses, number of response tokens) for a padded batch.
+
+    The decoder runs through the model's own forward (under DDP that forward is what synchronises the
+    gradients), asked for its final hidden states and the logits of one position only; the output head
+    then runs on the labelled positions alone, in chunks."""
     causal_lm = causal_lm_of(model)
-    hidden = causal_lm.get_decoder()(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-    ).last_hidden_state
-    hidden, targets = labelled_positions(hidden, batch["labels"])
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                    output_hidden_states=True, logits_to_keep=1)
+    hidden, targets = labelled_positions(outputs.hidden_states[-1], batch["labels"])
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     head = causal_lm.get_output_embeddings()
     return linear_cross_entropy_sum(hidden, head.weight, targets, softcap, chunk), targets.numel()
@@ -64,8 +68,10 @@ class LabelledLossTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(example["input_ids"]) for example in dataset]
-        return EpochSeededLengthSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths, self.args.seed)
+        # Grouped by the rows of one optimizer step over all processes: the launcher's data loader hands
+        # each process its slice of a step, so N processes see the same steps as one process would.
+        rows_per_step = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return EpochSeededLengthSampler(rows_per_step, lengths, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         with torch.autocast(inputs["input_ids"].device.type, dtype=self.autocast_dtype,
@@ -76,6 +82,11 @@ class LabelledLossTrainer(Trainer):
         else:
             denominator = max(count, 1)
         loss = total / denominator
+        if num_items_in_batch is not None and model.training and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts the labelled tokens of all processes, and DDP averages the
+            # gradients over processes: scaling back up makes the step the gradient of the sum over all
+            # processes' tokens divided by their count, as in one process.
+            loss = loss * self.accelerator.num_processes
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
