@@ -5,6 +5,10 @@ the per-tensor changes llama.cpp's graph for that architecture assumes.
     qwen2    Qwen2ForCausalLM                             q/k/v biases
     gemma3   Gemma3ForCausalLM (gemma3_text)              RMSNorm weights stored as 1 + w; per-layer
                                                           sliding window and local/global rope bases
+    olmo     OlmoForCausalLM (OLMo-7B-0424-hf, the paper's)  LayerNorm without weights (no norm tensors);
+                                                          q/k permuted as llama; optional q/k/v clipping
+    olmo2    Olmo2ForCausalLM                             norms after attention and MLP, RMSNorm over the
+                                                          whole q and k projections; rotary halves as HF
 """
 
 from __future__ import annotations
@@ -86,14 +90,15 @@ def _write_rope_scaling(writer, rope: dict, where: str) -> None:
     raise UserError(f"{where}: rope scaling {kind!r} is not supported by this converter (default, linear)")
 
 
-def _write_common(writer, hp: HParams) -> None:
+def _write_common(writer, hp: HParams, rms_norm: bool = True) -> None:
     writer.add_context_length(hp.context)
     writer.add_embedding_length(hp.hidden)
     writer.add_block_count(hp.layers)
     writer.add_feed_forward_length(hp.ffn)
     writer.add_head_count(hp.heads)
     writer.add_head_count_kv(hp.kv_heads)
-    writer.add_layer_norm_rms_eps(hp.eps)
+    if rms_norm:
+        writer.add_layer_norm_rms_eps(hp.eps)
     writer.add_vocab_size(hp.vocab)
     writer.add_key_length(hp.head_dim)
     writer.add_value_length(hp.head_dim)
@@ -105,6 +110,23 @@ def _write_llama(writer, hp: HParams) -> None:
     writer.add_rope_freq_base(float(rope["rope_theta"]))
     writer.add_rope_dimension_count(hp.head_dim)
     _write_rope_scaling(writer, rope, hp.where)
+
+
+def _write_olmo(writer, hp: HParams) -> None:
+    _write_common(writer, hp, rms_norm=False)
+    writer.add_layer_norm_eps(1e-5)  # OlmoLayerNorm's fixed epsilon (the config has none)
+    rope = hp.rope()
+    writer.add_rope_freq_base(float(rope["rope_theta"]))
+    writer.add_rope_dimension_count(hp.head_dim)
+    _write_rope_scaling(writer, rope, hp.where)
+    if hp.config.get("clip_qkv") is not None:
+        writer.add_clamp_kqv(float(hp.config["clip_qkv"]))
+
+
+def _write_olmo2(writer, hp: HParams) -> None:
+    if hp.config.get("sliding_window") or hp.config.get("layer_types"):
+        raise UserError(f"{hp.where}: olmo2 with sliding-window layers (OLMo 3) is not supported")
+    _write_llama(writer, hp)
 
 
 def _write_qwen2(writer, hp: HParams) -> None:
@@ -172,6 +194,16 @@ def _unchanged(name: str, data, hp: HParams):
     return data
 
 
+def _no_shape_changes(hp: HParams) -> dict:
+    return {}
+
+
+def _olmo2_shapes(hp: HParams) -> dict:
+    # OLMo 2 normalises the whole q and k projections, not each head
+    return {"self_attn.q_norm.weight": (hp.heads * hp.head_dim,),
+            "self_attn.k_norm.weight": (hp.kv_heads * hp.head_dim,)}
+
+
 @dataclass(frozen=True)
 class Architecture:
     name: str  # the GGUF general.architecture
@@ -180,6 +212,8 @@ class Architecture:
     transform: Callable  # (hf_name, float32 ndarray, HParams) -> ndarray, same shape
     block_tensors: tuple[str, ...]  # HF suffixes every block must have
     rope_permuted: bool = False  # LoRA B of q/k needs the same row permutation
+    final_norm: bool = True  # model.norm.weight (OLMo's weightless LayerNorm has none)
+    block_shapes: Callable = _no_shape_changes  # HParams -> {suffix: shape} where it differs from the usual
 
     def gguf_arch(self):
         import gguf
@@ -187,11 +221,11 @@ class Architecture:
         return getattr(gguf.MODEL_ARCH, self.model_arch)
 
 
-_LLAMA_BLOCK = (
-    "input_layernorm.weight", "post_attention_layernorm.weight",
+_PROJECTIONS = (
     "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
     "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
 )
+_LLAMA_BLOCK = ("input_layernorm.weight", "post_attention_layernorm.weight") + _PROJECTIONS
 
 ARCHITECTURES = {
     "llama": Architecture("llama", "LLAMA", _write_llama, _llama_tensor, _LLAMA_BLOCK, rope_permuted=True),
@@ -205,10 +239,19 @@ ARCHITECTURES = {
         _LLAMA_BLOCK + ("pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
                         "self_attn.q_norm.weight", "self_attn.k_norm.weight"),
     ),
+    "olmo": Architecture("olmo", "OLMO", _write_olmo, _llama_tensor, _PROJECTIONS, rope_permuted=True,
+                         final_norm=False),
+    "olmo2": Architecture(
+        "olmo2", "OLMO2", _write_olmo2, _unchanged,
+        _PROJECTIONS + ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight",
+                        "self_attn.q_norm.weight", "self_attn.k_norm.weight"),
+        block_shapes=_olmo2_shapes,
+    ),
 }
 ARCHITECTURE_CLASSES = {
     "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-    "Gemma3ForCausalLM": "gemma3_text",
+    "Gemma3ForCausalLM": "gemma3_text", "OlmoForCausalLM": "olmo", "OLMoForCausalLM": "olmo",
+    "Olmo2ForCausalLM": "olmo2",
 }
 
 
@@ -223,6 +266,6 @@ def architecture_of(config: dict, where: str) -> Architecture:
     named = model_type or (classes[0] if classes else "none given")
     hint = " (the multimodal gemma3: save its text model, Gemma3ForCausalLM)" if model_type == "gemma3" else ""
     raise UserError(
-        f"{where}: architecture {named!r} is not supported{hint}; supported: llama, mistral, qwen2, gemma3_text"
+        f"{where}: architecture {named!r} is not supported{hint}; supported: llama, mistral, qwen2, gemma3_text, olmo, olmo2"
     )
 

@@ -1,4 +1,4 @@
-"""`ijt-local convert HF_DIR --out F.gguf`: a Hugging Face llama / qwen2 / gemma3 folder -> GGUF.
+"""`ijt-local convert HF_DIR --out F.gguf`: a Hugging Face llama / qwen2 / gemma3 / olmo / olmo2 folder -> GGUF.
 
 Everything is checked before the output is opened (architecture, tensor names, shapes, dtypes, tokenizer);
 tensors are then streamed one at a time, the large ones in row blocks, into a temporary file that is
@@ -81,12 +81,14 @@ def plan_tensors(folder: Path, arch: Architecture, hp: HParams, outtype: str) ->
 
     entries = index_tensors(folder)
     names = gguf.get_tensor_name_map(arch.gguf_arch(), hp.layers)
-    block_shapes = hp.expected_shapes()
+    block_shapes = hp.expected_shapes() | arch.block_shapes(hp)
     optional = {"lm_head.weight"} if hp.tied else set()
     if arch.name == "llama" and hp.config.get("attention_bias"):
         optional |= {f"model.layers.{i}.self_attn.{p}_proj.bias" for i in range(hp.layers) for p in "qkvo"}
         block_shapes["self_attn.o_proj.bias"] = (hp.hidden,)
-    required = {"model.embed_tokens.weight": (hp.vocab, hp.hidden), "model.norm.weight": (hp.hidden,)}
+    required = {"model.embed_tokens.weight": (hp.vocab, hp.hidden)}
+    if arch.final_norm:
+        required["model.norm.weight"] = (hp.hidden,)
     if not hp.tied:
         required["lm_head.weight"] = (hp.vocab, hp.hidden)
     for layer in range(hp.layers):

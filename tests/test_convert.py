@@ -1,4 +1,4 @@
-"""HF -> GGUF conversion on tiny random llama, qwen2 and gemma3 models: llama.cpp's logits and tokens
+"""HF -> GGUF conversion on tiny random llama, qwen2, gemma3, olmo and olmo2 models: llama.cpp's logits and tokens
 match transformers', every output type loads, the chat template and special tokens travel along."""
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 from convert_helpers import MIXED_CORPUS, ggml_gelu, hf_logits, llama_cpp_logits, llama_cpp_tokenize
-from tiny_convert_models import make_tiny_qwen2
+from tiny_convert_models import make_tiny_olmo, make_tiny_olmo2, make_tiny_qwen2
 from tiny_models import make_tiny_gemma3, make_tiny_llama
 
 from ijt_local.convert.hf_to_gguf import convert
 
-MAKERS = {"llama": make_tiny_llama, "qwen2": make_tiny_qwen2, "gemma3": make_tiny_gemma3}
+MAKERS = {"llama": make_tiny_llama, "qwen2": make_tiny_qwen2, "gemma3": make_tiny_gemma3, "olmo": make_tiny_olmo,
+          "olmo2": make_tiny_olmo2}
 # longer than the tiny gemma3's 16-token sliding window, so the local layers really slide
 PARITY_TEXT = ("The quick brown fox jumps over the lazy dog; naïve café 🙂 def f(x): return x**2 "
                "and then 12345 more words to pass the window")
