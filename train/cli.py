@@ -7,6 +7,7 @@ import os
 
 import click
 
+from .distributed import is_main_process
 from .lora import DEFAULT_TARGETS
 
 
@@ -51,8 +52,9 @@ def train_command(base, data, out, val, epochs, lr, rank, alpha, dropout, target
     )
     manifest = train_lora(config)
     results = manifest["results"]
-    click.echo(json.dumps({"out": out, **{k: results[k] for k in (
-        "steps", "first_train_loss", "final_train_loss", "final_val_loss", "tokens_per_second")}}))
+    if is_main_process():  # under a launcher every rank returns the same manifest
+        click.echo(json.dumps({"out": out, **{k: results[k] for k in (
+            "steps", "first_train_loss", "final_train_loss", "final_val_loss", "tokens_per_second")}}))
 
 
 commands: list = [train_command]
