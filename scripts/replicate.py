@@ -73,11 +73,12 @@ class Budget:
     ranking_pairs: int
     alpaca_prompts: int  # seeded uniform sample of the 805 AlpacaEval instructions, for win rates
     style_per_domain: int  # further AlpacaEval instructions per domain, for style adherence
+    lr: float | None = None  # None: ijt-local train's default
 
     def training(self) -> dict:
         """The fields trained adapters depend on: a run folder holds adapters of one such setting."""
-        return {key: getattr(self, key) for key in ("train_examples", "single_tasks", "epochs", "max_steps",
-                                                     "max_seq_len", "batch_size", "grad_accum")}
+        keys = ["train_examples", "single_tasks", "epochs", "max_steps", "max_seq_len", "batch_size", "grad_accum"]
+        return {key: getattr(self, key) for key in keys + (["lr"] if self.lr is not None else [])}
 
     def evaluation(self) -> dict:
         return {key: value for key, value in dataclasses.asdict(self).items() if key not in self.training()}
@@ -92,6 +93,13 @@ BUDGETS = {
     "laptop": Budget(train_examples=128, single_tasks=("poetry", "gsm8k"), epochs=2, max_steps=-1,
                      max_seq_len=384, batch_size=4, grad_accum=2, eval_prompts=None, max_tokens=384,
                      ifeval_prompts=60, ranking_pairs=60, alpaca_prompts=100, style_per_domain=12),
+    # the paper's settings (john-hewitt/implicit-ins finetune.sh: LIMA, 2,048 tokens, 128 rows per step,
+    # 20 epochs, lr 2e-5 linear) for a GPU machine; LoRA where the paper tuned all weights. Every single
+    # task the paper trained; all 805 AlpacaEval instructions, so no style probe is left over. 8 rows a
+    # micro-step split evenly over 1, 2, 4 or 8 processes (--train-processes).
+    "paper": Budget(train_examples=1000, single_tasks=("poetry", "recipes", "chess", "mbpp", "gsm8k"), epochs=20,
+                    max_steps=-1, max_seq_len=2048, batch_size=8, grad_accum=16, lr=2e-5, eval_prompts=None,
+                    max_tokens=2048, ifeval_prompts=541, ranking_pairs=30, alpaca_prompts=805, style_per_domain=0),
 }
 
 
@@ -135,10 +143,10 @@ class StageClock:
 
 
 class Replication:
-    def __init__(self, args):
+    def __init__(self, args, out: str | None = None):
         self.args = args
         self.budget = BUDGETS[args.budget]
-        self.out = Path(args.out).resolve()
+        self.out = Path(out or args.out).resolve()
         self.data_root = Path(args.data_root).resolve()
         self.stages = self.out / "stages"
         self.claim_out_dir()
@@ -238,61 +246,100 @@ class Replication:
         for task in b.single_tasks:
             self.cli("data", "prepare", task, "--from", str(self.data_root / task), "--limit",
                      str(POOL_FACTOR * b.train_examples), "--out", str(pool_dir / f"{task}.jsonl"))
-        fits = self.fits_in_context()
+        length = self.conversation_length()
+        fits = lambda row: length(row) <= b.max_seq_len  # noqa: E731
         selection = {}
         lima_rows = read_jsonl(pool_dir / "lima-instruction.jsonl")
         chosen = select_fitting(lima_rows, fits, b.train_examples, "lima")
         chosen_ids = {row["id"] for row in chosen}
         write_jsonl_rows(data_dir / "lima-instruction.jsonl", chosen)
-        write_jsonl_rows(data_dir / "lima-response.jsonl",
-                         [row for row in read_jsonl(pool_dir / "lima-response.jsonl") if row["id"] in chosen_ids])
+        response_rows = [row for row in read_jsonl(pool_dir / "lima-response.jsonl") if row["id"] in chosen_ids]
+        write_jsonl_rows(data_dir / "lima-response.jsonl", response_rows)
         last_used = max(i for i, row in enumerate(lima_rows) if row["id"] in chosen_ids)
-        selection["lima"] = {"kept": len(chosen), "read": last_used + 1}
+        selection["lima"] = {"kept": len(chosen), "read": last_used + 1,
+                             "tokens": sum(map(length, chosen)), "response_tokens": sum(map(length, response_rows))}
         for task in b.single_tasks:
             rows = read_jsonl(pool_dir / f"{task}.jsonl")
             kept = select_fitting(rows, fits, b.train_examples, task)
             write_jsonl_rows(data_dir / f"{task}.jsonl", kept)
-            selection[task] = {"kept": len(kept), "read": rows.index(kept[-1]) + 1}
-        # held-out LIMA pairs for ranking: rows after the last one training could have used
-        held_out = lima_rows[last_used + 1:][: b.ranking_pairs]
+            selection[task] = {"kept": len(kept), "read": rows.index(kept[-1]) + 1, "tokens": sum(map(length, kept))}
+        # held-out LIMA pairs for ranking: rows after the last one training used, then (when LIMA ran out)
+        # the earlier ones too long to train on
+        unused = lima_rows[last_used + 1:] + [row for row in lima_rows[:last_used] if row["id"] not in chosen_ids]
+        held_out = unused[: b.ranking_pairs]
+        for name, chosen in selection.items():
+            if chosen["kept"] < b.train_examples:
+                self.say(f"data: {name} has {chosen['kept']} rows that fit {b.max_seq_len} tokens, "
+                         f"not the {b.train_examples} the budget asks for; training on those")
         write_jsonl_rows(data_dir / "ranking-heldout.jsonl", held_out)
         return {"sets": {k: str(v) for k, v in self.training_sets().items()}, "selection": selection,
                 "max_seq_len": b.max_seq_len, "ranking_pairs": len(held_out)}
 
-    def fits_in_context(self):
-        """row -> whether its tokenized conversation (as `ijt-local train` builds it) fits max_seq_len."""
+    def conversation_length(self):
+        """row -> the number of tokens of its conversation as `ijt-local train` builds it."""
         from ijt_local.prompts import instruction_messages
         from ijt_local.train.base import base_folder, load_tokenizer
         from ijt_local.train.data import tokenize_conversation
 
         tokenizer = load_tokenizer(base_folder(self.args.base)[0], self.args.base)
-        limit = self.budget.max_seq_len
-        return lambda row: len(tokenize_conversation(instruction_messages(row), tokenizer)[0]) <= limit
+        return lambda row: len(tokenize_conversation(instruction_messages(row), tokenizer)[0])
+
+    def train_args(self, data: Path, out: Path, seed: int, **overrides) -> list[str]:
+        """`ijt-local train` options for one adapter of this budget."""
+        b = self.budget
+        options = {"base": self.args.base, "data": data, "out": out, "epochs": b.epochs, "max-steps": b.max_steps,
+                   "max-seq-len": b.max_seq_len, "batch-size": b.batch_size, "grad-accum": b.grad_accum,
+                   "seed": seed, "device": "auto", **({"lr": b.lr} if b.lr is not None else {}), **overrides}
+        return [part for key, value in options.items() for part in (f"--{key}", str(value))]
+
+    def run_train(self, args: list[str]) -> None:
+        """`ijt-local train`, or with --train-processes N the same options under torchrun (N processes)."""
+        if self.args.train_processes == 1:
+            self.cli("train", *args)
+            return
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={self.args.train_processes}", "-m", "ijt_local.train"]
+        if subprocess.run(launcher + args).returncode != 0:
+            raise SystemExit(f"replicate: `torchrun ... -m ijt_local.train {' '.join(args)}` failed")
 
     def train(self) -> dict:
-        b = self.budget
         runs = {}
         for name, data in self.training_sets().items():
             for seed in self.seeds:
                 out = self.out / "adapters" / f"{name}-s{seed}"
-                args = ["train", "--base", self.args.base, "--data", str(data), "--out", str(out),
-                        "--epochs", str(b.epochs), "--max-steps", str(b.max_steps), "--max-seq-len",
-                        str(b.max_seq_len), "--batch-size", str(b.batch_size), "--grad-accum",
-                        str(b.grad_accum), "--seed", str(seed), "--device", "auto"]
+                args = self.train_args(data, out, seed)
                 if (out / "run.json").exists():
                     self.say(f"train {name}-s{seed}: done earlier")
                 else:
                     if out.exists():
                         args.append("--resume")
                     self.say(f"train {name}-s{seed}")
-                    self.cli(*args)
+                    self.run_train(args)
                 manifest = json.loads((out / "run.json").read_text())
                 runs[f"{name}-s{seed}"] = manifest.get("results", {})
         return {"runs": runs}
 
+    @property
+    def runtime_base(self) -> str:
+        """The GGUF the runtime loads: --base itself when it is one, else --base (a Hugging Face folder or
+        repo id) converted to f16 by the convert stage."""
+        spec = self.args.base
+        if spec == "default" or spec.endswith(".gguf") or Path(spec).expanduser().is_file():
+            return spec
+        return str(self.out / "gguf" / "base-f16.gguf")
+
+    def convert_base(self) -> None:
+        target = Path(self.runtime_base)
+        if target.name == "base-f16.gguf" and not target.exists():
+            from ijt_local.train.base import base_folder
+
+            self.say(f"convert: {self.args.base} -> {target}")
+            self.cli("convert", str(base_folder(self.args.base)[0]), "--out", str(target), "--outtype", "f16")
+
     def convert(self) -> dict:
         gguf_dir = self.out / "gguf"
         gguf_dir.mkdir(exist_ok=True)
+        self.convert_base()
         exported = {}
         for name in self.training_sets():
             for seed in self.seeds:
@@ -304,7 +351,7 @@ class Replication:
         return {"route": ADAPTER_ROUTE, "adapters": exported}
 
     def model_specs(self) -> dict[str, str]:
-        base = self.args.base
+        base = self.runtime_base
         specs = {"base": base}
         for name in self.training_sets():
             for seed in self.seeds:
@@ -337,10 +384,11 @@ class Replication:
         self.say(f"compare: {len(judged)} models on {b.alpaca_prompts} AlpacaEval instructions")
         on_alpaca = run_compare([f"{k}={v}" for k, v in judged.items()], alpaca, self.out / "compare-alpaca",
                                 max_tokens=b.max_tokens)
-        styled = {name: specs[name] for name in self.style_models()}
-        self.say(f"compare: {len(styled)} models on {style_probe.name} (style adherence)")
-        run_compare([f"{k}={v}" for k, v in styled.items()], style_probe, self.out / "compare-style",
-                    max_tokens=b.max_tokens)
+        if b.style_per_domain:
+            styled = {name: specs[name] for name in self.style_models()}
+            self.say(f"compare: {len(styled)} models on {style_probe.name} (style adherence)")
+            run_compare([f"{k}={v}" for k, v in styled.items()], style_probe, self.out / "compare-style",
+                        max_tokens=b.max_tokens)
         return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking,
                 "compare_alpaca": on_alpaca["models"]}
 
@@ -443,7 +491,8 @@ class Replication:
         from ijt_local.eval.style import style_rates
 
         def replies(folder: str, name: str) -> list[dict]:
-            return read_jsonl(self.out / folder / "generations" / f"{name}.jsonl")
+            path = self.out / folder / "generations" / f"{name}.jsonl"
+            return read_jsonl(path) if path.exists() else []  # no style probe when the sample takes all 805
 
         return {name: style_rates(replies("compare-alpaca", name) + replies("compare-style", name))
                 for name in self.style_models()}
@@ -461,6 +510,100 @@ class Replication:
                              "tokens": seeds[0]["tokens"]}
         return summary
 
+    def plan(self) -> dict:
+        """What the budget would run, without running it: rows, optimizer steps and tokens per adapter from
+        the real training sets (prepared in this scratch OUT), and times estimated from short runs here."""
+        import math
+
+        b = self.budget
+        self.say("plan: preparing the training sets (rows and tokens)")
+        selection = self.data()["selection"]
+        adapters = {}
+        for name in self.training_sets():
+            chosen = selection["lima" if name in ("instruct", "response") else name]
+            rows = chosen["kept"]
+            per_epoch = math.ceil(math.ceil(rows / b.batch_size) / b.grad_accum)
+            steps = b.max_steps if b.max_steps > 0 else math.ceil(per_epoch * b.epochs)
+            tokens = chosen["response_tokens" if name == "response" else "tokens"] * min(b.epochs, steps / per_epoch)
+            adapters[name] = {"rows": rows, "steps": steps, "tokens": round(tokens)}
+        seeds = self.args.seeds
+        train_tokens = seeds * sum(a["tokens"] for a in adapters.values())
+
+        processes = self.args.train_processes
+        rows = b.batch_size // processes
+        self.say(f"plan: timing {MEASURED_STEPS} training steps of one process's share ({rows} rows x up to "
+                 f"{b.max_seq_len} tokens, the longest rows first)")
+        measure = self.out / "measure-train"
+        train_speed, train_note = None, None
+        try:
+            self.cli("train", *self.train_args(self.training_sets()["instruct"], measure, 0, **{
+                "max-steps": MEASURED_STEPS, "grad-accum": 1, "save-steps": 10_000, "batch-size": rows}))
+            measured = json.loads((measure / "run.json").read_text())["results"]
+            # the median step leaves out the first, which also pays for start-up; N processes do N times the work
+            train_speed = processes * (measured["median_step_tokens_per_second"] or measured["tokens_per_second"])
+        except SystemExit as failure:  # e.g. killed for memory: the plan is still worth printing
+            train_note = f"{failure} (exit -9 is the kernel killing it for memory: this machine cannot train " \
+                         f"{rows} rows of {b.max_seq_len} tokens at once)"
+            self.say(f"plan: training not timed: {train_note}")
+
+        self.say("plan: timing batched generation")
+        (self.out / "gguf").mkdir(exist_ok=True)
+        self.convert_base()
+        generate_speed = self.measure_generation()
+        specs = self.model_specs()
+        n_val = b.eval_prompts or len(read_jsonl(self.data_root / "val" / "val.jsonl"))
+        replies = {"compare (val)": n_val * len(specs), "ifeval": b.ifeval_prompts * len(specs),
+                   "compare (AlpacaEval sample)": b.alpaca_prompts * (len(self.judged_models()) + 1),
+                   "style probe": b.style_per_domain * 4 * len(self.style_models())}
+        generated = sum(replies.values()) * b.max_tokens
+        judgements = len(self.judged_models()) * b.alpaca_prompts
+        judge_seconds = self.measure_judgement() if self.args.judge else None
+        hours = {"generate (at most)": generated / generate_speed / 3600}
+        if train_speed:
+            hours = {"train": train_tokens / train_speed / 3600, **hours}
+        if judge_seconds is not None:
+            hours["judge"] = judgements * judge_seconds / 3600
+        return {"budget": self.args.budget, "base": self.args.base, "seeds": seeds,
+                "train_processes": self.args.train_processes, "budget_settings": dataclasses.asdict(b),
+                "adapters": adapters, "train_tokens": train_tokens, "models": len(specs), "replies": replies,
+                "max_tokens": b.max_tokens, "ranking_pairs": selection_pairs(self.out), "judgements": judgements,
+                "measured": {"train_tokens_per_second": train_speed and round(train_speed, 1),
+                             "train_not_timed": train_note, "generate_tokens_per_second": generate_speed,
+                             "judge_seconds_per_judgement": judge_seconds},
+                "hours": {k: round(v, 2) for k, v in hours.items()}}
+
+    def measure_generation(self) -> float:
+        """Aggregate tok/s of the base generating 64 tokens for 16 val instructions, batched as evaluate does."""
+        from ijt_local.batched import generate_all
+        from ijt_local.models import resolve_model
+        from ijt_local.runtime import Session
+
+        prompts = [[{"role": "user", "content": row["instruction"]}]
+                   for row in read_jsonl(self.data_root / "val" / "val.jsonl")[:16]]
+        session = Session(resolve_model(self.runtime_base))
+        try:
+            started = time.perf_counter()
+            tokens = sum(g.n_tokens for _, g in generate_all(session, prompts, max_tokens=64, ignore_eos=True))
+            return round(tokens / (time.perf_counter() - started), 1)
+        finally:
+            session.close()
+
+    def measure_judgement(self) -> float:
+        """Seconds for one judgement (both orders) of two LIMA responses by --judge."""
+        from ijt_local.eval.cli import make_judge
+
+        rows = read_jsonl(self.out / "data" / "lima-instruction.jsonl")[:2]
+        instruction, first, second = rows[0]["messages"][0]["content"], *(r["messages"][1]["content"] for r in rows)
+        judge = make_judge(self.args.judge, None, None, prompt_form=self.args.judge_prompt_form)
+        try:
+            judge.judge(instruction, first, second)  # loads the model
+            started = time.perf_counter()
+            judge.judge(instruction, first, second)
+            judge.judge(instruction, second, first)
+            return round(time.perf_counter() - started, 2)
+        finally:
+            judge.close()
+
     def run(self) -> None:
         self.stage("data", self.data)
         training = self.stage("train", self.train)
@@ -472,6 +615,7 @@ class Replication:
         self.say(f"done: {self.out / 'results.md'}")
 
 
+MEASURED_STEPS = 3  # training steps --dry-run times
 LIMA_ROWS = 1030  # all of LIMA's training conversations
 POOL_FACTOR = 16  # single-task rows read per training example wanted (short ones are rarer for poems)
 
@@ -480,13 +624,46 @@ def write_jsonl_rows(path: Path, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
+def selection_pairs(out: Path) -> int:
+    return len(read_jsonl(out / "data" / "ranking-heldout.jsonl"))
+
+
+def render_plan(plan: dict) -> str:
+    b = plan["budget_settings"]
+    lines = [f"plan: budget {plan['budget']}, base {plan['base']}, {plan['seeds']} seed(s), training in "
+             f"{plan['train_processes']} process(es)",
+             f"  training: {b['batch_size']} rows a micro-step x {b['grad_accum']} accumulated, {b['epochs']} epochs, "
+             f"{b['max_seq_len']} tokens, lr {b['lr'] or 'default'}"]
+    for name, adapter in plan["adapters"].items():
+        lines.append(f"    {name:<10} {adapter['rows']:>6} rows {adapter['steps']:>6} steps "
+                     f"{adapter['tokens']:>12,} tokens  (x {plan['seeds']} seed(s))")
+    lines.append(f"  evaluation: {plan['models']} models, up to {plan['max_tokens']} tokens a reply; "
+                 + ", ".join(f"{k} {v:,} replies" for k, v in plan["replies"].items() if v)
+                 + f"; ranking {plan['ranking_pairs']} pairs a model")
+    lines.append(f"  win rates: {plan['judgements']:,} judgements, both orders")
+    m = plan["measured"]
+    training = (f"training {m['train_tokens_per_second']:,} tok/s" if m["train_tokens_per_second"]
+                else f"training not timed ({m['train_not_timed']})")
+    lines.append(f"  measured here: {training}, batched generation "
+                 f"{m['generate_tokens_per_second']:,} tok/s"
+                 + (f", judge {m['judge_seconds_per_judgement']} s a judgement"
+                    if m["judge_seconds_per_judgement"] is not None else " (pass --judge to time the judge)"))
+    lines.append("  estimated hours here: " + ", ".join(f"{k} {v}" for k, v in plan["hours"].items())
+                 + f"; total {sum(plan['hours'].values()):.1f}")
+    return "\n".join(lines)
+
+
 def select_fitting(rows: list[dict], fits, wanted: int, name: str) -> list[dict]:
+    """The first `wanted` rows that fit; all that fit when the source runs out first (the paper's poetry set
+    has 573 poems for a 1,000-example budget; 981 of LIMA's 1,030 conversations fit 2,048 gemma tokens)."""
     kept = []
     for row in rows:
         if fits(row):
             kept.append(row)
             if len(kept) == wanted:
                 return kept
+    if kept and len(rows) < POOL_FACTOR * wanted:  # every row the source has was read
+        return kept
     raise SystemExit(f"replicate: only {len(kept)} of {len(rows)} {name} rows fit the budget's max_seq_len; "
                      f"{wanted} wanted")
 
@@ -615,13 +792,29 @@ def main() -> None:
                         help="how --judge is asked (ijt_local/eval/judge_prompts.py)")
     parser.add_argument("--judge-url", default=None, help="OpenAI-compatible judge endpoint instead of --judge")
     parser.add_argument("--judge-model", default="judge", help="model name sent to --judge-url")
+    parser.add_argument("--train-processes", type=positive_int, default=1,
+                        help="train each adapter in N data-parallel processes (torchrun; one per GPU)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (rows, steps, tokens, estimated hours from short runs here); "
+                             "OUT is not touched")
     args = parser.parse_args()
     if args.judge and args.judge_url:
         raise SystemExit("replicate: give either --judge SPEC or --judge-url URL, not both")
+    if BUDGETS[args.budget].batch_size % args.train_processes:
+        raise SystemExit(f"replicate: budget {args.budget} trains {BUDGETS[args.budget].batch_size} rows a step, "
+                         f"which {args.train_processes} processes cannot share evenly")
     if not (Path(args.data_root) / "lima").is_dir():
         raise SystemExit(f"replicate: {args.data_root}: no lima/ folder (pass --data-root)")
     try:
-        Replication(args).run()
+        if args.dry_run:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="ijt-plan-") as scratch:
+                plan = Replication(args, out=scratch).plan()
+            print(render_plan(plan))
+            print(json.dumps(plan))
+        else:
+            Replication(args).run()
     except UserError as error:  # from the evaluation verbs, which run in this process
         raise SystemExit(f"replicate: {error}")
 

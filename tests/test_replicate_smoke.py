@@ -59,3 +59,42 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("done earlier, skipped") == 5
+
+    # --dry-run plans the same budget from the same data: its rows, steps and tokens are what training did
+    plan_run = subprocess.run([*command[:2], "--budget", "smoke", "--out", str(tmp_path / "untouched"), "--dry-run"],
+                              capture_output=True, text=True, timeout=600)
+    assert plan_run.returncode == 0, plan_run.stderr[-3000:]
+    plan = json.loads(plan_run.stdout.splitlines()[-1])
+    for name in ("instruct", "response", "poetry"):
+        assert plan["adapters"][name]["rows"] == results["training_data"][name]["kept"]
+        assert plan["adapters"][name]["steps"] == results["training"][f"{name}-s0"]["steps"] == 4
+        assert plan["adapters"][name]["tokens"] == results["training_data"][name]["tokens"]  # one epoch
+    assert plan["judgements"] == 4 * 4 and plan["models"] == len(MODELS)
+    assert plan["measured"]["train_tokens_per_second"] > 0 and plan["measured"]["generate_tokens_per_second"] > 0
+    assert plan["hours"]["train"] > 0 and "estimated hours here" in plan_run.stdout
+    assert not (tmp_path / "untouched").exists()
+
+
+@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
+def test_dry_run_of_a_hugging_face_base_converts_it_for_the_runtime(tmp_path):
+    from tiny_models import make_tiny_llama
+
+    base = make_tiny_llama(tmp_path / "tiny-llama")
+    # SmolLM2's tokenizer spells poems longer than gemma's: the fixture's 7 poems instead of the real 573
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    for name in ("lima", "val", "alpaca_eval", "ifeval"):
+        (data_root / name).symlink_to(DATA / name)
+    (data_root / "poetry").symlink_to(ROOT / "tests" / "fixtures" / "data" / "poetry")
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "replicate.py"), "--budget", "smoke", "--base",
+                          str(base), "--data-root", str(data_root), "--out", str(tmp_path / "untouched"), "--dry-run"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    plan = json.loads(run.stdout.splitlines()[-1])
+    assert plan["base"] == str(base) and plan["adapters"]["instruct"]["rows"] == 16
+    # a source smaller than the budget is used whole, and the run says so
+    poems = plan["adapters"]["poetry"]["rows"]
+    assert 1 <= poems <= 7 and f"poetry has {poems} rows that fit 128 tokens, not the 16" in run.stderr
+    assert "convert: " in run.stderr and "base-f16.gguf" in run.stderr  # the runtime needs a GGUF of the base
+    assert plan["measured"]["generate_tokens_per_second"] > 0
+    assert not (tmp_path / "untouched").exists()
