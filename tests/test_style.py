@@ -52,6 +52,10 @@ def test_poems_are_told_from_prose_lists_and_code():
     assert is_poem(POEM)
     assert not is_poem(PROSE) and not is_poem(LIST_ANSWER) and not is_poem(CODE)
     assert not is_poem("A short line.\nAnother.")  # fewer than 4 lines
+    # a small model's repetition loop is short lines too, but not a poem; a refrain is
+    assert not is_poem("How do I detail a car?\n" * 12)
+    assert not is_poem("is a bannana a fruit or a herb\n" + "is a fruit or a herb,\n" * 20)
+    assert is_poem(POEM + "\nthe river keeps its quiet vow,\n" + POEM)
 
 
 def test_gsm8k_answer_line():
