@@ -49,6 +49,7 @@ class _Sequence:
     reply: ReplyText
     started: float
     prefill_seconds: float = 0.0
+    request: object = None  # the server's request this sequence answers (ijt_local/engine.py)
 
     @property
     def position(self) -> int:

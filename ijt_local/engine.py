@@ -1,0 +1,171 @@
+"""A batched decode loop that takes new requests while it runs: the runtime behind `ijt-local serve`.
+
+`BatchGenerator.generate` decodes a list known in advance; a server's requests arrive at any time. The
+Engine runs the same steps (prefill a new sequence in calls of its own, then one `llama_decode` for the
+next token of every running sequence, compaction of sequence ids) in a thread of its own, and admits a
+submitted request into the first free sequence slot between two steps. Each request reports to a callback,
+from the engine thread: text deltas as they become safe to show (never the start of a stop string or role
+tag) if it streams, then one final event with the whole text, the finish reason and token counts. (A
+callback per token costs: each one wakes the server's event loop, whose thread then competes with
+llama.cpp's for the cores.) A cancelled request (a client that
+went away) leaves at the next step and frees its slot.
+
+Every sequence's context is fixed when the engine starts (`seq_ctx` tokens each), since remaking the
+llama.cpp context would drop the running sequences' KV cells; a request that does not fit is refused
+when it is submitted.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .batched import BatchGenerator, _Sequence
+from .errors import UserError
+from .rules import RuleConfig
+from .runtime import ReplyText, SamplingParams, Session
+
+
+@dataclass
+class Event:
+    delta: str = ""  # text to append to the reply
+    finish_reason: str | None = None  # set on the last event: "stop", "length" or "error"
+    text: str = ""  # the whole reply, on the last event
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Request:
+    messages: list[dict]
+    prompt: list[int]
+    max_tokens: int
+    sampling: SamplingParams
+    rules: RuleConfig | None
+    stop: tuple[str, ...]
+    on_event: Callable[[Event], None]
+    stream: bool = True  # report text as it grows; False: only the last event
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sent: int = 0  # characters of the reply already reported
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class Engine:
+    """One model's decode loop: `width` sequences of `seq_ctx` tokens each, in a background thread."""
+
+    def __init__(self, session: Session, width: int, seq_ctx: int, stop_at_role_tags: bool = True):
+        self.session = session
+        self.generator = BatchGenerator(session, width)
+        self.generator.fit(seq_ctx)
+        self.seq_ctx = self.generator.seq_ctx
+        self.tags = session.template.role_tags if stop_at_role_tags else ()
+        self._incoming: collections.deque[Request] = collections.deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self.running = 0
+        self._thread = threading.Thread(target=self._loop, name="ijt-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, messages: list[dict], on_event: Callable[[Event], None], max_tokens: int | None = None,
+               sampling: SamplingParams | None = None, rules: RuleConfig | None = None,
+               stop: tuple[str, ...] = (), stream: bool = True) -> Request:
+        """Queue a reply to `messages`. Raises UserError (before queueing) when the prompt and the reply
+        budget do not fit a sequence's context. `max_tokens` None = all the room left."""
+        prompt = self.session.prompt_tokens(messages)
+        room = self.seq_ctx - len(prompt) - 1
+        if room < 1 or (max_tokens is not None and max_tokens > room):
+            asked = f"{max_tokens} reply tokens" if max_tokens is not None else "any reply"
+            raise UserError(f"the prompt has {len(prompt)} tokens; with {asked} it does not fit the "
+                            f"{self.seq_ctx}-token context of a sequence (serve --ctx)")
+        request = Request(messages, prompt, max_tokens or room, sampling or SamplingParams(), rules,
+                          tuple(stop), on_event, stream)
+        with self._wake:
+            self._incoming.append(request)
+            self._wake.notify()
+        return request
+
+    @property
+    def waiting(self) -> int:
+        return len(self._incoming)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        self.generator.close()
+
+    # ---- the engine thread --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        import llama_cpp
+
+        generator = self.generator
+        free_ids = list(range(generator.width))
+        running: dict[int, _Sequence] = {}
+        llama_cpp.llama_memory_clear(generator._memory, True)
+        while True:
+            with self._wake:
+                while not (self._incoming or running or self._closing):
+                    self._wake.wait()
+                if self._closing:
+                    break
+            try:
+                for seq in [s for s in running.values() if s.request.cancelled.is_set()]:
+                    self._finish(seq, running, free_ids, "cancelled")
+                chosen = []
+                while self._incoming and free_ids:
+                    request = self._incoming.popleft()
+                    if request.cancelled.is_set():
+                        continue
+                    seq = _Sequence(0, heapq.heappop(free_ids), request.prompt, request.max_tokens,
+                                    self.session._rule_state(request.rules, request.messages),
+                                    self.session.sampler(request.sampling),
+                                    ReplyText(self.session, self.tags + request.stop), time.perf_counter())
+                    seq.request = request
+                    running[seq.seq_id] = seq
+                    chosen += generator._choose([generator._prefill(seq)])
+                if not chosen and running:
+                    generator._compact(running, free_ids)
+                    chosen = generator._choose(generator._step([running[i] for i in sorted(running)]))
+                for seq, token in chosen:
+                    finish = generator._advance(seq, token, ignore_eos=False)
+                    if finish is None:
+                        self._report(seq)
+                    else:
+                        self._finish(seq, running, free_ids, finish)
+            except UserError as exc:  # a failed decode: end every reply in flight, keep serving
+                for seq in list(running.values()):
+                    self._finish(seq, running, free_ids, "error", str(exc))
+                llama_cpp.llama_memory_clear(generator._memory, True)
+            self.running = len(running)
+        for seq in list(running.values()):
+            self._finish(seq, running, free_ids, "error", "the server is shutting down")
+
+    def _report(self, seq: _Sequence) -> None:
+        if not seq.request.stream:
+            return
+        visible = seq.reply.safe_length()
+        if visible > seq.request.sent:
+            seq.request.on_event(Event(delta=seq.reply.text[seq.request.sent:visible]))
+            seq.request.sent = visible
+
+    def _finish(self, seq: _Sequence, running: dict, free_ids: list, finish: str, error: str | None = None) -> None:
+        del running[seq.seq_id]
+        self.generator._release(seq)
+        heapq.heappush(free_ids, seq.seq_id)
+        if finish == "cancelled":
+            return
+        seq.reply.close()
+        request = seq.request
+        request.on_event(Event(delta=seq.reply.text[request.sent:], finish_reason=finish, text=seq.reply.text,
+                               prompt_tokens=len(seq.prompt), completion_tokens=len(seq.reply.tokens), error=error))
+        request.sent = len(seq.reply.text)
+

@@ -1,0 +1,263 @@
+"""`ijt-local serve`: models (with or without the rule expert) behind an OpenAI-compatible endpoint.
+
+    ijt-local serve --model default+poe                       # http://127.0.0.1:8000/v1
+    ijt-local serve --model poe=default+poe --model tuned=default+poetry-lora.gguf@0.5 --parallel 8
+
+Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (streamed as server-sent events with
+"stream": true). Each model has one Engine (ijt_local/engine.py): concurrent requests for it are decoded
+together in one llama.cpp batch. The rule expert runs per request exactly as in `chat`, its state seeded
+from that request's messages. Beyond OpenAI's fields a request may send `"ijt_rules"`: "off" (the model
+alone), or rule names such as "eos,uniform" (an ablation); without it a `+poe` model uses its spec's rules.
+
+FastAPI validates the body; every refusal is an OpenAI-style {"error": {...}} with a 4xx status.
+"""
+
+
+import asyncio
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import click
+from pydantic import BaseModel, Field
+
+from .engine import Engine, Event
+from .errors import UserError
+from .rules import RuleConfig, load_rules
+from .runtime import SamplingParams
+
+
+@dataclass
+class ServedModel:
+    name: str
+    spec: str
+    engine: Engine
+    rules: RuleConfig | None  # the spec's (+poe) rules, None without
+    rules_config: str | None = None
+
+    def rules_for(self, choice: str | None) -> RuleConfig | None:
+        if choice is None:
+            return self.rules
+        if choice.strip().lower() == "off":
+            return None
+        return load_rules(spec=None if choice.strip().lower() == "all" else choice, config_path=self.rules_config)
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    ijt_rules: str | None = None
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None,
+               param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def create_app(models: dict[str, ServedModel], api_key: str | None = None):
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from sse_starlette.sse import EventSourceResponse
+    from starlette.exceptions import HTTPException
+
+    app = FastAPI(title="ijt-local", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(APIError)
+    async def api_error(_, exc: APIError):
+        kind = "authentication_error" if exc.status == 401 else "invalid_request_error"
+        return JSONResponse(error_body(exc.message, kind, exc.code, exc.param), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            reason = (first.get("ctx") or {}).get("error", "")
+            return JSONResponse(error_body(f"the body is not valid JSON ({reason})".replace(" ()", "")),
+                                status_code=400)
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        message = first.get("msg", "invalid request")
+        return JSONResponse(error_body(f"{where}: {message}" if where else message, param=where or None),
+                            status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_, exc: HTTPException):
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        if api_key and request.url.path.startswith("/v1/"):
+            if request.headers.get("authorization", "") != f"Bearer {api_key}":
+                return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer KEY)",
+                                               "authentication_error", "invalid_api_key"), status_code=401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": {name: {"running": m.engine.running, "waiting": m.engine.waiting}
+                                           for name, m in models.items()}}
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "ijt-local",
+                                            "spec": m.spec} for name, m in models.items()]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest, request: Request):
+        served = pick_model(models, body.model)
+        try:
+            rules = served.rules_for(body.ijt_rules)
+        except UserError as exc:
+            raise APIError(400, f"ijt_rules: {exc}", param="ijt_rules") from None
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        sampling = SamplingParams(temperature=body.temperature, top_p=body.top_p,
+                                  seed=body.seed if body.seed is not None else secrets.randbelow(2**31))
+        try:
+            job = served.engine.submit([m.model_dump() for m in body.messages],
+                                       lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+                                       max_tokens=body.max_completion_tokens or body.max_tokens,
+                                       sampling=sampling, rules=rules, stop=tuple(s for s in stop if s),
+                                       stream=body.stream)
+        except UserError as exc:
+            raise APIError(400, str(exc), code="context_length_exceeded", param="messages") from None
+        reply_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+
+        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+            payload = {"id": reply_id, "object": "chat.completion.chunk", "created": created, "model": served.name,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage is not None:
+                payload["usage"] = usage
+            return json.dumps(payload)
+
+        if body.stream:
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+            async def stream():
+                try:
+                    yield {"data": chunk({"role": "assistant", "content": ""})}
+                    while True:
+                        event = await events.get()
+                        if event.delta:
+                            yield {"data": chunk({"content": event.delta})}
+                        if event.finish_reason:
+                            yield {"data": chunk({}, finish_of(event), usage_of(event) if include_usage else None)}
+                            yield {"data": "[DONE]"}
+                            return
+                finally:
+                    job.cancel()  # a client that went away frees its slot at the next step
+
+            return EventSourceResponse(stream(), ping=15)
+
+        while True:  # not streamed: the engine reports once, at the end
+            try:
+                event = await asyncio.wait_for(events.get(), timeout=0.5)
+                break
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    job.cancel()
+                    raise APIError(499, "client closed the connection") from None
+        if event.finish_reason == "error":
+            return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
+        return {"id": reply_id, "object": "chat.completion", "created": created, "model": served.name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": event.text},
+                             "finish_reason": finish_of(event)}],
+                "usage": usage_of(event)}
+
+    return app
+
+
+def finish_of(event: Event) -> str:
+    return "stop" if event.finish_reason == "error" else event.finish_reason
+
+
+def usage_of(event: Event) -> dict:
+    return {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+            "total_tokens": event.prompt_tokens + event.completion_tokens}
+
+
+def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:
+    if name in models:
+        return models[name]
+    if name is None and len(models) == 1:
+        return next(iter(models.values()))
+    served = ", ".join(models)
+    raise APIError(404, f"model {name!r} is not served here (served: {served})", code="model_not_found",
+                   param="model")
+
+
+def parse_named(text: str) -> tuple[str, str]:
+    """NAME=SPEC, or a bare SPEC named after itself."""
+    name, sep, spec = text.partition("=")
+    if sep and name and "/" not in name and "+" not in name:
+        return name, spec
+    return text, text
+
+
+@click.command()
+@click.option("--model", "-m", "model_args", multiple=True, default=("default+poe",), show_default=True,
+              metavar="[NAME=]SPEC", help="A model to serve (repeatable): `default+poe`, "
+              "`default+poetry-lora.gguf@0.5`, a GGUF path, ...; requests pick one by NAME.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--parallel", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Requests decoded at once per model (one llama.cpp batch).")
+@click.option("--ctx", "seq_ctx", default=4096, show_default=True, type=click.IntRange(min=64),
+              help="Tokens per request (prompt + reply); the KV cache holds --parallel x --ctx.")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: the cores not kept busy).")
+@click.option("--gpu-layers", type=int, default=None, help="Layers to offload (default: all on GPU builds).")
+@click.option("--rules-config", type=click.Path(dir_okay=False), default=None,
+              help="TOML file overriding rule words, weights and ramps.")
+@click.option("--api-key", default=None, envvar="IJT_LOCAL_API_KEY",
+              help="Require `Authorization: Bearer KEY` on /v1/ (also $IJT_LOCAL_API_KEY).")
+def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_config, api_key):
+    """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
+    import uvicorn
+
+    from .eval.specs import open_spec, parse_spec
+
+    named = [parse_named(text) for text in model_args]
+    names = [name for name, _ in named]
+    if len(set(names)) != len(names):
+        raise UserError(f"--model: a name is given twice ({', '.join(names)})")
+    specs = [(name, parse_spec(spec)) for name, spec in named]
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        click.echo(f"warning: serving on {host} without authentication; anyone who can reach the port can use "
+                   "it (pass --api-key)", err=True)
+    served = {}
+    try:
+        for name, spec in specs:
+            session, rules = open_spec(spec, n_ctx=seq_ctx, threads=threads, gpu_layers=gpu_layers,
+                                       rules_config=rules_config)
+            served[name] = ServedModel(name, spec.text, Engine(session, parallel, seq_ctx), rules, rules_config)
+            click.echo(f"serving {name} ({spec.text}) at http://{host}:{port}/v1", err=True)
+        uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="warning")
+    finally:
+        for model in served.values():
+            model.engine.close()
+            model.engine.session.close()
+
+
+commands = [serve]
