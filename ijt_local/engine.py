@@ -141,9 +141,9 @@ class Engine:
                         self._report(seq)
                     else:
                         self._finish(seq, running, free_ids, finish)
-            except UserError as exc:  # a failed decode: end every reply in flight, keep serving
+            except Exception as exc:  # noqa: BLE001 - a failed step ends the replies in flight, not the server
                 for seq in list(running.values()):
-                    self._finish(seq, running, free_ids, "error", str(exc))
+                    self._finish(seq, running, free_ids, "error", str(exc) or type(exc).__name__)
                 llama_cpp.llama_memory_clear(generator._memory, True)
             self.running = len(running)
         for seq in list(running.values()):

@@ -17,7 +17,7 @@ import asyncio
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import click
@@ -36,13 +36,19 @@ class ServedModel:
     engine: Engine
     rules: RuleConfig | None  # the spec's (+poe) rules, None without
     rules_config: str | None = None
+    chosen_rules: dict = field(default_factory=dict)  # ijt_rules text -> RuleConfig, loaded once
 
     def rules_for(self, choice: str | None) -> RuleConfig | None:
+        """The rules a request asks for. Each choice is loaded once: the session resolves a config against
+        the vocabulary once per config object and keeps it."""
         if choice is None:
             return self.rules
-        if choice.strip().lower() == "off":
+        key = ",".join(sorted(part.strip().lower() for part in choice.split(",")))
+        if key == "off":
             return None
-        return load_rules(spec=None if choice.strip().lower() == "all" else choice, config_path=self.rules_config)
+        if key not in self.chosen_rules:
+            self.chosen_rules[key] = load_rules(spec=None if key == "all" else key, config_path=self.rules_config)
+        return self.chosen_rules[key]
 
 
 class Message(BaseModel):
