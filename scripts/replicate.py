@@ -754,15 +754,16 @@ def style_markdown(style: dict) -> list[str]:
         return []
     counts = {d: max(r.get(d, {}).get("n", 0) for rs in groups.values() for r in rs) for d in domains}
     lines = ["", "Style adherence on AlpacaEval instructions by domain (decided from the instruction): share of "
-             "replies that are poems / that end with a GSM8K `#### number` line, mean over seeds:", "",
+             "replies that are poems / in verse form (short line-broken lines, repetition loops included) / "
+             "that end with a GSM8K `#### number` line, mean over seeds:", "",
              "| model | " + " | ".join(f"{d} (n={counts[d]})" for d in domains) + " |",
              "| --- " * (len(domains) + 1) + "|"]
     for group, per_seed in groups.items():
         cells = []
         for d in domains:
             seeds = [r[d] for r in per_seed if d in r]
-            cells.append(f"{statistics.mean(r['poem_rate'] for r in seeds):.0%} / "
-                         f"{statistics.mean(r['gsm8k_answer_rate'] for r in seeds):.0%}" if seeds else "–")
+            cells.append(" / ".join(f"{statistics.mean(r.get(key, 0.0) for r in seeds):.0%}"
+                                    for key in ("poem_rate", "verse_rate", "gsm8k_answer_rate")) if seeds else "–")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return lines
 

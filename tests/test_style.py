@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ijt_local.eval.style import has_gsm8k_answer, instruction_domain, is_poem, style_rates
+from ijt_local.eval.style import has_gsm8k_answer, instruction_domain, is_poem, is_verse, style_rates
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -52,10 +52,13 @@ def test_poems_are_told_from_prose_lists_and_code():
     assert is_poem(POEM)
     assert not is_poem(PROSE) and not is_poem(LIST_ANSWER) and not is_poem(CODE)
     assert not is_poem("A short line.\nAnother.")  # fewer than 4 lines
-    # a small model's repetition loop is short lines too, but not a poem; a refrain is
-    assert not is_poem("How do I detail a car?\n" * 12)
+    # a small model's repetition loop is verse in form but not a poem; a refrain is fine
+    assert is_verse("How do I detail a car?\n" * 12) and not is_poem("How do I detail a car?\n" * 12)
     assert not is_poem("is a bannana a fruit or a herb\n" + "is a fruit or a herb,\n" * 20)
     assert is_poem(POEM + "\nthe river keeps its quiet vow,\n" + POEM)
+    # prose written a sentence per line (PoE replies) and role-tag dialogues are not poems
+    assert not is_poem("Okay! So, let's start.\nOil is a liquid.\nIt is made of hydrocarbons.\nSo, it burns.\nNow, let's talk.")
+    assert not is_poem("Okay!\n<|assistant|>\nFirst, the flour,\n<|assistant|>\nthen the eggs,\nand then we bake")
 
 
 def test_gsm8k_answer_line():
@@ -71,7 +74,7 @@ def test_style_rates_per_domain():
             {"instruction": "What is 3 + 4?", "output": "#### 7"}]
     rates = style_rates(rows)
     assert list(rates) == ["poetry", "math", "other"]
-    assert rates["poetry"] == {"n": 2, "poem_rate": 0.5, "gsm8k_answer_rate": 0.0}
+    assert rates["poetry"] == {"n": 2, "poem_rate": 0.5, "verse_rate": 0.5, "gsm8k_answer_rate": 0.0}
     assert rates["other"]["poem_rate"] == 1.0 and rates["math"]["gsm8k_answer_rate"] == 1.0
 
 
@@ -80,10 +83,22 @@ def test_detectors_on_the_training_data():
     with open(DATA / "poetry" / "poems.csv", newline="") as handle:
         poems = [row["content"].replace("\r\n", "\n") for row in csv.DictReader(handle)]
     with_breaks = [p for p in poems if len([line for line in p.splitlines() if line.strip()]) >= 4]
-    assert sum(map(is_poem, with_breaks)) / len(with_breaks) >= 0.98  # 468 of 471
+    assert sum(map(is_poem, with_breaks)) / len(with_breaks) >= 0.95  # 453 of 471
     lima = [json.loads(line) for line in (DATA / "lima" / "lima_data.jsonl").read_text().splitlines()]
     responses = [m["content"] for row in lima for m in row["messages"] if m["role"] == "assistant"]
-    assert sum(map(is_poem, responses)) / len(responses) <= 0.05  # 39 of 1,084, several real poems
+    assert sum(map(is_poem, responses)) / len(responses) <= 0.03  # 28 of 1,084, most of them real poems
     gsm8k = [json.loads(line) for line in (DATA / "gsm8k" / "train.jsonl").read_text().splitlines()[:200]]
     assert all(has_gsm8k_answer(row["answer"]) for row in gsm8k)
     assert not any(map(has_gsm8k_answer, responses))
+
+
+def test_detector_agrees_with_hand_checked_model_replies():
+    """38 real replies labelled by reading them: 8 poems the 1.5B judge wrote when asked, and 30 laptop-run
+    replies (poetry adapter, rules, GSM8K adapter) that are not poems, among them every laptop reply the
+    detector flags. Agreement 33/38: 7 of the 8 poems, 26 of the 30 non-poems."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "style_handcheck.jsonl").open()]
+    poems = [row for row in rows if row["poem"]]
+    others = [row for row in rows if not row["poem"]]
+    assert len(poems) == 8 and len(others) == 30
+    assert sum(is_poem(row["output"]) for row in poems) >= 7
+    assert sum(not is_poem(row["output"]) for row in others) >= 26
