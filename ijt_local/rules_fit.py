@@ -1,0 +1,239 @@
+"""`ijt-local rules fit`: search the rule expert's numbers for one base model.
+
+The paper hand-tuned its rules for Llama-2-7B. This searches five numbers of the rule config with Optuna's
+TPE sampler (a maintained Bayesian optimiser: each trial costs minutes of decoding, so a model of which
+settings did well spends the budget better than a grid over five dimensions):
+
+    eos.max_bonus, eos.ramp_tokens      how strongly and how soon the EOS bonus grows
+    uniform scale                       one factor on every uniform word weight
+    diversity.penalty                   the per-token penalty for tokens already seen
+    start.scale                         the first token's class score
+
+A trial decodes the 56-style behaviour set with the candidate rules and rejects the configuration if it
+breaks the behaviour constraints (stop rate, role-tag leaks, echo; Optuna's constrained TPE learns where
+those fail); it then scores the objective on the dev split (IFEval loose prompt-level accuracy, or
+ranking accuracy on LIMA pairs). The paper's defaults are the first trial. At the end the best feasible
+configuration and the defaults are scored on the test split, which the search never saw, and written as
+a TOML that `--rules-config` loads. Trials are kept in `OUT.trials.db` (SQLite): a rerun continues.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .eval.metrics import behaviour_metrics
+from .rules import RuleConfig, load_rules
+
+PARAMETERS = ("eos_max_bonus", "eos_ramp_tokens", "uniform_scale", "diversity_penalty", "start_scale")
+
+
+@dataclass
+class FitData:
+    """Instructions for the constraints, and the objective's dev and test splits (disjoint)."""
+
+    behaviour: list[str]
+    dev: list
+    test: list
+    objective: str
+
+
+@dataclass(frozen=True)
+class Constraints:
+    min_stop: float = 0.95
+    max_leak: float = 0.15
+    max_echo: float = 0.05
+
+    def violations(self, metrics: dict) -> list[float]:
+        """Optuna's convention: each value <= 0 when that constraint holds."""
+        return [self.min_stop - metrics["stop_rate"], metrics["role_leak_rate"] - self.max_leak,
+                metrics["echo_rate"] - self.max_echo]
+
+
+def default_params() -> dict:
+    settings = load_rules().settings
+    return {"eos_max_bonus": float(settings["eos"]["max_bonus"]), "eos_ramp_tokens": int(settings["eos"]["ramp_tokens"]),
+            "uniform_scale": 1.0, "diversity_penalty": float(settings["diversity"]["penalty"]),
+            "start_scale": float(settings["start"]["scale"])}
+
+
+def overrides(params: dict) -> dict:
+    """The rule-config TOML tables these numbers change (everything else keeps its default)."""
+    words = load_rules().settings["uniform"]["words"]
+    return {"eos": {"max_bonus": round(params["eos_max_bonus"], 4), "ramp_tokens": int(params["eos_ramp_tokens"])},
+            "uniform": {"words": {word: round(weight * params["uniform_scale"], 4) for word, weight in words.items()}},
+            "diversity": {"penalty": round(params["diversity_penalty"], 4)},
+            "start": {"scale": round(params["start_scale"], 4)}}
+
+
+def write_config(path: Path, params: dict, header: list[str]) -> None:
+    import tomli_w
+
+    from .jsonl import write_atomic
+
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header)
+    write_atomic(path, comment + "\n" + tomli_w.dumps(overrides(params)))
+
+
+def config_for(params: dict, scratch: Path) -> RuleConfig:
+    """The RuleConfig these numbers give, through the same TOML path `--rules-config` reads."""
+    write_config(scratch, params, [])
+    return load_rules(config_path=scratch)
+
+
+class Scorer:
+    """Decodes with one session; scores a rule configuration on behaviour, dev or test."""
+
+    def __init__(self, session, data: FitData, max_tokens: int):
+        self.session, self.data, self.max_tokens = session, data, max_tokens
+
+    def behaviour(self, rules: RuleConfig | None) -> dict:
+        from .batched import generate_all
+
+        conversations = [[{"role": "user", "content": text}] for text in self.data.behaviour]
+        rows = [None] * len(conversations)
+        for index, generation in generate_all(self.session, conversations, rules=rules, max_tokens=self.max_tokens,
+                                              stop_at_role_tags=False):  # leaks are measured, as in compare
+            rows[index] = {"instruction": self.data.behaviour[index], "output": generation.text,
+                           "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens}
+        return behaviour_metrics(rows)
+
+    def objective(self, rules: RuleConfig | None, split: str) -> float:
+        rows = self.data.dev if split == "dev" else self.data.test
+        if self.data.objective == "ifeval":
+            return self._ifeval(rules, rows)
+        return self._ranking(rules, rows)
+
+    def _ifeval(self, rules, rows) -> float:
+        from .batched import generate_all
+        from .eval.ifeval.run import accuracy, score_response
+
+        conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
+        replies = dict(generate_all(self.session, conversations, rules=rules, max_tokens=self.max_tokens))
+        scored = [score_response(row, replies[i].text) for i, row in enumerate(rows)]
+        return accuracy(scored)["prompt_level_loose"]
+
+    def _ranking(self, rules, pairs) -> float:
+        wins = 0
+        for prompt, own, other in pairs:
+            mine = self.session.score_response(prompt.messages, own, rules).mean_logprob
+            theirs = self.session.score_response(prompt.messages, other, rules).mean_logprob
+            wins += mine > theirs
+        return wins / len(pairs)
+
+
+def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev_size: int,
+                  ifeval_path: Path | None, ranking_path: Path | None, max_tokens: int, session) -> FitData:
+    """Even rows of the objective's file are dev, odd rows test: fixed halves, never the same prompts."""
+    from .eval.prompt_sets import load_prompts
+
+    behaviour = [p.instruction for p in load_prompts(behaviour_path)][:behaviour_size]
+    if objective == "ifeval":
+        from .eval.ifeval.run import default_data_path, load_ifeval
+
+        path = ifeval_path or default_data_path()
+        if not Path(path).is_file():
+            raise UserError(f"--objective ifeval needs the IFEval prompts: {path}: no such file (--ifeval-data)")
+        rows = load_ifeval(path)
+        return FitData(behaviour, rows[0::2][:dev_size], rows[1::2][:dev_size], objective)
+    if objective == "ranking":
+        if ranking_path is None or not Path(ranking_path).is_file():
+            raise UserError("--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
+                            "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows")
+        from .eval.ranking import _cut, pick_others
+
+        prompts = load_prompts(ranking_path)
+        if any(not (p.reference or "").strip() for p in prompts) or len(prompts) < 4:
+            raise UserError(f"{ranking_path}: ranking needs at least 4 rows, each with a response")
+        others = pick_others(len(prompts), 0)
+        pairs = [(p, _cut(session, p.reference, max_tokens), _cut(session, prompts[others[i]].reference, max_tokens))
+                 for i, p in enumerate(prompts)]
+        return FitData(behaviour, pairs[0::2][:dev_size], pairs[1::2][:dev_size], objective)
+    raise UserError(f"--objective {objective}: choose ifeval or ranking")
+
+
+def check_vocabulary(session) -> None:
+    expert = session.rule_expert(load_rules())
+    words = load_rules().settings["uniform"]["words"]
+    if len([w for w in words if w in expert.unresolved]) > len(words) / 2:
+        raise UserError(f"the model's vocabulary spells only {len(words) - len(expert.unresolved & set(words))} of "
+                        f"the {len(words)} uniform rule words as single tokens; fitting their weights would mean "
+                        "little (unresolved: " + ", ".join(sorted(expert.unresolved)[:8]) + ")")
+
+
+def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | None, seed: int,
+        constraints: Constraints, max_tokens: int, model_name: str, log) -> dict:
+    import optuna
+
+    if not trials and not minutes:
+        raise UserError("give a budget: --trials N or --minutes M (at least one, above zero)")
+    check_vocabulary(session)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    scorer = Scorer(session, data, max_tokens)
+    scratch = out.with_name(f".{out.name}.trial.toml")
+    sampler = optuna.samplers.TPESampler(seed=seed)  # constrained: trials report set_constraint values
+    study = optuna.create_study(study_name="rules-fit", direction="maximize", sampler=sampler,
+                                storage=f"sqlite:///{out.with_name(out.name + '.trials.db')}", load_if_exists=True)
+    if not study.trials:
+        study.enqueue_trial(default_params())
+
+    def objective(trial) -> float:
+        params = {"eos_max_bonus": trial.suggest_float("eos_max_bonus", 2.0, 40.0),
+                  "eos_ramp_tokens": trial.suggest_int("eos_ramp_tokens", 50, 600),
+                  "uniform_scale": trial.suggest_float("uniform_scale", 0.0, 2.0),
+                  "diversity_penalty": trial.suggest_float("diversity_penalty", -4.0, 0.0),
+                  "start_scale": trial.suggest_float("start_scale", 0.0, 10.0)}
+        rules = config_for(params, scratch)
+        metrics = scorer.behaviour(rules)
+        violations = constraints.violations(metrics)
+        trial.set_user_attr("violations", violations)
+        for name, value in zip(("stop", "leak", "echo"), violations):
+            trial.set_constraint(name, value)
+        trial.set_user_attr("behaviour", metrics)
+        score = scorer.objective(rules, "dev") if max(violations) <= 0 else 0.0
+        log(f"trial {trial.number}: dev {data.objective} {score:.3f}, stop {metrics['stop_rate']:.2f} leak "
+            f"{metrics['role_leak_rate']:.2f} echo {metrics['echo_rate']:.2f}"
+            + ("" if max(violations) <= 0 else " (breaks the constraints)"))
+        return score
+
+    done = len([t for t in study.trials if t.state.is_finished()])
+    started = time.perf_counter()
+    remaining = None if not trials else max(trials - done, 0)
+    if remaining != 0:
+        study.optimize(objective, n_trials=remaining, timeout=minutes * 60 if minutes else None)
+    scratch.unlink(missing_ok=True)
+    feasible = [t for t in study.trials if t.state.is_finished() and max(t.user_attrs["violations"]) <= 0]
+    if not feasible:
+        best = min((t for t in study.trials if t.state.is_finished()), key=lambda t: max(t.user_attrs["violations"]))
+        raise UserError(f"no configuration of {len(study.trials)} tried meets the constraints; the closest: "
+                        f"{best.user_attrs['behaviour']} (relax --min-stop/--max-leak/--max-echo or search longer)")
+    best = max(feasible, key=lambda t: (t.value, -t.number))
+    fitted = {name: best.params[name] for name in PARAMETERS}
+    log("scoring the fitted rules, the paper's and none on the test split")
+    defaults_dev = scorer.objective(load_rules(), "dev")  # its trial skipped dev if it broke the constraints
+    test = {"fitted": scorer.objective(config_for(fitted, scratch), "test"),
+            "paper defaults": scorer.objective(load_rules(), "test"),
+            "base model (no rules)": scorer.objective(None, "test")}
+    scratch.unlink(missing_ok=True)
+    defaults_trial = study.trials[0]
+    result = {"model": model_name, "objective": data.objective, "trials": len(study.trials),
+              "search_minutes": round((time.perf_counter() - started) / 60, 1), "params": fitted,
+              "dev": {"fitted": best.value, "paper defaults": defaults_dev},
+              "paper_defaults_behaviour": defaults_trial.user_attrs.get("behaviour"),
+              "test": test, "behaviour": best.user_attrs["behaviour"],
+              "splits": {"dev": len(data.dev), "test": len(data.test), "behaviour": len(data.behaviour)},
+              "constraints": vars(constraints)}
+    header = [f"Rule expert fitted to {model_name} by `ijt-local rules fit` (load with --rules-config).",
+              f"objective: {data.objective}, {result['splits']['dev']} dev / {result['splits']['test']} test "
+              f"items (even / odd rows); constraints on {len(data.behaviour)} instructions: stop >= "
+              f"{constraints.min_stop}, role leak <= {constraints.max_leak}, echo <= {constraints.max_echo}",
+              f"{result['trials']} trials (TPE, seed {seed}); dev: fitted {best.value:.3f}, paper defaults "
+              f"{defaults_dev:.3f}",
+              "test: " + ", ".join(f"{k} {v:.3f}" for k, v in test.items()),
+              "behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()),
+              "numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items())]
+    write_config(out, fitted, header)
+    return result
+
