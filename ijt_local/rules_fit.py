@@ -193,6 +193,7 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
             trial.set_constraint(name, value)
         trial.set_user_attr("behaviour", metrics)
         score = scorer.objective(rules, "dev") if max(violations) <= 0 else 0.0
+        session.forget_rules(rules)  # one resolved expert (a few MB) per trial would pile up
         log(f"trial {trial.number}: dev {data.objective} {score:.3f}, stop {metrics['stop_rate']:.2f} leak "
             f"{metrics['role_leak_rate']:.2f} echo {metrics['echo_rate']:.2f}"
             + ("" if max(violations) <= 0 else " (breaks the constraints)"))

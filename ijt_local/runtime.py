@@ -205,10 +205,15 @@ class Session:
         return self._vocabulary
 
     def rule_expert(self, config: RuleConfig) -> RuleExpert:
+        """`config` resolved against this vocabulary, once per config object (the expert keeps the config
+        alive, so its id is not reused while cached); `forget_rules` drops one no longer needed."""
         key = id(config)
         if key not in self._experts:
             self._experts[key] = RuleExpert(config, self.vocabulary())
         return self._experts[key]
+
+    def forget_rules(self, config: RuleConfig) -> None:
+        self._experts.pop(id(config), None)
 
     def _rule_state(self, rules: RuleConfig | None, messages: list[dict] | None):
         """A fresh rule state for a reply to `messages`: the last user turn seeds the diversity rule, and the
