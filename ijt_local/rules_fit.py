@@ -165,7 +165,11 @@ def check_vocabulary(session) -> None:
 
 def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | None, seed: int,
         constraints: Constraints, max_tokens: int, model_name: str, log) -> dict:
-    import optuna
+    try:
+        import optuna
+        import tomli_w  # noqa: F401  (write_config needs it; fail before the search, not after)
+    except ImportError as exc:
+        raise UserError(f"rules fit needs {exc.name}: pip install 'ijt-local[fit]'") from None
 
     if not trials and not minutes:
         raise UserError("give a budget: --trials N or --minutes M (at least one, above zero)")
