@@ -35,7 +35,7 @@ def merge_command(base, adapter, out):
               help="Then quantize with llama.cpp (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def convert_command(hf_dir, out, outtype, quantize_type, no_progress):
-    """Convert a Hugging Face llama / qwen2 / gemma3 folder to GGUF."""
+    """Convert a Hugging Face llama / qwen2 / gemma3 / olmo / olmo2 folder to GGUF."""
     from .hf_to_gguf import convert
 
     _echo(convert(hf_dir, out, outtype, quantize_type, progress=not no_progress))
