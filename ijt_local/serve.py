@@ -114,7 +114,8 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None):
     @app.middleware("http")
     async def check_key(request: Request, call_next):
         if api_key and request.url.path.startswith("/v1/"):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
+            given = request.headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):  # constant time
                 return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer KEY)",
                                                "authentication_error", "invalid_api_key"), status_code=401)
         return await call_next(request)
