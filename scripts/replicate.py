@@ -323,9 +323,10 @@ class Replication:
     def runtime_base(self) -> str:
         """The GGUF the runtime loads: --base itself when it is one, else --base (a Hugging Face folder or
         repo id) converted to f16 by the convert stage."""
-        spec = self.args.base
-        if spec == "default" or spec.endswith(".gguf") or Path(spec).expanduser().is_file():
-            return spec
+        from ijt_local.train.base import is_gguf_base
+
+        if is_gguf_base(self.args.base):
+            return self.args.base
         return str(self.out / "gguf" / "base-f16.gguf")
 
     def convert_base(self) -> None:
@@ -517,7 +518,8 @@ class Replication:
 
         b = self.budget
         self.say("plan: preparing the training sets (rows and tokens)")
-        selection = self.data()["selection"]
+        prepared = self.data()
+        selection = prepared["selection"]
         adapters = {}
         for name in self.training_sets():
             chosen = selection["lima" if name in ("instruct", "response") else name]
@@ -566,7 +568,7 @@ class Replication:
         return {"budget": self.args.budget, "base": self.args.base, "seeds": seeds,
                 "train_processes": self.args.train_processes, "budget_settings": dataclasses.asdict(b),
                 "adapters": adapters, "train_tokens": train_tokens, "models": len(specs), "replies": replies,
-                "max_tokens": b.max_tokens, "ranking_pairs": selection_pairs(self.out), "judgements": judgements,
+                "max_tokens": b.max_tokens, "ranking_pairs": prepared["ranking_pairs"], "judgements": judgements,
                 "measured": {"train_tokens_per_second": train_speed and round(train_speed, 1),
                              "train_not_timed": train_note, "generate_tokens_per_second": generate_speed,
                              "judge_seconds_per_judgement": judge_seconds},
@@ -622,10 +624,6 @@ POOL_FACTOR = 16  # single-task rows read per training example wanted (short one
 
 def write_jsonl_rows(path: Path, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
-
-
-def selection_pairs(out: Path) -> int:
-    return len(read_jsonl(out / "data" / "ranking-heldout.jsonl"))
 
 
 def render_plan(plan: dict) -> str:
@@ -762,7 +760,7 @@ def style_markdown(style: dict) -> list[str]:
         cells = []
         for d in domains:
             seeds = [r[d] for r in per_seed if d in r]
-            cells.append(" / ".join(f"{statistics.mean(r.get(key, 0.0) for r in seeds):.0%}"
+            cells.append(" / ".join(f"{statistics.mean(r[key] for r in seeds):.0%}"
                                     for key in ("poem_rate", "verse_rate", "gsm8k_answer_rate")) if seeds else "–")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return lines

@@ -84,6 +84,11 @@ def dequantized_gguf_dir(gguf: Path, sha256: str | None = None) -> Path:
     return target
 
 
+def is_gguf_base(spec: str) -> bool:
+    """Whether `--base` names a GGUF (the embedded default or a file), told without reading or hashing it."""
+    return spec == "default" or spec.endswith(".gguf") or Path(spec).expanduser().is_file()
+
+
 def resolve_base(spec: str) -> dict:
     """`--base` -> {"spec", "kind", "hf_dir" or "repo_id", "sha256", ...} without loading any weights."""
     if spec == "default":
@@ -91,7 +96,7 @@ def resolve_base(spec: str) -> dict:
         return {"spec": spec, "kind": "gguf", "gguf": str(gguf), "sha256": GEMMA_SHA256,
                 "name": "google/gemma-3-270m (embedded Q4_K_M GGUF)"}
     path = Path(spec).expanduser()
-    if path.is_file() or spec.endswith(".gguf"):
+    if is_gguf_base(spec):
         check_gguf(path)
         return {"spec": spec, "kind": "gguf", "gguf": str(path.resolve()), "sha256": file_sha256(path)}
     if path.is_dir():

@@ -47,7 +47,14 @@ def is_verse(text: str) -> bool:
     """Verse form: at least 4 non-empty lines, nearly all short (80 % within 80 characters, median <= 12
     words), not a list and not code. A small model's repetition loop of one short line has this form too;
     it is the format a poetry adapter imposes, whether or not a poem comes out."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return _is_verse(_lines(text))
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _is_verse(lines: list[str]) -> bool:
     if len(lines) < 4:
         return False
     if sum(bool(_LIST_ITEM.match(line)) for line in lines) > len(lines) / 3:
@@ -61,12 +68,13 @@ def is_verse(text: str) -> bool:
 def is_poem(text: str) -> bool:
     """Verse that reads as a poem: its lines mostly differ (a refrain may repeat, a loop of one line is not
     a poem), at most half end a sentence (prose written a sentence per line, as PoE replies often are,
-    ends nearly every line with . ! or ?; a poem in couplets ends every other line), and no line is a role tag or a calculation. On the poetry
-    training set it finds 453 of the 471 poems that keep their line breaks (the other 102 are stored as
-    one line); it flags 28 of LIMA's 1,084 responses, most of them real poems and lyrics; on hand-checked
-    model replies see tests/fixtures/style_handcheck.jsonl and tests/test_style.py."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not is_verse(text) or len(set(lines)) < max(4, len(lines) / 2):
+    ends nearly every line with . ! or ?; a poem in couplets ends every other line), and no line is a
+    role tag or a calculation. On the poetry training set it finds 453 of the 471 poems that keep their
+    line breaks (the other 102 are stored as one line); it flags 28 of LIMA's 1,084 responses, most of them
+    real poems and lyrics; on hand-checked model replies see tests/fixtures/style_handcheck.jsonl and
+    tests/test_style.py."""
+    lines = _lines(text)
+    if not _is_verse(lines) or len(set(lines)) < max(4, len(lines) / 2):
         return False
     if any(line.startswith("<|") for line in lines) or sum("=" in line for line in lines) > len(lines) / 3:
         return False
