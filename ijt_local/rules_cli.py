@@ -33,7 +33,9 @@ def rules():
 @click.option("--minutes", type=float, default=None, help="Stop starting trials after this long.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dev-size", default=60, show_default=True, type=click.IntRange(min=2),
-              help="Items in each of the dev and test splits (even / odd rows of the objective's data).")
+              help="Items the search scores on: the first even rows of the objective's data.")
+@click.option("--test-size", type=click.IntRange(min=1), default=None,
+              help="Items the final comparison scores on: the first odd rows (default: all of them).")
 @click.option("--behaviour-data", type=click.Path(dir_okay=False), default=None,
               help="Instructions the constraints are measured on (default: the paper's 56 val instructions).")
 @click.option("--behaviour-size", default=56, show_default=True, type=click.IntRange(min=1))
@@ -45,7 +47,7 @@ def rules():
 @click.option("--max-leak", default=0.15, show_default=True, help="Constraint: share starting a role tag.")
 @click.option("--max-echo", default=0.05, show_default=True, help="Constraint: share echoing the instruction.")
 @click.option("--threads", type=int, default=None)
-def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, behaviour_data, behaviour_size,
+def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, test_size, behaviour_data, behaviour_size,
                 ifeval_data, ranking_data, max_tokens, min_stop, max_leak, max_echo, threads):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
     from .eval.specs import open_spec, parse_spec
@@ -60,7 +62,8 @@ def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, beh
     session, _ = open_spec(spec, threads=threads)
     try:
         data = load_fit_data(objective, behaviour, behaviour_size, dev_size, ifeval_data and Path(ifeval_data),
-                             ranking_data and Path(ranking_data), max_tokens, session)
+                             ranking_data and Path(ranking_data), max_tokens, session,
+                             test_size)
         result = fit(session, data, Path(out), trials, minutes, seed, Constraints(min_stop, max_leak, max_echo),
                      max_tokens, spec.text, log=lambda text: click.echo(text, err=True))
     finally:

@@ -125,8 +125,11 @@ class Scorer:
 
 
 def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev_size: int,
-                  ifeval_path: Path | None, ranking_path: Path | None, max_tokens: int, session) -> FitData:
-    """Even rows of the objective's file are dev, odd rows test: fixed halves, never the same prompts."""
+                  ifeval_path: Path | None, ranking_path: Path | None, max_tokens: int, session,
+                  test_size: int | None = None) -> FitData:
+    """Even rows of the objective's file are dev, odd rows test: fixed halves, never the same prompts.
+    The first `dev_size` even rows are searched on; the first `test_size` odd rows (None: all of them)
+    report. A small dev split keeps trials quick; a large test split keeps the final comparison honest."""
     from .eval.prompt_sets import load_prompts
 
     behaviour = [p.instruction for p in load_prompts(behaviour_path)][:behaviour_size]
@@ -137,7 +140,7 @@ def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev
         if not Path(path).is_file():
             raise UserError(f"--objective ifeval needs the IFEval prompts: {path}: no such file (--ifeval-data)")
         rows = load_ifeval(path)
-        return FitData(behaviour, rows[0::2][:dev_size], rows[1::2][:dev_size], objective)
+        return FitData(behaviour, rows[0::2][:dev_size], rows[1::2][:test_size], objective)
     if objective == "ranking":
         if ranking_path is None or not Path(ranking_path).is_file():
             raise UserError("--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
@@ -150,7 +153,7 @@ def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev
         others = pick_others(len(prompts), 0)
         pairs = [(p, _cut(session, p.reference, max_tokens), _cut(session, prompts[others[i]].reference, max_tokens))
                  for i, p in enumerate(prompts)]
-        return FitData(behaviour, pairs[0::2][:dev_size], pairs[1::2][:dev_size], objective)
+        return FitData(behaviour, pairs[0::2][:dev_size], pairs[1::2][:test_size], objective)
     raise UserError(f"--objective {objective}: choose ifeval or ranking")
 
 

@@ -18,7 +18,7 @@ from ijt_local.rules_fit import default_params, load_fit_data  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = ["--behaviour-data", str(FIXTURES / "val_sample.jsonl"), "--behaviour-size", "4", "--dev-size", "3",
-         "--max-tokens", "24", "--min-stop", "0", "--max-leak", "1", "--max-echo", "1"]
+         "--test-size", "3", "--max-tokens", "24", "--min-stop", "0", "--max-leak", "1", "--max-echo", "1"]
 
 
 def fit(*args: str) -> subprocess.CompletedProcess:
@@ -27,11 +27,13 @@ def fit(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_dev_and_test_are_disjoint_halves():
-    data = load_fit_data("ifeval", FIXTURES / "val_sample.jsonl", 4, 20, None, None, 64, session=None)
+    data = load_fit_data("ifeval", FIXTURES / "val_sample.jsonl", 4, 20, None, None, 64, session=None, test_size=20)
     rows = load_ifeval(default_data_path())
     assert [r["key"] for r in data.dev] == [r["key"] for r in rows[0:40:2]]
     assert [r["key"] for r in data.test] == [r["key"] for r in rows[1:40:2]]
     assert not {r["key"] for r in data.dev} & {r["key"] for r in data.test}
+    every_odd_row = load_fit_data("ifeval", FIXTURES / "val_sample.jsonl", 4, 20, None, None, 64, session=None)
+    assert [r["key"] for r in every_odd_row.test] == [r["key"] for r in rows[1::2]]
 
 
 @pytest.mark.slow
