@@ -24,7 +24,7 @@ import collections
 import heapq
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -131,8 +131,6 @@ class BatchGenerator:
         """(index, Generation) for each conversation, in the order they finish, with the stop handling,
         rule state and sampler (seeded per prompt) of `Session.generate`. Every prompt is checked against
         the per-sequence context before any decoding."""
-        import llama_cpp
-
         session = self.session
         sampling = sampling or SamplingParams()
         prompts = [session.prompt_tokens(messages) for messages in conversations]
@@ -147,34 +145,22 @@ class BatchGenerator:
         self.fit(max(len(prompt) + budget + 1 for prompt, budget in zip(prompts, budgets)))
         tags = session.template.role_tags if stop_at_role_tags else ()
         waiting = collections.deque(range(len(prompts)))
-        free_ids = list(range(self.width))  # a heap: a new sequence takes the lowest free id
-        running: dict[int, _Sequence] = {}
-        llama_cpp.llama_memory_clear(self._memory, True)
+        slots = Slots(self)
         try:
-            while waiting or running:
+            while waiting or slots.running:
                 chosen = []
-                while waiting and free_ids:  # a new sequence's first token comes from its prompt's logits
+                while waiting and slots.free:
                     index = waiting.popleft()
-                    seq = _Sequence(index, heapq.heappop(free_ids), prompts[index], budgets[index],
-                                    session._rule_state(rules, conversations[index]), session.sampler(sampling),
-                                    ReplyText(session, tags), time.perf_counter())
-                    running[seq.seq_id] = seq
-                    chosen += self._choose([self._prefill(seq)])
-                if not chosen:
-                    self._compact(running, free_ids)
-                    chosen = self._choose(self._step([running[seq_id] for seq_id in sorted(running)]))
-                for seq, token in chosen:
+                    chosen.append(slots.start(lambda seq_id: _Sequence(
+                        index, seq_id, prompts[index], budgets[index], session._rule_state(rules, conversations[index]),
+                        session.sampler(sampling), ReplyText(session, tags), time.perf_counter())))
+                for seq, token in chosen or slots.step():
                     finish = self._advance(seq, token, ignore_eos)
-                    if finish is None:
-                        continue
-                    del running[seq.seq_id]
-                    self._release(seq)
-                    heapq.heappush(free_ids, seq.seq_id)
-                    yield seq.index, _generation(seq, finish)
+                    if finish is not None:
+                        slots.release(seq)
+                        yield seq.index, _generation(seq, finish)
         finally:
-            for seq in running.values():
-                free_sampler(seq.sampler)
-            llama_cpp.llama_memory_clear(self._memory, True)
+            slots.clear()
 
     def _compact(self, running: dict[int, _Sequence], free_ids: list[int]) -> None:
         """Move the highest sequences down into free lower ids until the running ids are 0..n-1.
@@ -257,6 +243,47 @@ class BatchGenerator:
         llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
         free_sampler(seq.sampler)
         seq.sampler = None
+
+
+class Slots:
+    """The sequences of one BatchGenerator in flight, by sequence id, and the free ids (a heap: a new
+    sequence takes the lowest). A round of decoding either starts new sequences (each prefilled alone, its
+    first token chosen from its prompt's logits) or steps every running one; `BatchGenerator.generate` and
+    the server's Engine both drive their loops through this."""
+
+    def __init__(self, generator: BatchGenerator):
+        import llama_cpp
+
+        self.generator = generator
+        self.free = list(range(generator.width))
+        self.running: dict[int, _Sequence] = {}
+        llama_cpp.llama_memory_clear(generator._memory, True)
+
+    def start(self, make: Callable[[int], _Sequence]) -> tuple[_Sequence, int]:
+        """Start the sequence `make(seq_id)` in the lowest free slot; (sequence, its first token)."""
+        seq = make(heapq.heappop(self.free))
+        self.running[seq.seq_id] = seq
+        return self.generator._choose([self.generator._prefill(seq)])[0]
+
+    def step(self) -> list[tuple[_Sequence, int]]:
+        """One decode step of every running sequence; (sequence, next token) for each."""
+        generator = self.generator
+        generator._compact(self.running, self.free)
+        return generator._choose(generator._step([self.running[seq_id] for seq_id in sorted(self.running)]))
+
+    def release(self, seq: _Sequence) -> None:
+        """A finished (or abandoned) sequence gives back its KV cells, sampler and id."""
+        del self.running[seq.seq_id]
+        self.generator._release(seq)
+        heapq.heappush(self.free, seq.seq_id)
+
+    def clear(self) -> None:
+        """Drop every sequence in flight (after a failed step, or when a call ends early)."""
+        import llama_cpp
+
+        for seq in list(self.running.values()):
+            self.release(seq)
+        llama_cpp.llama_memory_clear(self.generator._memory, True)
 
 
 def _generation(seq: _Sequence, finish: str) -> Generation:

@@ -18,13 +18,12 @@ when it is submitted.
 from __future__ import annotations
 
 import collections
-import heapq
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .batched import BatchGenerator, _Sequence
+from .batched import BatchGenerator, Slots, _Sequence
 from .errors import UserError
 from .rules import RuleConfig
 from .runtime import ReplyText, SamplingParams, Session
@@ -105,49 +104,46 @@ class Engine:
     # ---- the engine thread --------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        import llama_cpp
-
-        generator = self.generator
-        free_ids = list(range(generator.width))
-        running: dict[int, _Sequence] = {}
-        llama_cpp.llama_memory_clear(generator._memory, True)
+        slots = Slots(self.generator)
         while True:
             with self._wake:
-                while not (self._incoming or running or self._closing):
+                while not (self._incoming or slots.running or self._closing):
                     self._wake.wait()
                 if self._closing:
                     break
             try:
-                for seq in [s for s in running.values() if s.request.cancelled.is_set()]:
-                    self._finish(seq, running, free_ids, "cancelled")
+                for seq in [s for s in slots.running.values() if s.request.cancelled.is_set()]:
+                    slots.release(seq)
                 chosen = []
-                while self._incoming and free_ids:
+                while self._incoming and slots.free:
                     request = self._incoming.popleft()
-                    if request.cancelled.is_set():
-                        continue
-                    seq = _Sequence(0, heapq.heappop(free_ids), request.prompt, request.max_tokens,
-                                    self.session._rule_state(request.rules, request.messages),
-                                    self.session.sampler(request.sampling),
-                                    ReplyText(self.session, self.tags + request.stop), time.perf_counter())
-                    seq.request = request
-                    running[seq.seq_id] = seq
-                    chosen += generator._choose([generator._prefill(seq)])
-                if not chosen and running:
-                    generator._compact(running, free_ids)
-                    chosen = generator._choose(generator._step([running[i] for i in sorted(running)]))
-                for seq, token in chosen:
-                    finish = generator._advance(seq, token, ignore_eos=False)
+                    if not request.cancelled.is_set():
+                        chosen.append(slots.start(lambda seq_id: self._sequence(seq_id, request)))
+                for seq, token in chosen or (slots.step() if slots.running else []):
+                    finish = self.generator._advance(seq, token, ignore_eos=False)
                     if finish is None:
                         self._report(seq)
                     else:
-                        self._finish(seq, running, free_ids, finish)
+                        slots.release(seq)
+                        self._finish(seq, finish)
             except Exception as exc:  # noqa: BLE001 - a failed step ends the replies in flight, not the server
-                for seq in list(running.values()):
-                    self._finish(seq, running, free_ids, "error", str(exc) or type(exc).__name__)
-                llama_cpp.llama_memory_clear(generator._memory, True)
-            self.running = len(running)
-        for seq in list(running.values()):
-            self._finish(seq, running, free_ids, "error", "the server is shutting down")
+                failed = list(slots.running.values())
+                slots.clear()
+                for seq in failed:
+                    self._finish(seq, "error", str(exc) or type(exc).__name__)
+            self.running = len(slots.running)
+        failed = list(slots.running.values())
+        slots.clear()
+        for seq in failed:
+            self._finish(seq, "error", "the server is shutting down")
+
+    def _sequence(self, seq_id: int, request: Request) -> _Sequence:
+        seq = _Sequence(0, seq_id, request.prompt, request.max_tokens,
+                        self.session._rule_state(request.rules, request.messages),
+                        self.session.sampler(request.sampling),
+                        ReplyText(self.session, self.tags + request.stop), time.perf_counter())
+        seq.request = request
+        return seq
 
     def _report(self, seq: _Sequence) -> None:
         if not seq.request.stream:
@@ -157,15 +153,10 @@ class Engine:
             seq.request.on_event(Event(delta=seq.reply.text[seq.request.sent:visible]))
             seq.request.sent = visible
 
-    def _finish(self, seq: _Sequence, running: dict, free_ids: list, finish: str, error: str | None = None) -> None:
-        del running[seq.seq_id]
-        self.generator._release(seq)
-        heapq.heappush(free_ids, seq.seq_id)
-        if finish == "cancelled":
-            return
+    def _finish(self, seq: _Sequence, finish: str, error: str | None = None) -> None:
+        """The last event of a sequence that has left its slot."""
         seq.reply.close()
         request = seq.request
         request.on_event(Event(delta=seq.reply.text[request.sent:], finish_reason=finish, text=seq.reply.text,
                                prompt_tokens=len(seq.prompt), completion_tokens=len(seq.reply.tokens), error=error))
         request.sent = len(seq.reply.text)
-
