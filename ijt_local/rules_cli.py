@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from .errors import UserError
-
-
-def default_behaviour_data() -> Path | None:
-    """The paper's 56 val instructions: $IJT_LOCAL_DATA/val, or ../shared/data/val beside the repository."""
-    candidates = [Path(os.environ["IJT_LOCAL_DATA"]) / "val" / "val.jsonl"] if os.environ.get("IJT_LOCAL_DATA") else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "val" / "val.jsonl")
-    return next((path for path in candidates if path.is_file()), None)
+from .shared_data import shared_data_file
 
 
 @click.group()
@@ -55,7 +48,7 @@ def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, tes
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
         raise UserError("give a budget above zero: --trials N and/or --minutes M")
-    behaviour = Path(behaviour_data) if behaviour_data else default_behaviour_data()
+    behaviour = Path(behaviour_data) if behaviour_data else shared_data_file("val/val.jsonl")
     if behaviour is None or not behaviour.is_file():
         raise UserError(f"--behaviour-data {behaviour_data or '(the 56 val instructions)'}: no such file")
     spec = parse_spec(model_spec)

@@ -322,8 +322,6 @@ class Session:
 
         Stops at an end-of-generation token or when the text starts a role tag (`<|user|>` …), which is
         cut from the reply. `on_text` receives the reply as it grows (never a partial role tag)."""
-        import llama_cpp
-
         sampling = sampling or SamplingParams()
         if prompt_tokens is None:
             prompt_tokens = self.prompt_tokens(messages)

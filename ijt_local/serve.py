@@ -215,14 +215,6 @@ def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:
                    param="model")
 
 
-def parse_named(text: str) -> tuple[str, str]:
-    """NAME=SPEC, or a bare SPEC named after itself."""
-    name, sep, spec = text.partition("=")
-    if sep and name and "/" not in name and "+" not in name:
-        return name, spec
-    return text, text
-
-
 @click.command()
 @click.option("--model", "-m", "model_args", multiple=True, default=("default+poe",), show_default=True,
               metavar="[NAME=]SPEC", help="A model to serve (repeatable): `default+poe`, "
@@ -243,13 +235,9 @@ def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_
     """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
     import uvicorn
 
-    from .eval.specs import open_spec, parse_spec
+    from .eval.specs import open_spec, parse_named_specs
 
-    named = [parse_named(text) for text in model_args]
-    names = [name for name, _ in named]
-    if len(set(names)) != len(names):
-        raise UserError(f"--model: a name is given twice ({', '.join(names)})")
-    specs = [(name, parse_spec(spec)) for name, spec in named]
+    specs = parse_named_specs(model_args, bare=True)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(f"warning: serving on {host} without authentication; anyone who can reach the port can use "
                    "it (pass --api-key)", err=True)

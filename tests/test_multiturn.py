@@ -88,7 +88,7 @@ def test_bad_turns_rows_name_file_and_line(tmp_path, row, message):
     with pytest.raises(UserError, match=f"t.jsonl:3: .*{__import__('re').escape(message)}"):
         load_prompts(path)
     result = CliRunner().invoke(cli, ["generate", "--input", str(path), "--output", str(tmp_path / "o.jsonl")])
-    assert result.exit_code == 1 and f"t.jsonl:3: " in result.output and message in result.output
+    assert result.exit_code == 1 and "t.jsonl:3: " in result.output and message in result.output
     assert "Traceback" not in result.output
 
 

@@ -9,7 +9,6 @@ shown side by side.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from ..errors import UserError
@@ -18,27 +17,7 @@ from .generations import generate_cached
 from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts
 from .report import render_report
-from .specs import ModelSpec, check_spec, open_spec, parse_spec
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def parse_named_specs(pairs: list[str]) -> list[tuple[str, ModelSpec]]:
-    """`NAME=SPEC` options -> [(name, spec)], names unique and safe as file names."""
-    if not pairs:
-        raise UserError("give at least one --model NAME=SPEC")
-    named = []
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep:
-            raise UserError(f"--model {pair}: expected NAME=SPEC (for example base=default)")
-        if not _NAME.match(name):
-            raise UserError(f"--model {pair}: name {name!r} must be letters, digits, '.', '_' or '-'")
-        if any(name == other for other, _ in named):
-            raise UserError(f"--model {pair}: name {name!r} given twice")
-        named.append((name, parse_spec(text)))
-    return named
-
+from .specs import check_spec, open_spec, parse_named_specs
 
 def generation_summary(rows: list[dict]) -> dict:
     """Tokens, wall seconds (each row holds the wall time since the row before it) and aggregate tok/s."""

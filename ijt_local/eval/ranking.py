@@ -12,7 +12,6 @@ is given, and a rerun resumes.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..rules import parse_rule_spec
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ADAPTER = re.compile(r"^(?P<path>.+\.gguf)(?:@(?P<scale>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?$", re.IGNORECASE)
 
 
@@ -99,3 +100,23 @@ def open_spec(spec: ModelSpec, n_ctx: int = 4096, threads: int | None = None, gp
         adapters=[(Path(p).expanduser(), s) for p, s in spec.adapters],
     )
     return session, rules
+
+
+def parse_named_specs(options: list[str], bare: bool = False) -> list[tuple[str, ModelSpec]]:
+    """`--model NAME=SPEC` options -> [(name, spec)], names unique and safe as file names. With `bare`, an
+    option without a NAME= prefix is named after itself (`serve --model default+poe`)."""
+    if not options:
+        raise UserError("give at least one --model NAME=SPEC")
+    named = []
+    for option in options:
+        name, sep, text = option.partition("=")
+        if bare and not (sep and _NAME.match(name)):
+            name, text = option, option
+        elif not sep:
+            raise UserError(f"--model {option}: expected NAME=SPEC (for example base=default)")
+        elif not _NAME.match(name):
+            raise UserError(f"--model {option}: name {name!r} must be letters, digits, '.', '_' or '-'")
+        if any(name == other for other, _ in named):
+            raise UserError(f"--model {option}: name {name!r} given twice")
+        named.append((name, parse_spec(text)))
+    return named

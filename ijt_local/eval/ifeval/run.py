@@ -8,12 +8,12 @@ loose also accepts it with the first and/or last line dropped and/or `*` removed
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
+from ...shared_data import shared_data_file
 from ..generations import generate_cached
 from ..prompt_sets import EvalPrompt
 from ..specs import check_spec, open_spec, parse_spec
@@ -24,15 +24,9 @@ HF_DATASET = ("google/IFEval", "ifeval_input_data.jsonl")
 
 def default_data_path() -> Path:
     """The shared copy beside the repository (or $IJT_LOCAL_DATA/ifeval), else the HF dataset."""
-    candidates = []
-    if os.environ.get("IJT_LOCAL_DATA"):
-        candidates.append(Path(os.environ["IJT_LOCAL_DATA"]) / "ifeval" / "input_data.jsonl")
-    repo_root = Path(__file__).resolve().parents[3]
-    candidates += [repo_root.parent / "shared" / "data" / "ifeval" / "input_data.jsonl",
-                   Path.cwd().parent / "shared" / "data" / "ifeval" / "input_data.jsonl"]
-    for path in candidates:
-        if path.is_file():
-            return path
+    local = shared_data_file("ifeval/input_data.jsonl")
+    if local is not None:
+        return local
     from huggingface_hub import hf_hub_download
 
     try:
