@@ -155,7 +155,7 @@ class BatchGenerator:
                         index, seq_id, prompts[index], budgets[index], session._rule_state(rules, conversations[index]),
                         session.sampler(sampling), ReplyText(session, tags), time.perf_counter())))
                 for seq, token in chosen or slots.step():
-                    finish = self._advance(seq, token, ignore_eos)
+                    finish = slots.advance(seq, token, ignore_eos)
                     if finish is not None:
                         slots.release(seq)
                         yield seq.index, _generation(seq, finish)
@@ -225,18 +225,6 @@ class BatchGenerator:
         return [(seq, pick_token(self._ctx, seq.sampler, logits[row], index))
                 for row, (seq, index) in enumerate(outputs)]
 
-    def _advance(self, seq: _Sequence, token: int, ignore_eos: bool) -> str | None:
-        """Take the sampled token; the finish reason if the reply is over, else None."""
-        if not seq.reply.tokens:
-            seq.prefill_seconds = time.perf_counter() - seq.started
-        if self.session.is_end(token) and not ignore_eos:
-            return "stop"
-        if seq.state is not None:
-            seq.state.accept(token)
-        if seq.reply.add(token):
-            return "stop"
-        return "length" if len(seq.reply.tokens) >= seq.max_tokens else None
-
     def _release(self, seq: _Sequence) -> None:
         import llama_cpp
 
@@ -270,6 +258,18 @@ class Slots:
         generator = self.generator
         generator._compact(self.running, self.free)
         return generator._choose(generator._step([self.running[seq_id] for seq_id in sorted(self.running)]))
+
+    def advance(self, seq: _Sequence, token: int, ignore_eos: bool) -> str | None:
+        """Take the sampled token; the finish reason if the reply is over, else None."""
+        if not seq.reply.tokens:
+            seq.prefill_seconds = time.perf_counter() - seq.started
+        if self.generator.session.is_end(token) and not ignore_eos:
+            return "stop"
+        if seq.state is not None:
+            seq.state.accept(token)
+        if seq.reply.add(token):
+            return "stop"
+        return "length" if len(seq.reply.tokens) >= seq.max_tokens else None
 
     def release(self, seq: _Sequence) -> None:
         """A finished (or abandoned) sequence gives back its KV cells, sampler and id."""

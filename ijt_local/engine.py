@@ -120,7 +120,7 @@ class Engine:
                     if not request.cancelled.is_set():
                         chosen.append(slots.start(lambda seq_id: self._sequence(seq_id, request)))
                 for seq, token in chosen or (slots.step() if slots.running else []):
-                    finish = self.generator._advance(seq, token, ignore_eos=False)
+                    finish = slots.advance(seq, token, ignore_eos=False)
                     if finish is None:
                         self._report(seq)
                     else:

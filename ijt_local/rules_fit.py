@@ -19,7 +19,6 @@ a TOML that `--rules-config` loads. Trials are kept in `OUT.trials.db` (SQLite):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,19 +100,24 @@ class Scorer:
         return behaviour_metrics(rows)
 
     def objective(self, rules: RuleConfig | None, split: str) -> float:
+        return self.scores(rules, split)["score"]
+
+    def scores(self, rules: RuleConfig | None, split: str) -> dict:
+        """{"score": the objective} on a split; for IFEval also the score with echoes counted as failures."""
         rows = self.data.dev if split == "dev" else self.data.test
         if self.data.objective == "ifeval":
             return self._ifeval(rules, rows)
-        return self._ranking(rules, rows)
+        return {"score": self._ranking(rules, rows)}
 
-    def _ifeval(self, rules, rows) -> float:
+    def _ifeval(self, rules, rows) -> dict:
         from .batched import generate_all
         from .eval.ifeval.run import accuracy, score_response
 
         conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
         replies = dict(generate_all(self.session, conversations, rules=rules, max_tokens=self.max_tokens))
-        scored = [score_response(row, replies[i].text) for i, row in enumerate(rows)]
-        return accuracy(scored)["prompt_level_loose"]
+        result = accuracy([score_response(row, replies[i].text) for i, row in enumerate(rows)])
+        return {"score": result["prompt_level_loose"], "no_echo": result["prompt_level_loose_no_echo"],
+                "echo_rate": result["echo_rate"]}
 
     def _ranking(self, rules, pairs) -> float:
         wins = 0
@@ -155,6 +159,12 @@ def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev
                  for i, p in enumerate(prompts)]
         return FitData(behaviour, pairs[0::2][:dev_size], pairs[1::2][:test_size], objective)
     raise UserError(f"--objective {objective}: choose ifeval or ranking")
+
+
+def search_seconds(study) -> float:
+    """Decoding time of every finished trial, over all the runs that continued this search."""
+    return sum((t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials
+               if t.state.is_finished() and t.datetime_start and t.datetime_complete)
 
 
 def check_vocabulary(session) -> None:
@@ -207,7 +217,6 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
         return score
 
     done = len([t for t in study.trials if t.state.is_finished()])
-    started = time.perf_counter()
     remaining = None if not trials else max(trials - done, 0)
     if remaining != 0:
         study.optimize(objective, n_trials=remaining, timeout=minutes * 60 if minutes else None)
@@ -221,16 +230,18 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
     fitted = {name: best.params[name] for name in PARAMETERS}
     log("scoring the fitted rules, the paper's and none on the test split")
     defaults_dev = scorer.objective(load_rules(), "dev")  # its trial skipped dev if it broke the constraints
-    test = {"fitted": scorer.objective(config_for(fitted, scratch), "test"),
-            "paper defaults": scorer.objective(load_rules(), "test"),
-            "base model (no rules)": scorer.objective(None, "test")}
+    test_scores = {"fitted": scorer.scores(config_for(fitted, scratch), "test"),
+                   "paper defaults": scorer.scores(load_rules(), "test"),
+                   "base model (no rules)": scorer.scores(None, "test")}
     scratch.unlink(missing_ok=True)
+    test = {name: scores["score"] for name, scores in test_scores.items()}
     defaults_trial = study.trials[0]
     result = {"model": model_name, "objective": data.objective, "trials": len(study.trials),
-              "search_minutes": round((time.perf_counter() - started) / 60, 1), "params": fitted,
+              "search_minutes": round(search_seconds(study) / 60, 1), "params": fitted,
               "dev": {"fitted": best.value, "paper defaults": defaults_dev},
               "paper_defaults_behaviour": defaults_trial.user_attrs.get("behaviour"),
               "test": test, "behaviour": best.user_attrs["behaviour"],
+              "test_details": test_scores,
               "splits": {"dev": len(data.dev), "test": len(data.test), "behaviour": len(data.behaviour)},
               "constraints": vars(constraints)}
     header = [f"Rule expert fitted to {model_name} by `ijt-local rules fit` (load with --rules-config).",
@@ -240,6 +251,8 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
               f"{result['trials']} trials (TPE, seed {seed}); dev: fitted {best.value:.3f}, paper defaults "
               f"{defaults_dev:.3f}",
               "test: " + ", ".join(f"{k} {v:.3f}" for k, v in test.items()),
+              *(["test, echoes of the prompt counted as failures: " + ", ".join(
+                  f"{k} {v['no_echo']:.3f}" for k, v in test_scores.items())] if data.objective == "ifeval" else []),
               "behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()),
               "numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items())]
     write_config(out, fitted, header)

@@ -36,3 +36,27 @@ def test_ifeval_rejects_unknown_instructions(tmp_path):
     result = CliRunner().invoke(cli, ["eval", "ifeval", "--model", "default", "--data", str(data),
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "unknown instruction 'x:y'" in result.output
+
+
+def test_an_echo_of_the_prompt_passes_loose_but_not_without_echo():
+    from ijt_local.eval.ifeval.run import accuracy, score_response
+
+    row = {"key": 1, "prompt": "Write a short note to a friend about the weekend trip to the lake. The note must have "
+           "a title wrapped in double angular brackets, i.e. <<title>>.",
+           "instruction_id_list": ["detectable_format:title"], "kwargs": [{}]}
+    echo = score_response(row, row["prompt"])
+    answer = score_response(row, "<<Lake Days>>\nHi Sam, the lake was calm and we swam every morning.")
+    assert echo["loose"] == [True] and echo["echo"] and not answer["echo"] and answer["loose"] == [True]
+    both = accuracy([echo, answer])
+    assert both["prompt_level_loose"] == 1.0 and both["prompt_level_loose_no_echo"] == 0.5
+    assert both["echo_rate"] == 0.5
+
+
+def test_the_prompts_themselves_pass_the_documented_share():
+    """README and the replication report cite this number: echoing the prompt passes 29.8 % loose."""
+    from ijt_local.eval.ifeval.run import accuracy, default_data_path, load_ifeval, score_response
+
+    rows = load_ifeval(default_data_path())
+    echoed = accuracy([score_response(row, row["prompt"]) for row in rows])
+    assert len(rows) == 541 and round(echoed["prompt_level_loose"], 3) == 0.298
+    assert echoed["echo_rate"] == 1.0 and echoed["prompt_level_loose_no_echo"] == 0.0

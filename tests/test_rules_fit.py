@@ -44,7 +44,10 @@ def test_fit_writes_a_loadable_config_and_continues(tmp_path):
     result = json.loads(first.stdout.splitlines()[-1])
     assert result["trials"] == 1 and result["params"] == pytest.approx(default_params())  # the paper's first
     assert set(result["test"]) == {"fitted", "paper defaults", "base model (no rules)"}
+    for scores in result["test_details"].values():  # echoes of the prompt can only lose IFEval passes
+        assert scores["no_echo"] <= scores["score"] and 0 <= scores["echo_rate"] <= 1
     assert result["splits"] == {"dev": 3, "test": 3, "behaviour": 4}
+    assert "echoes of the prompt counted as failures" in out.read_text()
     header = out.read_text().splitlines()[:4]
     assert "smollm2-135m-instruct" in header[0] and "objective: ifeval, 3 dev / 3 test" in header[1]
     loaded = load_rules(config_path=out)  # what --rules-config reads

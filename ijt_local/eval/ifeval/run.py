@@ -14,6 +14,7 @@ from pathlib import Path
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
 from ...shared_data import shared_data_file
+from ..metrics import is_echo
 from ..generations import generate_cached
 from ..prompt_sets import EvalPrompt
 from ..specs import check_spec, open_spec, parse_spec
@@ -67,15 +68,24 @@ def score_response(row: dict, response: str) -> dict:
         loose = [check_instruction_loose(i, response, k) for i, k in zip(ids, kwargs)]
     except (TypeError, ValueError) as exc:
         raise UserError(f"IFEval prompt {row['key']}: bad kwargs ({exc})") from None
-    return {"key": row["key"], "instruction_id_list": ids, "strict": strict, "loose": loose}
+    return {"key": row["key"], "instruction_id_list": ids, "strict": strict, "loose": loose,
+            "echo": is_echo(row["prompt"], response)}
 
 
 def accuracy(scored: list[dict]) -> dict:
+    """IFEval's four accuracies, plus the loose prompt-level one with echoes counted as failures.
+
+    A reply that restates the prompt passes many IFEval checks by quoting them: the prompts themselves,
+    scored as replies, pass 29.8 % of all 541 loose prompt-level, more than gemma-3-270m's own replies.
+    Base models echo, so their plain score credits the echo; `prompt_level_loose_no_echo` does not."""
+    count = max(len(scored), 1)
     result = {"prompts": len(scored), "instructions": sum(len(s["strict"]) for s in scored)}
     for mode in ("strict", "loose"):
-        result[f"prompt_level_{mode}"] = sum(all(s[mode]) for s in scored) / max(len(scored), 1)
+        result[f"prompt_level_{mode}"] = sum(all(s[mode]) for s in scored) / count
         flat = [ok for s in scored for ok in s[mode]]
         result[f"instruction_level_{mode}"] = sum(flat) / max(len(flat), 1)
+    result["echo_rate"] = sum(bool(s.get("echo")) for s in scored) / count
+    result["prompt_level_loose_no_echo"] = sum(all(s["loose"]) and not s.get("echo") for s in scored) / count
     return result
 
 
