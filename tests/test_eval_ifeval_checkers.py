@@ -109,14 +109,17 @@ def test_loose_accepts_a_response_wrapped_in_chatter_that_strict_rejects():
 
 def test_accuracy_prompt_and_instruction_level():
     rows = [
-        {"key": 1, "instruction_id_list": ["punctuation:no_comma", "startend:quotation"], "kwargs": [{}, {}]},
-        {"key": 2, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+        {"key": 1, "prompt": "Describe a quiet lake without commas, wrapped in double quotes.",
+         "instruction_id_list": ["punctuation:no_comma", "startend:quotation"], "kwargs": [{}, {}]},
+        {"key": 2, "prompt": "List two letters without using any commas.",
+         "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
     ]
     scored = [score_response(rows[0], '"no commas"'), score_response(rows[1], "a, b")]
     acc = accuracy(scored)
     assert acc["prompt_level_strict"] == 0.5
     assert acc["instruction_level_strict"] == pytest.approx(2 / 3)
     assert acc["prompts"] == 2 and acc["instructions"] == 3
+    assert acc["echo_rate"] == 0 and acc["prompt_level_loose_no_echo"] == acc["prompt_level_loose"]
 
 
 def test_all_shared_ifeval_kwargs_are_accepted():
