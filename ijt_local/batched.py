@@ -109,6 +109,12 @@ class BatchGenerator:
         session.apply_adapters(self._ctx)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
 
+    def set_threads(self, threads: int) -> None:
+        import llama_cpp
+
+        if self._context is not None:
+            llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+
     def close(self) -> None:
         import llama_cpp
 
@@ -183,6 +189,7 @@ class BatchGenerator:
         """One llama_decode of (token, position, seq_id, wants_logits) entries."""
         import llama_cpp
 
+        self.session.follow_load()
         batch = self._batch
         for n, (token, position, seq_id, wants_logits) in enumerate(entries):
             batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1

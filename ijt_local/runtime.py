@@ -24,6 +24,8 @@ from .poe import poe_logprob
 from .prompts import ChatTemplate, get_template
 from .rules import RuleConfig, RuleExpert, Vocabulary
 
+THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
+
 _log_lines: collections.deque = collections.deque(maxlen=20)
 _log_callback = None
 
@@ -118,6 +120,7 @@ class Session:
         self.model = resolve_model(model) if isinstance(model, str) else model
         self.template: ChatTemplate = get_template(template or self.model.template)
         self.n_batch = n_batch
+        threads_given = threads is not None
         self.threads = threads = threads or default_threads()
         _log_lines.clear()
         try:
@@ -148,6 +151,26 @@ class Session:
         self._vocabulary: Vocabulary | None = None
         self._experts: dict[int, RuleExpert] = {}
         self._batch_generator = None
+        self._threads_given = threads_given
+        self._threads_checked = time.monotonic()
+
+    def follow_load(self) -> None:
+        """Unless threads were given, re-count (at most every THREAD_CHECK_SECONDS) the cores other
+        processes keep busy and move this session's contexts to the rest. A judge opened while a training
+        job held a core would otherwise run one thread for hours after the job ended, and one opened on an
+        idle machine keep spinning two threads against a job started later (default_threads)."""
+        if self._threads_given or time.monotonic() - self._threads_checked < THREAD_CHECK_SECONDS:
+            return
+        import llama_cpp
+
+        threads = default_threads()
+        self._threads_checked = time.monotonic()
+        if threads == self.threads:
+            return
+        self.threads = threads
+        llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+        if self._batch_generator is not None:
+            self._batch_generator.set_threads(threads)
 
     def apply_adapters(self, ctx) -> None:
         """Apply this session's LoRA adapters to a llama.cpp context (the session's own, or a batch one)."""
@@ -247,6 +270,7 @@ class Session:
         262k vocabulary the output layer costs more per position than the rest of a small model)."""
         import llama_cpp
 
+        self.follow_load()
         batch = self.llama._batch
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
@@ -463,14 +487,15 @@ def default_threads() -> int:
     holds one of 2 cores, two threads run at half the speed of one (33 vs 49 tok/s single-stream, 70 vs
     101 batched; scripts/bench_threads.py, README), while on an idle machine two are 1.4-1.7x faster
     than one. OMP_WAIT_POLICY=passive avoids the collapse but costs ~45 % single-stream when idle, so
-    the wait policy stays and the thread count follows the load."""
+    the wait policy stays and the thread count follows the load (`Session.follow_load`)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores - round(_busy_cores()))
 
 
 def _busy_cores(seconds: float = 0.1) -> float:
-    """Cores busy with other processes, from /proc/stat over `seconds` (0 where there is no /proc/stat).
-    This process sleeps meanwhile, so what is counted is the others' work."""
+    """Cores busy with other processes, from /proc/stat over `seconds` (0 where there is no /proc/stat),
+    less this process's own CPU time in the same window (llama.cpp's threads may still spin after a
+    decode), so what is counted is the others' work."""
     def sample():
         with open("/proc/stat") as stat:
             fields = [int(v) for v in stat.readline().split()[1:]]
@@ -478,12 +503,17 @@ def _busy_cores(seconds: float = 0.1) -> float:
 
     try:
         total, idle = sample()
+        own, wall = time.process_time(), time.perf_counter()
         time.sleep(seconds)
         total_after, idle_after = sample()
+        own_cores = (time.process_time() - own) / (time.perf_counter() - wall)
     except (OSError, ValueError, IndexError):
         return 0.0
     elapsed = total_after - total
-    return (elapsed - (idle_after - idle)) / elapsed * (os.cpu_count() or 1) if elapsed > 0 else 0.0
+    if elapsed <= 0:
+        return 0.0
+    busy = (elapsed - (idle_after - idle)) / elapsed * (os.cpu_count() or 1)
+    return max(0.0, busy - own_cores)
 
 
 def pick_token(ctx, sampler, logits: np.ndarray, index: int) -> int:

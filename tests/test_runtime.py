@@ -138,6 +138,56 @@ def test_default_threads_leave_the_cores_other_processes_keep_busy():
         spinner.wait()
 
 
+def test_busy_cores_leave_out_this_process_s_own_work():
+    # a session re-counting the load between decodes must not count its own (still spinning) threads
+    import threading
+    import time
+
+    from ijt_local.runtime import _busy_cores
+
+    baseline = _busy_cores(0.3)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.05)
+        assert _busy_cores(0.3) < baseline + 0.5
+    finally:
+        stop.set()
+        spinner.join()
+
+
+def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_given(monkeypatch):
+    import llama_cpp
+
+    from ijt_local import runtime
+    from ijt_local.runtime import Session
+
+    monkeypatch.setattr(runtime, "THREAD_CHECK_SECONDS", 0.0)
+    following, fixed = Session("smollm2-135m-instruct", n_ctx=512), Session("smollm2-135m-instruct", n_ctx=512, threads=1)
+    try:
+        for session in (following, fixed):  # both contexts live before the load changes
+            list(session.batch_generator(2).generate([ask("Hi."), ask("Bye.")], max_tokens=2))
+        free = 2 if following.threads == 1 else 1  # whatever it started with, the load now says otherwise
+        monkeypatch.setattr(runtime, "default_threads", lambda: free)
+        for session in (following, fixed):
+            session.generate(ask("Name a colour."), max_tokens=2)
+        assert following.threads == free
+        assert llama_cpp.llama_n_threads(following._ctx) == free
+        assert llama_cpp.llama_n_threads(following.batch_generator(2)._ctx) == free
+        assert fixed.threads == 1
+        assert llama_cpp.llama_n_threads(fixed._ctx) == 1
+        assert llama_cpp.llama_n_threads(fixed.batch_generator(2)._ctx) == 1
+    finally:
+        following.close()
+        fixed.close()
+
+
 def test_next_token_logprobs_keep_a_shared_prefix_and_match_a_fresh_prefill(smollm_session):
     import numpy as np
 
