@@ -463,6 +463,9 @@ class Replication:
             if name in winrates:
                 metrics["winrate"] = winrates[name]["win_rate"]
                 metrics["winrate_lc"] = winrates[name].get("length_controlled_win_rate")
+                metrics["winrate_se"] = winrates[name].get("standard_error")
+                metrics["winrate_lc_se"] = winrates[name].get("length_controlled_standard_error")
+                metrics["winrate_order_consistent"] = winrates[name].get("order_consistent")
             rows.setdefault(group, []).append(metrics)
         table = {}
         for group, per_seed in rows.items():
@@ -735,6 +738,7 @@ def render_markdown(result: dict) -> str:
                          f"{agreement['length_baseline']:.1%} for 'the longer output wins' on the same pairs.")
         if judge.get("note"):
             lines.append(f"Note: {judge['note']}.")
+        lines += winrate_markdown(table)
     lines += style_markdown(result["style"])
     lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
               f"metrics, IFEval prompts, held-out LIMA pairs for ranking, {result['alpaca_sample']['prompts']} "
@@ -744,6 +748,34 @@ def render_markdown(result: dict) -> str:
               "themselves, scored as replies, pass 29.8 % loose, so a model that echoes gets IFEval credit for "
               "quoting the instructions.", ""]
     return "\n".join(lines)
+
+
+def winrate_markdown(table: dict) -> list[str]:
+    """Win rates with both kinds of spread: over instructions (s.e., mean over seeds) and over seeds (sd),
+    and how often the judge's two orders named the same winner."""
+    judged = {group: cells for group, cells in table.items() if "winrate" in cells}
+    if not judged:
+        return []
+
+    def percent(cells: dict, key: str) -> str:
+        cell = cells.get(key)
+        return "–" if cell is None else f"{cell['mean'] * 100:.1f}"
+
+    def spread(cells: dict, key: str) -> str:
+        cell = cells.get(key)
+        return "–" if cell is None or cell["n"] < 2 else f"{cell['std'] * 100:.1f}"
+
+    lines = ["", "| model | seeds | win rate % | s.e. (instructions) | sd (seeds) | LC win rate % | LC s.e. | "
+             "LC sd (seeds) | order-consistent verdicts % |", "| --- " * 9 + "|"]
+    for group, cells in judged.items():
+        lines.append(f"| {group} | {cells['winrate']['n']} | {percent(cells, 'winrate')} | "
+                     f"{percent(cells, 'winrate_se')} | {spread(cells, 'winrate')} | {percent(cells, 'winrate_lc')} | "
+                     f"{percent(cells, 'winrate_lc_se')} | {spread(cells, 'winrate_lc')} | "
+                     f"{percent(cells, 'winrate_order_consistent')} |")
+    lines += ["", "Order-consistent verdicts: the share of instructions on which the judge names the same winner "
+              "in both orders. Near 0, each order mostly picks a position and a win rate near 50 % says only "
+              "how far the judge's probabilities moved, not that it found the replies equal."]
+    return lines
 
 
 def style_markdown(style: dict) -> list[str]:

@@ -152,7 +152,21 @@ def test_preferences_average_both_orders_and_identical_outputs_tie(tmp_path):
     summary = summarize(rows, ScriptedJudge())
     assert summary["win_rate"] == pytest.approx(0.5) and summary["scored"] == 3
     assert summary["first_position_preference"] == pytest.approx(0.5)
+    assert summary["order_consistent"] == 1.0  # the scripted judge prefers the longer output in either order
     assert summary["invalid_judgements"] == 0
+
+
+def test_a_judge_that_always_picks_one_position_gives_no_order_consistent_verdicts(tmp_path):
+    class SecondPositionJudge(ScriptedJudge):
+        def judge(self, instruction, first, second):
+            return {"p_first": 0.1 if len(first) > len(second) else 0.3, "mass": 1.0, "seconds": 0.0,
+                    "prompt_tokens": 1}
+
+    rows = judge_instructions(OURS, THEIRS, SecondPositionJudge(), tmp_path / "c.jsonl")
+    summary = summarize(rows, SecondPositionJudge())
+    assert summary["order_consistent"] == 0.0
+    assert summary["first_position_preference"] == pytest.approx(0.2)
+    assert summary["win_rate"] == pytest.approx((0.4 + 0.6 + 0.5) / 3)  # the soft shifts still count
 
 
 def test_a_judge_no_better_than_length_has_its_agreement_and_a_note_beside_the_win_rate(tmp_path):

@@ -33,6 +33,8 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     for name in ("base", "response", "poetry", "rules"):
         assert 0.0 <= results["table"][name]["winrate"]["mean"] <= 1.0, name
         assert 0.0 <= results["table"][name]["winrate_lc"]["mean"] <= 1.0, name
+        assert results["table"][name]["winrate_se"]["mean"] >= 0.0, name
+        assert 0.0 <= results["table"][name]["winrate_order_consistent"]["mean"] <= 1.0, name
     assert "winrate" not in results["table"]["instruct"] and "winrate" not in results["table"]["rules-no-eos"]
     assert results["judge"]["reference"] == "instruct-s0"
     # style adherence per instruction domain, on the AlpacaEval sample and a probe of every domain
@@ -55,6 +57,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert results["table"]["rules"]["echo_rate"]["mean"] < results["table"]["base"]["echo_rate"]["mean"]
     markdown = (tmp_path / "smoke" / "results.md").read_text()
     assert "| rules-no-eos |" in markdown and "LC win rate vs instruct" in markdown
+    assert "order-consistent verdicts %" in markdown and "s.e. (instructions)" in markdown
     assert "Style adherence on AlpacaEval instructions" in markdown and "| poetry |" in markdown
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

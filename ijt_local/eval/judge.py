@@ -252,6 +252,7 @@ def summarize(rows: list[dict], judge) -> dict:
     judged = [row for row in rows if not row["identical"]]
     first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
         1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
+    both_orders = [row for row in judged if row["output_first"] is not None and row["reference_first"] is not None]
     return {
         "judge": judge.model,
         "win_rate": win_rate,
@@ -262,6 +263,11 @@ def summarize(rows: list[dict], judge) -> dict:
         "scored": len(scored),
         "invalid_judgements": sum((row[order] is None) for row in judged for order in ORDERS),
         "first_position_preference": mean_and_standard_error(first_position)[0],
+        # how often both orders name the same winner: near 0, the judge mostly picks a position and the win
+        # rate rests on how far its probabilities move, not on verdicts
+        "order_consistent": (sum((row["output_first"] > 0.5) == (row["reference_first"] > 0.5)
+                                 and row["output_first"] != 0.5 for row in both_orders) / len(both_orders)
+                             if both_orders else None),
         "mean_output_chars": sum(r["output_chars"] for r in rows) / len(rows),
         "mean_reference_chars": sum(r["reference_chars"] for r in rows) / len(rows),
     } | agreement_note(getattr(judge, "agreement", None))
