@@ -12,8 +12,9 @@ change again, and they do only the work that is missing:
   train     LoRA adapters: instruction-tuned, response-tuned, each single task, per seed
   convert   each adapter to a GGUF LoRA adapter over the one quantized base (see ADAPTER_ROUTE)
   evaluate  compare on held-out instructions (behaviour metrics), IFEval, ranking
-  winrate   with --judge or --judge-url: each model's replies judged against the instruction-tuned
-            model's (instruct-s0), both orders, raw and length-controlled win rates
+  winrate   with --judge or --judge-url: each model's replies judged against those of the instruction-
+            tuned model of the same seed (instruct-sK; the untrained base and rule models against every
+            seed's), both orders, raw and length-controlled win rates
   report    OUT/results.md and OUT/results.json: a row per model, the paper's numbers beside
 """
 
@@ -48,7 +49,12 @@ ADAPTER_ROUTE = "GGUF LoRA adapters over the shared Q4_K_M base (ijt-local expor
 PAPER_WIN_RATES = {"response": 43.3, "poetry": 23.7, "rules": 24.4}
 
 ALPACA_SEED = 0  # draws the AlpacaEval sample and the style probe
-REFERENCE = "instruct-s0"  # the instruction-tuned model every win rate is against
+
+
+def reference(seed: int) -> str:
+    """The instruction-tuned model seed `seed`'s win rates are against (the paper pairs seeds the same way)."""
+    return f"instruct-s{seed}"
+
 
 RULE_ABLATIONS = {
     "rules": "default+poe",
@@ -182,9 +188,10 @@ class Replication:
     def stage_inputs(self, name: str) -> dict:
         """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""
         inputs = {"data": {}, "train": {"seeds": self.args.seeds}, "convert": {"seeds": self.args.seeds}}
-        inputs["evaluate"] = {"seeds": self.args.seeds, "budget": self.budget.evaluation()}
-        inputs["winrate"] = {"seeds": self.args.seeds, "judge": self.judge_name, "reference": REFERENCE,
-                             "judged": self.judged_models(), "prompts": self.budget.alpaca_prompts}
+        inputs["evaluate"] = {"seeds": self.args.seeds, "budget": self.budget.evaluation(),
+                              "alpaca_models": list(self.model_specs())}
+        inputs["winrate"] = {"seeds": self.args.seeds, "judge": self.judge_name, "pairs": self.judged_pairs(),
+                             "prompts": self.budget.alpaca_prompts}
         return inputs[name]
 
     def stage(self, name: str, work) -> dict:
@@ -381,9 +388,8 @@ class Replication:
                                         out=self.out / "ranking" / f"{name}.jsonl",
                                         max_response_tokens=b.max_tokens)
         alpaca, style_probe = self.alpaca_prompt_sets()
-        judged = {name: specs[name] for name in [*self.judged_models(), REFERENCE]}
-        self.say(f"compare: {len(judged)} models on {b.alpaca_prompts} AlpacaEval instructions")
-        on_alpaca = run_compare([f"{k}={v}" for k, v in judged.items()], alpaca, self.out / "compare-alpaca",
+        self.say(f"compare: {len(specs)} models on {b.alpaca_prompts} AlpacaEval instructions")
+        on_alpaca = run_compare([f"{k}={v}" for k, v in specs.items()], alpaca, self.out / "compare-alpaca",
                                 max_tokens=b.max_tokens)
         if b.style_per_domain:
             styled = {name: specs[name] for name in self.style_models()}
@@ -425,60 +431,70 @@ class Replication:
             return f"local:{self.args.judge} ({self.args.judge_prompt_form})"
         return f"{self.args.judge_url} {self.args.judge_model}" if self.args.judge_url else None
 
-    def judged_models(self) -> list[str]:
-        """Every model but the reference and the rule ablations (judging is the slowest part; the ablations
-        are told apart by the behaviour metrics). Instruction-tuned models of other seeds are judged too:
-        their win rate against instruct-s0 is the seed noise of a win rate (about 50 %)."""
-        skipped = {REFERENCE, *RULE_ABLATIONS} - {"rules"}
-        return [name for name in self.model_specs() if name not in skipped]
+    def judged_pairs(self) -> dict[str, list[str]]:
+        """Per reference (instruct-sK): the models judged against it. As in the paper, a tuned model of seed
+        K against the instruction-tuned model of seed K, and the untrained models (base, the rules and
+        their ablations) against every seed's, so every row has a spread over seeds."""
+        tuned = [name for name in self.training_sets() if name != "instruct"]
+        ablations = [name for name in RULE_ABLATIONS if name != "rules"]
+        return {reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ablations]
+                for seed in self.seeds}
 
     def winrate(self) -> dict:
-        """Judge the replies to the AlpacaEval sample (evaluate stage): each judged model against the
-        reference, both orders."""
+        """Judge the replies to the AlpacaEval sample (evaluate stage): each model against its reference,
+        both orders. The paper's rows (base, rules, tuned) for every seed go first, the rule ablations
+        after, so that a run stopped early has the main table."""
         from ijt_local.eval.cli import make_judge
         from ijt_local.eval.judge import pairwise_judge
 
         judge = make_judge(self.args.judge, self.args.judge_url, self.args.judge_model,
                            prompt_form=self.args.judge_prompt_form)
-        names = [*self.judged_models(), REFERENCE]
-        generations = {name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
-                       for name in names}
-        self.say(f"winrate: {len(names) - 1} models against {REFERENCE} on {self.budget.alpaca_prompts} AlpacaEval "
-                 f"instructions, judge {judge.model}")
-        return {"judge": judge.model, "winrate": pairwise_judge(judge, REFERENCE, self.out / "winrate")(generations)}
+
+        def replies(name: str) -> list[dict]:
+            return read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+
+        pairs = self.judged_pairs()
+        ablations = set(RULE_ABLATIONS) - {"rules"}
+        results: dict[str, dict] = {ref: {} for ref in pairs}
+        for ablation_pass in (False, True):
+            for ref, names in pairs.items():
+                chosen = [name for name in names if (name in ablations) == ablation_pass]
+                self.say(f"winrate: {len(chosen)} models against {ref} on {self.budget.alpaca_prompts} AlpacaEval "
+                         f"instructions, judge {judge.model}")
+                generations = {name: replies(name) for name in [*chosen, ref]}
+                results[ref].update(pairwise_judge(judge, ref, self.out / "winrate")(generations))
+        return {"judge": judge.model, "winrate": results}
 
     def stage_seconds(self) -> float:
         return sum(json.loads(m.read_text()).get("seconds", 0) for m in self.stages.glob("*.json")
                    if not m.name.endswith(".partial.json"))
 
     def report(self, evaluation: dict, training: dict, judged: dict | None) -> dict:
-        rows = {}
-        winrates = judged["winrate"] if judged else {}
+        def group_of(name: str) -> str:
+            stem, _, seed = name.rpartition("-s")
+            return stem if stem and seed.isdigit() else name
+
+        rows = {}  # group -> one dict of metrics per model (seed)
         for name in self.model_specs():
-            group = name.rsplit("-s", 1)[0] if name.rsplit("-s", 1)[-1].isdigit() else name
             metrics = dict(evaluation["compare"][name]["metrics"])
             metrics["ifeval_loose_prompt"] = evaluation["ifeval"][name]["prompt_level_loose"]
             metrics["ifeval_loose_no_echo"] = evaluation["ifeval"][name].get("prompt_level_loose_no_echo")
             metrics["ranking_accuracy"] = evaluation["ranking"][name]["ranking_accuracy"]
-            if name in winrates:
-                metrics["winrate"] = winrates[name]["win_rate"]
-                metrics["winrate_lc"] = winrates[name].get("length_controlled_win_rate")
-                metrics["winrate_se"] = winrates[name].get("standard_error")
-                metrics["winrate_lc_se"] = winrates[name].get("length_controlled_standard_error")
-                metrics["winrate_order_consistent"] = winrates[name].get("order_consistent")
-            rows.setdefault(group, []).append(metrics)
+            rows.setdefault(group_of(name), []).append(metrics)
+        judged_rows = {}  # group -> one dict of win-rate figures per (model, reference) pair
+        for ref, results in (judged["winrate"] if judged else {}).items():
+            for name, summary in results.items():
+                judged_rows.setdefault(group_of(name), []).append({
+                    "winrate": summary["win_rate"], "winrate_lc": summary.get("length_controlled_win_rate"),
+                    "winrate_se": summary.get("standard_error"),
+                    "winrate_lc_se": summary.get("length_controlled_standard_error"),
+                    "winrate_order_consistent": summary.get("order_consistent")})
         table = {}
         for group, per_seed in rows.items():
-            cells = {}
-            for key in per_seed[0]:
-                values = [m[key] for m in per_seed if isinstance(m.get(key), (int, float))]
-                if values:
-                    cells[key] = {"mean": statistics.mean(values),
-                                  "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                                  "n": len(values)}
+            cells = {**spread_cells(per_seed), **spread_cells(judged_rows.get(group, []))}
             cells["paper_win_rate_vs_instruct"] = PAPER_WIN_RATES.get(group)
             table[group] = cells
-        result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.args.seeds,
+        result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.seeds,
                   "style": self.style(),
                   "alpaca_sample": {"prompts": self.budget.alpaca_prompts, "seed": ALPACA_SEED},
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
@@ -559,10 +575,10 @@ class Replication:
         specs = self.model_specs()
         n_val = b.eval_prompts or len(read_jsonl(self.data_root / "val" / "val.jsonl"))
         replies = {"compare (val)": n_val * len(specs), "ifeval": b.ifeval_prompts * len(specs),
-                   "compare (AlpacaEval sample)": b.alpaca_prompts * (len(self.judged_models()) + 1),
+                   "compare (AlpacaEval sample)": b.alpaca_prompts * len(specs),
                    "style probe": b.style_per_domain * 4 * len(self.style_models())}
         generated = sum(replies.values()) * b.max_tokens
-        judgements = len(self.judged_models()) * b.alpaca_prompts
+        judgements = sum(len(names) for names in self.judged_pairs().values()) * b.alpaca_prompts
         judge_seconds = self.measure_judgement() if self.args.judge else None
         hours = {"generate (at most)": generated / generate_speed / 3600}
         if train_speed:
@@ -684,12 +700,23 @@ COLUMNS = [
 ]
 
 
+def spread_cells(per_seed: list[dict]) -> dict:
+    """Per metric: mean, standard deviation and count over the seeds (or pairs) that have a number."""
+    cells = {}
+    for key in per_seed[0] if per_seed else ():
+        values = [m[key] for m in per_seed if isinstance(m.get(key), (int, float))]
+        if values:
+            cells[key] = {"mean": statistics.mean(values),
+                          "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return cells
+
+
 def judge_summary(judged: dict | None) -> dict | None:
     """Who judged, and how far that judge can be trusted: its measured agreement with GPT-4 if known."""
     if not judged:
         return None
-    some = next(iter(judged["winrate"].values()), {})
-    return {"model": judged["judge"], "reference": REFERENCE,
+    some = next((summary for results in judged["winrate"].values() for summary in results.values()), {})
+    return {"model": judged["judge"], "references": list(judged["winrate"]),
             "agreement_with_gpt4": some.get("judge_agreement_with_gpt4"), "note": some.get("note")}
 
 
@@ -697,7 +724,8 @@ def render_markdown(result: dict) -> str:
     table = result["table"]
     present = [c for c in COLUMNS if any(c[0] in cells for cells in table.values())]
     lines = [
-        f"# Replication: base `{result['base']}`, budget `{result['budget']}`, {result['seeds']} seed(s)",
+        f"# Replication: base `{result['base']}`, budget `{result['budget']}`, seeds "
+        f"{', '.join(map(str, result['seeds']))}",
         "",
         f"Command: `{result['command']}`  ",
         f"Time: {result['stage_seconds'] / 60:.1f} min, summed over the stages (across resumed invocations)  ",
@@ -730,8 +758,10 @@ def render_markdown(result: dict) -> str:
     judge = result.get("judge")
     if judge:
         agreement = judge["agreement_with_gpt4"]
-        lines += ["", f"Win rates: judged by {judge['model']} against `{judge['reference']}`, both orders "
-                  "averaged; LC = length-controlled (AlpacaEval 2's logistic model read at equal length)."]
+        lines += ["", f"Win rates: judged by {judge['model']}, both orders averaged, each model against the "
+                  "instruction-tuned model of its seed (base and the rules, which have no seed, against each of "
+                  f"{', '.join(f'`{r}`' for r in judge['references'])}); LC = length-controlled (AlpacaEval 2's "
+                  "logistic model read at equal length)."]
         if agreement:
             lines.append(f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± "
                          f"{agreement['agreement_se']:.1%} of {agreement['pairs']} AlpacaEval pairs, against "

@@ -88,6 +88,20 @@ def test_more_seeds_rerun_the_stages_they_change_and_keep_earlier_time(replicate
     assert calls == ["data", "train-1", "train-2-interrupted", "train-2"]
 
 
+def test_every_seed_is_judged_against_the_instruction_tuned_model_of_its_seed(replicate, tmp_path):
+    # the paper's pairing: tuned seed K against instruct seed K; base and the rules against every seed's
+    run = make_run(replicate, tmp_path, budget="laptop", seeds=3)
+    pairs = run.judged_pairs()
+    assert list(pairs) == ["instruct-s0", "instruct-s1", "instruct-s2"]
+    assert pairs["instruct-s1"] == ["base", "rules", "response-s1", "poetry-s1", "gsm8k-s1", "rules-no-eos",
+                                    "rules-no-uniform", "rules-no-diversity"]
+    specs = run.model_specs()  # every judged model and reference has AlpacaEval replies from evaluate
+    assert all(name in specs for ref, names in pairs.items() for name in [ref, *names])
+    assert run.stage_inputs("evaluate")["alpaca_models"] == list(specs)
+    cells = replicate.spread_cells([{"winrate": 0.4, "winrate_se": None}, {"winrate": 0.6, "winrate_se": None}])
+    assert cells == {"winrate": {"mean": 0.5, "std": pytest.approx(0.1414, abs=1e-4), "n": 2}}
+
+
 def test_out_dir_of_another_budget_is_refused(replicate, tmp_path, monkeypatch):
     make_run(replicate, tmp_path, budget="smoke")
     with pytest.raises(SystemExit, match=r"made with --budget smoke; pass the same to resume it"):
