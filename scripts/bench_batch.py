@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -27,8 +26,9 @@ from ijt_local.batched import generate_all
 from ijt_local.jsonl import read_jsonl
 from ijt_local.rules import load_rules
 from ijt_local.runtime import Session
+from ijt_local.shared_data import shared_data_path
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "val" / "val.jsonl"
+VAL = shared_data_path("val/val.jsonl")
 
 
 def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rules) -> float:

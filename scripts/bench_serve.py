@@ -22,11 +22,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "val" / "val.jsonl"
+from ijt_local.shared_data import shared_data_path
+
+VAL = shared_data_path("val/val.jsonl")
 
 
 def free_port() -> int:

@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ijt_local.shared_data import shared_data_path
+
 REPO = Path(__file__).resolve().parent.parent
-LIMA = REPO.parent / "shared" / "data" / "lima" / "lima_data.jsonl"
+LIMA = shared_data_path("lima/lima_data.jsonl")
 
 
 def peak_rss_mb() -> float:

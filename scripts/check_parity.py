@@ -26,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ijt_local.shared_data import shared_data_path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from convert_helpers import (  # noqa: E402
     MIXED_CORPUS, ggml_gelu, hf_logits, llama_cpp_greedy, llama_cpp_logits, llama_cpp_tokenize,
 )
 
-LIMA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lima" / "lima_data.jsonl"
+LIMA = shared_data_path("lima/lima_data.jsonl")
 RESULTS: list[dict] = []
 
 

@@ -32,9 +32,10 @@ from ijt_local.eval.judge import ORDERS, JudgementCache
 from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
 from ijt_local.eval.local_judge import DEFAULT_MAX_OUTPUT_TOKENS, LocalJudge
 from ijt_local.jsonl import iter_jsonl
+from ijt_local.shared_data import shared_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval" / "judge_dev"
+DEFAULT_DATA = shared_data_path("alpaca_eval/judge_dev")
 
 
 def load_pairs(data_dir: Path, n: int, seed: int) -> list[dict]:

@@ -35,9 +35,10 @@ from pathlib import Path
 from ijt_local.errors import UserError
 from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
 from ijt_local.jsonl import read_jsonl, write_atomic
+from ijt_local.shared_data import shared_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = shared_data_path()
 CLOCK_TICK = 30.0  # seconds between saves of a running stage's time
 
 # Why adapters and not merged models: every tuned model then runs on the same Q4_K_M base file, so
