@@ -1,6 +1,7 @@
 """Threads and OpenMP wait policy under CPU contention: generation tok/s idle and with a busy process.
 
     python scripts/bench_threads.py [--model default] [--threads 1,2] [--tokens 64] [--width 16]
+    python scripts/bench_threads.py --follow [--model default] [--tokens 64]
 
 llama.cpp's CPU backend here is built with OpenMP: its threads meet at a barrier after every graph node
 and spin there while they wait (libgomp's default), or sleep at once with OMP_WAIT_POLICY=passive. A
@@ -9,6 +10,10 @@ Each configuration (threads x wait policy x idle/busy) runs in a fresh process, 
 its environment once; "busy" starts one process spinning on a core for the whole measurement. Two
 figures per configuration: single-stream greedy tok/s (`--tokens` tokens, EOS ignored) and batched
 aggregate tok/s (`--width` prompts, `--tokens` tokens each). The last line is one JSON object.
+
+--follow: what `Session.follow_load` buys. Two sessions opened on the idle machine, one left to choose its
+threads and one fixed at 2; single-stream tok/s (median of 3) of each while idle, after a process starts
+spinning on a core, and after it stops, each session re-counting the load once at each change.
 """
 
 from __future__ import annotations
@@ -39,6 +44,44 @@ def child(model: str, threads: int, tokens: int, width: int) -> dict:
     return {"single_tok_s": round(single, 1), "batched_tok_s": round(total / (time.perf_counter() - started), 1)}
 
 
+def follow(args) -> dict:
+    import statistics
+
+    from ijt_local import runtime
+    from ijt_local.runtime import Session
+
+    sessions = {"follows_load": Session(args.model, n_ctx=512), "fixed_2": Session(args.model, n_ctx=512, threads=2)}
+    conversation = [{"role": "user", "content": PROMPTS[0]}]
+
+    def recount_then_measure(session) -> dict:
+        runtime.THREAD_CHECK_SECONDS = 0.0  # re-count now, once, and not again while timing
+        session.follow_load()
+        runtime.THREAD_CHECK_SECONDS = float("inf")
+        speeds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            tokens = session.generate(conversation, max_tokens=args.tokens, ignore_eos=True).n_tokens
+            speeds.append(tokens / (time.perf_counter() - started))
+        return {"threads": session.threads, "tok_s": round(statistics.median(speeds), 1)}
+
+    for session in sessions.values():
+        session.generate(conversation, max_tokens=4)  # warm-up: page in the weights
+    phases = {}
+    phases["idle"] = {name: recount_then_measure(s) for name, s in sessions.items()}
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        phases["busy"] = {name: recount_then_measure(s) for name, s in sessions.items()}
+    finally:
+        spinner.kill()
+        spinner.wait()
+    time.sleep(0.5)
+    phases["idle_again"] = {name: recount_then_measure(s) for name, s in sessions.items()}
+    for session in sessions.values():
+        session.close()
+    return phases
+
+
 def measure(args, threads: int, policy: str | None, busy: bool) -> dict:
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
@@ -63,7 +106,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--follow", action="store_true", help="measure Session.follow_load (see above)")
     args = parser.parse_args()
+    if args.follow:
+        print(json.dumps({"model": args.model, "cores": os.cpu_count(), "tokens": args.tokens,
+                          "follow": follow(args)}))
+        return
     if args.child:
         print(json.dumps(child(args.model, int(args.threads), args.tokens, args.width)))
         return
