@@ -489,7 +489,9 @@ class Replication:
                     "winrate": summary["win_rate"], "winrate_lc": summary.get("length_controlled_win_rate"),
                     "winrate_se": summary.get("standard_error"),
                     "winrate_lc_se": summary.get("length_controlled_standard_error"),
-                    "winrate_order_consistent": summary.get("order_consistent")})
+                    "winrate_order_consistent": summary.get("order_consistent"),
+                    "winrate_position_free": summary.get("position_free_win_rate"),
+                    "winrate_position_free_se": summary.get("position_free_standard_error")})
         table = {}
         for group, per_seed in rows.items():
             cells = {**spread_cells(per_seed), **spread_cells(judged_rows.get(group, []))}
@@ -797,15 +799,20 @@ def winrate_markdown(table: dict) -> list[str]:
         return "–" if cell is None or cell["n"] < 2 else f"{cell['std'] * 100:.1f}"
 
     lines = ["", "| model | seeds | win rate % | s.e. (instructions) | sd (seeds) | LC win rate % | LC s.e. | "
-             "LC sd (seeds) | order-consistent verdicts % |", "| --- " * 9 + "|"]
+             "LC sd (seeds) | position-free win rate % | its s.e. | its sd (seeds) | order-consistent verdicts % |",
+             "| --- " * 12 + "|"]
     for group, cells in judged.items():
         lines.append(f"| {group} | {cells['winrate']['n']} | {percent(cells, 'winrate')} | "
                      f"{percent(cells, 'winrate_se')} | {spread(cells, 'winrate')} | {percent(cells, 'winrate_lc')} | "
                      f"{percent(cells, 'winrate_lc_se')} | {spread(cells, 'winrate_lc')} | "
-                     f"{percent(cells, 'winrate_order_consistent')} |")
+                     f"{percent(cells, 'winrate_position_free')} | {percent(cells, 'winrate_position_free_se')} | "
+                     f"{spread(cells, 'winrate_position_free')} | {percent(cells, 'winrate_order_consistent')} |")
     lines += ["", "Order-consistent verdicts: the share of instructions on which the judge names the same winner "
               "in both orders. Near 0, each order mostly picks a position and a win rate near 50 % says only "
-              "how far the judge's probabilities moved, not that it found the replies equal."]
+              "how far the judge's probabilities moved, not that it found the replies equal. Position-free: "
+              "each instruction's two judgements read as quality difference ± a position bias in log-odds, "
+              "the bias taken out (ijt_local/eval/winrate_stats.py); same side of 50 % as the win rate, "
+              "not shrunk toward it."]
     return lines
 
 

@@ -167,6 +167,31 @@ def test_a_judge_that_always_picks_one_position_gives_no_order_consistent_verdic
     assert summary["order_consistent"] == 0.0
     assert summary["first_position_preference"] == pytest.approx(0.2)
     assert summary["win_rate"] == pytest.approx((0.4 + 0.6 + 0.5) / 3)  # the soft shifts still count
+    # q1: P(ours wins) is 0.1 with ours first and 0.7 with ours second: log-odds -2.20 and +0.85, so the
+    # quality difference is their mean (-0.68) and the bias toward the second position half their gap
+    import math
+
+    expected_q1 = 1 / (1 + math.exp(-(math.log(0.1 / 0.9) + math.log(0.7 / 0.3)) / 2))
+    assert expected_q1 == pytest.approx(0.337, abs=1e-3)
+    assert summary["position_free_win_rate"] == pytest.approx((expected_q1 + (1 - expected_q1) + 0.5) / 3)
+    assert summary["position_bias_logit"] == pytest.approx((math.log(0.1 / 0.9) - math.log(0.7 / 0.3)) / 2)
+
+
+def test_position_free_preference_undoes_a_position_bias_that_averaging_only_shrinks():
+    import math
+
+    from ijt_local.eval.winrate_stats import position_free_preference
+
+    def sigmoid(x):
+        return 1 / (1 + math.exp(-x))
+
+    quality, bias = 1.0, -3.0  # the output is better by 1 log-odds unit; the judge favours the second reply
+    output_first, reference_first = sigmoid(quality + bias), sigmoid(quality - bias)
+    preference, recovered_bias = position_free_preference(output_first, reference_first)
+    assert preference == pytest.approx(sigmoid(quality)) and recovered_bias == pytest.approx(bias)
+    averaged = (output_first + reference_first) / 2
+    assert 0.5 < averaged < preference  # same side of 0.5, pulled toward it
+    assert position_free_preference(1.0, 0.0)[0] == pytest.approx(0.5)  # parsed replies that disagree tie
 
 
 def test_a_judge_no_better_than_length_has_its_agreement_and_a_note_beside_the_win_rate(tmp_path):

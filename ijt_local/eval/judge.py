@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
 from .judge_prompts import PROMPT_FORMS
-from .winrate_stats import length_controlled_win_rate, mean_and_standard_error
+from .winrate_stats import length_controlled_win_rate, mean_and_standard_error, position_free_preference
 
 
 def judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict]:
@@ -253,10 +253,18 @@ def summarize(rows: list[dict], judge) -> dict:
     first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
         1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
     both_orders = [row for row in judged if row["output_first"] is not None and row["reference_first"] is not None]
+    position_free = {id(row): position_free_preference(row["output_first"], row["reference_first"])
+                     for row in both_orders}
+    free_rate, free_error = mean_and_standard_error(
+        [position_free[id(row)][0] if id(row) in position_free else row["preference"] for row in scored])
     return {
         "judge": judge.model,
         "win_rate": win_rate,
         "standard_error": standard_error,
+        # the same preferences read through a position-bias model (winrate_stats.position_free_preference)
+        "position_free_win_rate": free_rate,
+        "position_free_standard_error": free_error,
+        "position_bias_logit": mean_and_standard_error([bias for _, bias in position_free.values()])[0],
         **length_controlled_win_rate(preferences, [r["output_chars"] for r in scored],
                                      [r["reference_chars"] for r in scored]),
         "instructions": len(rows),

@@ -23,6 +23,25 @@ import math
 import numpy as np
 
 RIDGE = 1e-4
+CLIP = 1e-6  # probabilities of exactly 0 or 1 (parsed replies) become log-odds of about +-13.8
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, CLIP), 1.0 - CLIP)
+    return math.log(p / (1.0 - p))
+
+
+def position_free_preference(output_first: float, reference_first: float) -> tuple[float, float]:
+    """P(output beats reference) with the judge's position bias taken out, and that bias in log-odds.
+
+    Model the judge's log-odds that the FIRST reply wins as quality difference + position bias b. Then
+    logit(output_first) = d + b and logit(reference_first) = d - b (both given as P(output wins)), so
+    d = their mean and b = half their difference. Averaging the two probabilities instead has the same
+    sign as d but shrinks it toward 0.5 as |b| grows: a judge that nearly always picks one position gives
+    order-averaged win rates within a few points of 50 % whatever it thinks of the replies."""
+    first, second = _logit(output_first), _logit(reference_first)
+    difference = (first + second) / 2
+    return 1.0 / (1.0 + math.exp(-difference)), (first - second) / 2
 
 
 def mean_and_standard_error(values: list[float]) -> tuple[float | None, float | None]:
