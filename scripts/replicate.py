@@ -534,6 +534,37 @@ class Replication:
                              "tokens": seeds[0]["tokens"]}
         return summary
 
+    def archive(self, path: Path) -> int:
+        """Pack what the report is built from (stage records, replies, scores, judgements, adapters' run
+        records and loss curves, the evaluation prompt sets) into a .tar.xz, leaving out what is large and
+        remade from the shared data: adapter weights and checkpoints, GGUFs, training sets. Extracted into
+        an OUT and rerun with the same arguments, every stage is skipped and the report is written again."""
+        import tarfile
+        import tempfile
+
+        training_sets = set(self.training_sets().values())
+        kept = []
+        for file in sorted(self.out.rglob("*")):
+            relative = file.relative_to(self.out)
+            top = relative.parts[0]
+            if not file.is_file() or top in ("gguf", "measure-train") or file in training_sets:
+                continue
+            if top == "adapters" and (relative.name not in ("run.json", "adapter_config.json", "loss_curve.csv")
+                                      or "checkpoints" in relative.parts):
+                continue
+            kept.append(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".partial", delete=False) as tmp:
+            try:
+                with tarfile.open(fileobj=tmp, mode="w:xz") as tar:
+                    for relative in kept:
+                        tar.add(self.out / relative, arcname=str(Path(self.out.name) / relative))
+            except BaseException:
+                Path(tmp.name).unlink()
+                raise
+        Path(tmp.name).replace(path)
+        return len(kept)
+
     def plan(self) -> dict:
         """What the budget would run, without running it: rows, optimizer steps and tokens per adapter from
         the real training sets (prepared in this scratch OUT), and times estimated from short runs here."""
@@ -871,6 +902,9 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (rows, steps, tokens, estimated hours from short runs here); "
                              "OUT is not touched")
+    parser.add_argument("--archive", default=None, metavar="FILE.tar.xz",
+                        help="instead of running, pack OUT without adapter weights, GGUFs or training sets: "
+                             "the replies, judgements, scores and stage records the report is built from")
     args = parser.parse_args()
     if args.judge and args.judge_url:
         raise SystemExit("replicate: give either --judge SPEC or --judge-url URL, not both")
@@ -887,6 +921,11 @@ def main() -> None:
                 plan = Replication(args, out=scratch).plan()
             print(render_plan(plan))
             print(json.dumps(plan))
+        elif args.archive:
+            if not (Path(args.out) / "replication.json").is_file():
+                raise SystemExit(f"replicate: {args.out}: no replication run to archive (no replication.json)")
+            members = Replication(args).archive(Path(args.archive))
+            print(f"replicate: {args.archive}: {members} files, {Path(args.archive).stat().st_size:,} bytes")
         else:
             Replication(args).run()
     except UserError as error:  # from the evaluation verbs, which run in this process

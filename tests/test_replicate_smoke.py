@@ -63,6 +63,26 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("done earlier, skipped") == 5
 
+    # --archive packs what the report needs, without weights or GGUFs; unpacked elsewhere, the same
+    # command skips every stage and writes the same table
+    archive = tmp_path / "smoke.tar.xz"
+    packed = subprocess.run([*command, "--archive", str(archive)], capture_output=True, text=True, timeout=600)
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "restored", filter="data")
+    assert "smoke/stages/winrate.json" in names and "smoke/adapters/poetry-s0/run.json" in names
+    assert not [n for n in names if n.endswith((".gguf", ".safetensors")) or "/checkpoints/" in n]
+    assert "smoke/data/lima-instruction.jsonl" not in names and "smoke/data/alpaca-sample.jsonl" in names
+    restored = tmp_path / "restored" / "smoke"
+    rebuilt = subprocess.run([*command[:command.index("--out")], "--out", str(restored),
+                              *command[command.index("--out") + 2:]], capture_output=True, text=True, timeout=600)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert rebuilt.stderr.count("done earlier, skipped") == 5
+    assert json.loads((restored / "results.json").read_text())["table"] == results["table"]
+
     # --dry-run plans the same budget from the same data: its rows, steps and tokens are what training did
     plan_run = subprocess.run([*command[:2], "--budget", "smoke", "--out", str(tmp_path / "untouched"), "--dry-run"],
                               capture_output=True, text=True, timeout=600)
