@@ -19,6 +19,7 @@ spinning on a core, and after it stops, each session re-counting the load once a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +43,17 @@ def child(model: str, threads: int, tokens: int, width: int) -> dict:
     started = time.perf_counter()
     total = sum(g.n_tokens for _, g in generate_all(session, conversations, width, **options))
     return {"single_tok_s": round(single, 1), "batched_tok_s": round(total / (time.perf_counter() - started), 1)}
+
+
+@contextlib.contextmanager
+def busy_core():
+    """Another process spinning on one core while the block runs."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def follow(args) -> dict:
@@ -68,13 +80,9 @@ def follow(args) -> dict:
         session.generate(conversation, max_tokens=4)  # warm-up: page in the weights
     phases = {}
     phases["idle"] = {name: recount_then_measure(s) for name, s in sessions.items()}
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_core():
         time.sleep(0.5)
         phases["busy"] = {name: recount_then_measure(s) for name, s in sessions.items()}
-    finally:
-        spinner.kill()
-        spinner.wait()
     time.sleep(0.5)
     phases["idle_again"] = {name: recount_then_measure(s) for name, s in sessions.items()}
     for session in sessions.values():
@@ -87,15 +95,10 @@ def measure(args, threads: int, policy: str | None, busy: bool) -> dict:
     env.pop("OMP_WAIT_POLICY", None)
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    try:
+    with busy_core() if busy else contextlib.nullcontext():
         out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--threads", str(threads),
                               "--tokens", str(args.tokens), "--width", str(args.width)],
                              env=env, capture_output=True, text=True, check=True)
-    finally:
-        if spinner:
-            spinner.kill()
-            spinner.wait()
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

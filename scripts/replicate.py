@@ -63,6 +63,7 @@ RULE_ABLATIONS = {
     "rules-no-uniform": "default+poe:eos,diversity,start",
     "rules-no-diversity": "default+poe:eos,uniform,start",
 }
+ABLATIONS = tuple(name for name in RULE_ABLATIONS if name != "rules")  # the rules, each without one rule
 
 
 @dataclass(frozen=True)
@@ -437,8 +438,7 @@ class Replication:
         K against the instruction-tuned model of seed K, and the untrained models (base, the rules and
         their ablations) against every seed's, so every row has a spread over seeds."""
         tuned = [name for name in self.training_sets() if name != "instruct"]
-        ablations = [name for name in RULE_ABLATIONS if name != "rules"]
-        return {reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ablations]
+        return {reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ABLATIONS]
                 for seed in self.seeds}
 
     def winrate(self) -> dict:
@@ -455,11 +455,10 @@ class Replication:
             return read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
 
         pairs = self.judged_pairs()
-        ablations = set(RULE_ABLATIONS) - {"rules"}
         results: dict[str, dict] = {ref: {} for ref in pairs}
         for ablation_pass in (False, True):
             for ref, names in pairs.items():
-                chosen = [name for name in names if (name in ablations) == ablation_pass]
+                chosen = [name for name in names if (name in ABLATIONS) == ablation_pass]
                 self.say(f"winrate: {len(chosen)} models against {ref} on {self.budget.alpaca_prompts} AlpacaEval "
                          f"instructions, judge {judge.model}")
                 generations = {name: replies(name) for name in [*chosen, ref]}

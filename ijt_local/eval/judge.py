@@ -252,11 +252,19 @@ def summarize(rows: list[dict], judge) -> dict:
     judged = [row for row in rows if not row["identical"]]
     first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
         1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
-    both_orders = [row for row in judged if row["output_first"] is not None and row["reference_first"] is not None]
-    position_free = {id(row): position_free_preference(row["output_first"], row["reference_first"])
-                     for row in both_orders}
-    free_rate, free_error = mean_and_standard_error(
-        [position_free[id(row)][0] if id(row) in position_free else row["preference"] for row in scored])
+    def judged_both_ways(row: dict) -> bool:
+        return row["output_first"] is not None and row["reference_first"] is not None
+
+    both_orders = [row for row in judged if judged_both_ways(row)]
+    free_preferences, position_biases = [], []
+    for row in scored:  # a row judged in one order only (or identical outputs) keeps its preference
+        if judged_both_ways(row):
+            preference, bias = position_free_preference(row["output_first"], row["reference_first"])
+            free_preferences.append(preference)
+            position_biases.append(bias)
+        else:
+            free_preferences.append(row["preference"])
+    free_rate, free_error = mean_and_standard_error(free_preferences)
     return {
         "judge": judge.model,
         "win_rate": win_rate,
@@ -264,7 +272,7 @@ def summarize(rows: list[dict], judge) -> dict:
         # the same preferences read through a position-bias model (winrate_stats.position_free_preference)
         "position_free_win_rate": free_rate,
         "position_free_standard_error": free_error,
-        "position_bias_logit": mean_and_standard_error([bias for _, bias in position_free.values()])[0],
+        "position_bias_logit": mean_and_standard_error(position_biases)[0],
         **length_controlled_win_rate(preferences, [r["output_chars"] for r in scored],
                                      [r["reference_chars"] for r in scored]),
         "instructions": len(rows),
