@@ -442,27 +442,27 @@ class Replication:
                 for seed in self.seeds}
 
     def winrate(self) -> dict:
-        """Judge the replies to the AlpacaEval sample (evaluate stage): each model against its reference,
+        """Judge the replies to the AlpacaEval sample (evaluate stage): each model against its references,
         both orders. The paper's rows (base, rules, tuned) for every seed go first, the rule ablations
-        after, so that a run stopped early has the main table."""
+        after, so that a run stopped early has the main table. Each pass judges all its references
+        together, so a model judged against several seeds' references reuses its reply's judge prefix."""
         from ijt_local.eval.cli import make_judge
-        from ijt_local.eval.judge import pairwise_judge
+        from ijt_local.eval.judge import judge_against_references
 
         judge = make_judge(self.args.judge, self.args.judge_url, self.args.judge_model,
                            prompt_form=self.args.judge_prompt_form)
-
-        def replies(name: str) -> list[dict]:
-            return read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
-
         pairs = self.judged_pairs()
         results: dict[str, dict] = {ref: {} for ref in pairs}
         for ablation_pass in (False, True):
-            for ref, names in pairs.items():
-                chosen = [name for name in names if (name in ABLATIONS) == ablation_pass]
-                self.say(f"winrate: {len(chosen)} models against {ref} on {self.budget.alpaca_prompts} AlpacaEval "
-                         f"instructions, judge {judge.model}")
-                generations = {name: replies(name) for name in [*chosen, ref]}
-                results[ref].update(pairwise_judge(judge, ref, self.out / "winrate")(generations))
+            chosen = {ref: [name for name in names if (name in ABLATIONS) == ablation_pass]
+                      for ref, names in pairs.items()}
+            models = sorted({name for names in chosen.values() for name in names})
+            self.say(f"winrate: {len(models)} models against {', '.join(chosen)} on {self.budget.alpaca_prompts} "
+                     f"AlpacaEval instructions ({sum(map(len, chosen.values()))} pairs), judge {judge.model}")
+            generations = {name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+                           for name in [*models, *chosen]}
+            for ref, summaries in judge_against_references(judge, chosen, generations, self.out / "winrate").items():
+                results[ref].update(summaries)
         return {"judge": judge.model, "winrate": results}
 
     def stage_seconds(self) -> float:

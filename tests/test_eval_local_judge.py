@@ -370,3 +370,35 @@ def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_pre
     generations["b"] = rows({"q1": "b1", "q9": "b9"})
     with pytest.raises(UserError, match="b: 1 of 2 instructions are not in ref"):
         pairwise_judge(RecordingJudge(), "ref", tmp_path)(generations)
+
+
+def test_a_model_judged_against_several_references_judges_its_output_first_prompts_together(tmp_path):
+    from ijt_local.eval.judge import judge_against_references
+
+    class RecordingJudge(ScriptedJudge):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def judge(self, instruction, first, second):
+            self.seen.append((instruction, first, second))
+            return super().judge(instruction, first, second)
+
+    def rows(table):
+        return [{"instruction": q, "output": a} for q, a in table.items()]
+
+    generations = {"base": rows({"q1": "x1"}), "t1": rows({"q1": "y1"}), "t2": rows({"q1": "z1"}),
+                   "r1": rows({"q1": "r1"}), "r2": rows({"q1": "r2"})}
+    pairs = {"r1": ["base", "t1"], "r2": ["base", "t2"]}  # as replicate pairs seeds: base against every seed
+    judge = RecordingJudge()
+    results = judge_against_references(judge, pairs, generations, tmp_path)
+    # reference-first prompts grouped by reference, output-first ones grouped by model: base's reply
+    # opens two prompts in a row, so the second decodes only the other reference
+    assert judge.seen == [("q1", "r1", "x1"), ("q1", "r1", "y1"), ("q1", "r2", "x1"), ("q1", "r2", "z1"),
+                          ("q1", "x1", "r1"), ("q1", "x1", "r2"), ("q1", "y1", "r1"), ("q1", "z1", "r2")]
+    assert {ref: sorted(summaries) for ref, summaries in results.items()} == {"r1": ["base", "t1"],
+                                                                               "r2": ["base", "t2"]}
+    assert results["r2"]["base"]["reference"] == "r2" and results["r2"]["base"]["scored"] == 1
+    assert (tmp_path / "judgements" / "base-vs-r2.preferences.jsonl").exists()
+    with pytest.raises(UserError, match="r3: no generations"):
+        judge_against_references(RecordingJudge(), {"r3": ["base"]}, generations, tmp_path)

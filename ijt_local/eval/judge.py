@@ -186,25 +186,38 @@ class JudgementCache:
         return (p_first if order == "output_first" else 1.0 - p_first), row
 
 
-def judge_models_together(outputs: dict[str, dict[str, str]], reference: dict[str, str], judge,
-                          caches: dict[str, Path]) -> None:
-    """Fill each model's judgement cache (`caches[name]`) instruction by instruction: for one instruction,
-    first every model's reference-first judgement, then every output-first one. Consecutive judge prompts
-    then share their longest prefix (the question, the instruction and, in the first group, the reference
-    reply), which the judge does not decode again (Session.next_token_logprobs)."""
+def judge_together(pairs: dict[str, list[str]], replies: dict[str, dict[str, str]], judge,
+                   caches: dict[tuple[str, str], Path]) -> None:
+    """Fill the judgement cache of every (model, reference) pair (`pairs`: reference -> the models judged
+    against it; `caches[model, reference]`) instruction by instruction, ordered so that consecutive judge
+    prompts share their longest prefix, which the judge does not decode again
+    (Session.next_token_logprobs): per instruction, each reference's reference-first prompts together
+    (they share the instruction and the reference reply), then each model's output-first prompts together
+    (they share the instruction and the model's reply, when a model is judged against several references)."""
     import contextlib
 
     from tqdm import tqdm
 
+    references_of: dict[str, list[str]] = {}
+    for ref, names in pairs.items():
+        for name in names:
+            references_of.setdefault(name, []).append(ref)
+    instructions = list(dict.fromkeys(q for ref in pairs for q in replies[ref]))
     with contextlib.ExitStack() as stack:
-        judgements = {name: stack.enter_context(JudgementCache(judge, caches[name])) for name in outputs}
-        for instruction in tqdm(list(reference), desc="judging", unit="instruction", disable=None, leave=False):
-            theirs = reference[instruction]
-            for order in ("reference_first", "output_first"):
-                for name, table in outputs.items():
-                    ours = table.get(instruction)
-                    if ours is not None and ours.strip() != theirs.strip():
-                        judgements[name].preference(order, instruction, ours, theirs)
+        judgements = {key: stack.enter_context(JudgementCache(judge, path)) for key, path in caches.items()}
+
+        def judge_one(order: str, instruction: str, name: str, ref: str) -> None:
+            ours, theirs = replies[name].get(instruction), replies[ref].get(instruction)
+            if ours is not None and theirs is not None and ours.strip() != theirs.strip():
+                judgements[name, ref].preference(order, instruction, ours, theirs)
+
+        for instruction in tqdm(instructions, desc="judging", unit="instruction", disable=None, leave=False):
+            for ref, names in pairs.items():
+                for name in names:
+                    judge_one("reference_first", instruction, name, ref)
+            for name, refs in references_of.items():
+                for ref in refs:
+                    judge_one("output_first", instruction, name, ref)
 
 
 def check_lined_up(instructions: list[str], reference: dict[str, str], outputs_name: str,
@@ -326,6 +339,34 @@ def run_winrate(outputs_path: str | Path, reference_path: str | Path, judge, cac
     return result
 
 
+def judge_against_references(judge, pairs: dict[str, list[str]], generations: dict[str, list[dict]],
+                             out_dir: str | Path) -> dict[str, dict[str, dict]]:
+    """Win rates of each model against each of its references (`pairs`: reference -> models), judged in
+    both orders together (judge_together); {reference: {model: summary}}. Judgements and per-instruction
+    preferences go to OUT_DIR/judgements/MODEL-vs-REFERENCE.*; the judge is closed at the end."""
+    for ref, names in pairs.items():
+        for name in [ref, *names]:
+            if name not in generations:
+                raise UserError(f"{name}: no generations to judge (have: {', '.join(generations)})")
+    replies = {name: {row["instruction"]: row["output"] for row in rows} for name, rows in generations.items()}
+    folder = Path(out_dir) / "judgements"
+    caches = {(name, ref): folder / f"{name}-vs-{ref}.jsonl" for ref, names in pairs.items() for name in names}
+    for name, ref in caches:
+        check_lined_up(list(replies[name]), replies[ref], name, ref)
+    results: dict[str, dict[str, dict]] = {ref: {} for ref in pairs}
+    try:
+        judge_together(pairs, replies, judge, caches)
+        for (name, ref), cache in caches.items():
+            rows = judge_instructions(replies[name], replies[ref], judge, cache, outputs_name=name,
+                                      reference_name=ref)
+            write_atomic(folder / f"{name}-vs-{ref}.preferences.jsonl",
+                         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            results[ref][name] = summarize(rows, judge) | {"reference": ref}
+    finally:
+        judge.close()
+    return results
+
+
 def pairwise_judge(judge, reference_name: str | None, out_dir: str | Path):
     """For `compare`: judge every model against the reference model's outputs (default: the last)."""
 
@@ -334,24 +375,8 @@ def pairwise_judge(judge, reference_name: str | None, out_dir: str | Path):
         reference = reference_name or names[-1]
         if reference not in generations:
             raise UserError(f"--judge-reference {reference}: not one of the models ({', '.join(names)})")
-        ref = {row["instruction"]: row["output"] for row in generations[reference]}
-        results = {}
-        folder = Path(out_dir) / "judgements"
-        judged = {name: {row["instruction"]: row["output"] for row in generations[name]}
-                  for name in names if name != reference}
-        caches = {name: folder / f"{name}-vs-{reference}.jsonl" for name in judged}
-        for name, ours in judged.items():
-            check_lined_up(list(ours), ref, name, reference)
-        try:
-            judge_models_together(judged, ref, judge, caches)
-            for name, ours in judged.items():
-                rows = judge_instructions(ours, ref, judge, caches[name], outputs_name=name, reference_name=reference)
-                write_atomic(folder / f"{name}-vs-{reference}.preferences.jsonl",
-                             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-                results[name] = summarize(rows, judge) | {"reference": reference}
-        finally:
-            judge.close()
-        return results
+        pairs = {reference: [name for name in names if name != reference]}
+        return judge_against_references(judge, pairs, generations, out_dir)[reference]
 
     return run
 
