@@ -856,17 +856,22 @@ def style_markdown(style: dict) -> list[str]:
     if not domains:
         return []
     counts = {d: max(r.get(d, {}).get("n", 0) for rs in groups.values() for r in rs) for d in domains}
+    def share(rates: list[dict], key: str) -> str:
+        values = [r[key] for r in rates]
+        text = f"{statistics.mean(values):.0%}"
+        return text + f" ± {statistics.stdev(values) * 100:.0f}" if len(values) > 1 else text
+
     lines = ["", "Style adherence on AlpacaEval instructions by domain (decided from the instruction): share of "
              "replies that are poems / in verse form (short line-broken lines, repetition loops included) / "
-             "that end with a GSM8K `#### number` line, mean over seeds:", "",
+             "that end with a GSM8K `#### number` line, mean ± sd over seeds:", "",
              "| model | " + " | ".join(f"{d} (n={counts[d]})" for d in domains) + " |",
              "| --- " * (len(domains) + 1) + "|"]
     for group, per_seed in groups.items():
         cells = []
         for d in domains:
             seeds = [r[d] for r in per_seed if d in r]
-            cells.append(" / ".join(f"{statistics.mean(r[key] for r in seeds):.0%}"
-                                    for key in ("poem_rate", "verse_rate", "gsm8k_answer_rate")) if seeds else "–")
+            cells.append(" / ".join(share(seeds, key) for key in ("poem_rate", "verse_rate", "gsm8k_answer_rate"))
+                         if seeds else "–")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return lines
 

@@ -102,6 +102,18 @@ def test_every_seed_is_judged_against_the_instruction_tuned_model_of_its_seed(re
     assert cells == {"winrate": {"mean": 0.5, "std": pytest.approx(0.1414, abs=1e-4), "n": 2}}
 
 
+def test_style_table_gives_each_share_with_its_spread_over_seeds(replicate):
+    def rates(poem, verse, answer):
+        return {"poetry": {"n": 16, "poem_rate": poem, "verse_rate": verse, "gsm8k_answer_rate": answer}}
+
+    style = {"base": rates(0.0, 0.5, 0.0),
+             "poetry-s0": rates(0.0, 0.6, 0.0), "poetry-s1": rates(0.1, 0.8, 0.0), "poetry-s2": rates(0.2, 0.7, 0.0)}
+    lines = replicate.style_markdown(style)
+    assert "| model | poetry (n=16) |" in lines
+    assert "| base | 0% / 50% / 0% |" in lines  # one model: no spread to give
+    assert "| poetry | 10% ± 10 / 70% ± 10 / 0% ± 0 |" in lines
+
+
 def test_out_dir_of_another_budget_is_refused(replicate, tmp_path, monkeypatch):
     make_run(replicate, tmp_path, budget="smoke")
     with pytest.raises(SystemExit, match=r"made with --budget smoke; pass the same to resume it"):
