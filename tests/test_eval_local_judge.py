@@ -140,6 +140,22 @@ class ScriptedJudge:
         pass
 
 
+class RecordingJudge(ScriptedJudge):
+    """A ScriptedJudge that records every (instruction, first, second) it is asked, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def judge(self, instruction, first, second):
+        self.seen.append((instruction, first, second))
+        return super().judge(instruction, first, second)
+
+
+def generation_rows(table: dict[str, str]) -> list[dict]:
+    return [{"instruction": q, "output": a} for q, a in table.items()]
+
+
 OURS = {"q1": "a long answer", "q2": "short", "q3": "same"}
 THEIRS = {"q1": "short", "q2": "a long answer", "q3": "same ", "q4": "extra reference rows are fine"}
 
@@ -345,21 +361,9 @@ def test_compare_with_in_process_judge_adds_win_rates(tmp_path):
 def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_prefixes(tmp_path):
     from ijt_local.eval.judge import pairwise_judge
 
-    class RecordingJudge(ScriptedJudge):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def judge(self, instruction, first, second):
-            self.seen.append((instruction, first, second))
-            return super().judge(instruction, first, second)
-
-    def rows(table):
-        return [{"instruction": q, "output": a} for q, a in table.items()]
-
     judge = RecordingJudge()
-    generations = {"a": rows({"q1": "a1", "q2": "a2"}), "b": rows({"q1": "b1", "q2": "b2"}),
-                   "ref": rows({"q1": "r1", "q2": "r2"})}
+    generations = {"a": generation_rows({"q1": "a1", "q2": "a2"}), "b": generation_rows({"q1": "b1", "q2": "b2"}),
+                   "ref": generation_rows({"q1": "r1", "q2": "r2"})}
     results = pairwise_judge(judge, "ref", tmp_path)(generations)
     # per instruction: every reference-first prompt (they share the reference reply), then every output-first
     assert judge.seen == [("q1", "r1", "a1"), ("q1", "r1", "b1"), ("q1", "a1", "r1"), ("q1", "b1", "r1"),
@@ -367,7 +371,7 @@ def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_pre
     assert set(results) == {"a", "b"} and results["a"]["scored"] == 2
     again = RecordingJudge()
     assert pairwise_judge(again, "ref", tmp_path)(generations) == results and again.seen == []  # all cached
-    generations["b"] = rows({"q1": "b1", "q9": "b9"})
+    generations["b"] = generation_rows({"q1": "b1", "q9": "b9"})
     with pytest.raises(UserError, match="b: 1 of 2 instructions are not in ref"):
         pairwise_judge(RecordingJudge(), "ref", tmp_path)(generations)
 
@@ -375,20 +379,8 @@ def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_pre
 def test_a_model_judged_against_several_references_judges_its_output_first_prompts_together(tmp_path):
     from ijt_local.eval.judge import judge_against_references
 
-    class RecordingJudge(ScriptedJudge):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def judge(self, instruction, first, second):
-            self.seen.append((instruction, first, second))
-            return super().judge(instruction, first, second)
-
-    def rows(table):
-        return [{"instruction": q, "output": a} for q, a in table.items()]
-
-    generations = {"base": rows({"q1": "x1"}), "t1": rows({"q1": "y1"}), "t2": rows({"q1": "z1"}),
-                   "r1": rows({"q1": "r1"}), "r2": rows({"q1": "r2"})}
+    generations = {"base": generation_rows({"q1": "x1"}), "t1": generation_rows({"q1": "y1"}), "t2": generation_rows({"q1": "z1"}),
+                   "r1": generation_rows({"q1": "r1"}), "r2": generation_rows({"q1": "r2"})}
     pairs = {"r1": ["base", "t1"], "r2": ["base", "t2"]}  # as replicate pairs seeds: base against every seed
     judge = RecordingJudge()
     results = judge_against_references(judge, pairs, generations, tmp_path)
