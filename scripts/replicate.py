@@ -856,6 +856,7 @@ def style_markdown(style: dict) -> list[str]:
     if not domains:
         return []
     counts = {d: max(r.get(d, {}).get("n", 0) for rs in groups.values() for r in rs) for d in domains}
+
     def share(rates: list[dict], key: str) -> str:
         values = [r[key] for r in rates]
         text = f"{statistics.mean(values):.0%}"
