@@ -496,16 +496,36 @@ class Replication:
             cells = {**spread_cells(per_seed), **spread_cells(judged_rows.get(group, []))}
             cells["paper_win_rate_vs_instruct"] = PAPER_WIN_RATES.get(group)
             table[group] = cells
+        judge = judge_summary(judged)
+        if judge:
+            judge["follows"] = self.judge_follows(judged)
         result = {"budget": self.args.budget, "base": self.args.base, "seeds": self.seeds,
                   "style": self.style(),
                   "alpaca_sample": {"prompts": self.budget.alpaca_prompts, "seed": ALPACA_SEED},
                   "adapter_route": ADAPTER_ROUTE, "models": self.model_specs(), "table": table,
                   "training": training["runs"], "training_data": self.training_data(),
                   "command": " ".join(sys.argv), "stage_seconds": round(self.stage_seconds(), 1),
-                  "judge": judge_summary(judged)}
+                  "judge": judge}
         write_atomic(self.out / "results.json", json.dumps(result, indent=1))
         write_atomic(self.out / "results.md", render_markdown(result))
         return {"results": str(self.out / "results.md")}
+
+    def judge_follows(self, judged: dict) -> dict:
+        """What the judge's preferences follow over every judged pair (ijt_local/eval/judge_signals.py)."""
+        from ijt_local.eval.judge_signals import preference_correlates
+
+        def replies(name: str) -> dict[str, str]:
+            rows = read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+            return {row["instruction"]: row["output"] for row in rows}
+
+        pairs = []
+        for ref, results in judged["winrate"].items():
+            reference = replies(ref)
+            for name in results:
+                reply = replies(name)
+                rows = read_jsonl(self.out / "winrate" / "judgements" / f"{name}-vs-{ref}.preferences.jsonl")
+                pairs += [(row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows]
+        return preference_correlates(pairs)
 
     def style(self) -> dict:
         """Per style model, per instruction domain: the share of replies that are poems and that end with a
@@ -802,6 +822,7 @@ def render_markdown(result: dict) -> str:
         if judge.get("note"):
             lines.append(f"Note: {judge['note']}.")
         lines += winrate_markdown(table)
+        lines += follows_markdown(judge.get("follows"))
     lines += style_markdown(result["style"])
     lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
               f"metrics, IFEval prompts, held-out LIMA pairs for ranking, {result['alpaca_sample']['prompts']} "
@@ -844,6 +865,20 @@ def winrate_markdown(table: dict) -> list[str]:
               "the bias taken out (ijt_local/eval/winrate_stats.py); same side of 50 % as the win rate, "
               "not shrunk toward it."]
     return lines
+
+
+def follows_markdown(follows: dict | None) -> list[str]:
+    if not follows or not follows["pairs"]:
+        return []
+
+    def r(signal: str) -> str:
+        return "–" if follows[signal] is None else f"{follows[signal]:+.2f}"
+
+    return ["", f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) pairs: "
+            f"correlation of the position-free preference with the reply's repetition minus the reference's "
+            f"{r('repetition')}, with echoing the instruction where the reference does not {r('echo')}, with "
+            f"log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that reads answers "
+            "punishes echoes."]
 
 
 def style_markdown(style: dict) -> list[str]:

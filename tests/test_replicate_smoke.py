@@ -37,6 +37,9 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         assert 0.0 <= results["table"][name]["winrate_order_consistent"]["mean"] <= 1.0, name
     assert "winrate" not in results["table"]["instruct"]
     assert results["judge"]["references"] == ["instruct-s0"] and results["seeds"] == [0]
+    follows = results["judge"]["follows"]  # what the judge's preferences follow, over the judged pairs
+    assert 0 <= follows["pairs"] <= 7 * 4
+    assert all(follows[s] is None or -1.0 <= follows[s] <= 1.0 for s in ("repetition", "echo", "length"))
     # style adherence per instruction domain, on the AlpacaEval sample and a probe of every domain
     assert set(results["style"]) == {"base", "poetry-s0"}
     assert set(results["style"]["poetry-s0"]) == {"poetry", "math", "creative", "other"}

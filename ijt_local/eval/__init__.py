@@ -10,6 +10,7 @@
     local_judge.py  the in-process judge: a chat GGUF read through its next-token probabilities
     judge_prompts.py  the judge's prompt forms (AlpacaEval 2, direct question, rubric, criteria)
     winrate_stats.py  win rate, standard error, length-controlled win rate
+    judge_signals.py  what a judge's preferences follow: repetition, echo, length
     ranking.py      `eval ranking`: own response vs a random other (paper §4.2)
     ifeval/         `eval ifeval`: the 25 IFEval checkers and their scoring
 

@@ -1,0 +1,50 @@
+"""What a judge's preferences follow.
+
+A weak judge's win rates need a reading: does it prefer the reply that answers, or one with some surface
+property? Over judged pairs, this correlates (Pearson) each pair's position-free preference
+(winrate_stats.position_free_preference) with how the reply differs from the reference in properties the
+behaviour metrics already measure:
+
+    repetition  repetition(reply) - repetition(reference)            (metrics.repetition, 0..1)
+    echo        is_echo(reply) - is_echo(reference)                  (restates the instruction: -1, 0, 1)
+    length      log(characters(reply) / characters(reference))
+
+A judge that reads answers punishes echoes (a restated instruction answers nothing); one that counts
+characters follows length. Pairs judged in one order only, or with identical replies, are left out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .metrics import is_echo, repetition
+from .winrate_stats import position_free_preference
+
+SIGNALS = ("repetition", "echo", "length")
+
+
+def reply_differences(instruction: str, reply: str, reference: str) -> dict[str, float]:
+    return {"repetition": repetition(reply) - repetition(reference),
+            "echo": float(is_echo(instruction, reply)) - float(is_echo(instruction, reference)),
+            "length": math.log((len(reply) + 1) / (len(reference) + 1))}
+
+
+def preference_correlates(pairs: list[tuple[dict, str, str]]) -> dict:
+    """`pairs`: (preference row of judge_instructions, the reply, the reference reply). Returns the number
+    of pairs used and, per signal, its correlation with the position-free preference (None when the
+    signal or the preference does not vary)."""
+    preferences, differences = [], []
+    for row, reply, reference in pairs:
+        if row.get("identical") or row.get("output_first") is None or row.get("reference_first") is None:
+            continue
+        preferences.append(position_free_preference(row["output_first"], row["reference_first"])[0])
+        differences.append(reply_differences(row["instruction"], reply, reference))
+    result: dict = {"pairs": len(preferences)}
+    y = np.asarray(preferences)
+    for signal in SIGNALS:
+        x = np.asarray([d[signal] for d in differences])
+        varies = len(y) > 2 and x.std() > 0 and y.std() > 0
+        result[signal] = float(np.corrcoef(x, y)[0, 1]) if varies else None
+    return result
