@@ -470,21 +470,17 @@ class Replication:
                    if not m.name.endswith(".partial.json"))
 
     def report(self, evaluation: dict, training: dict, judged: dict | None) -> dict:
-        def group_of(name: str) -> str:
-            stem, _, seed = name.rpartition("-s")
-            return stem if stem and seed.isdigit() else name
-
         rows = {}  # group -> one dict of metrics per model (seed)
         for name in self.model_specs():
             metrics = dict(evaluation["compare"][name]["metrics"])
             metrics["ifeval_loose_prompt"] = evaluation["ifeval"][name]["prompt_level_loose"]
             metrics["ifeval_loose_no_echo"] = evaluation["ifeval"][name].get("prompt_level_loose_no_echo")
             metrics["ranking_accuracy"] = evaluation["ranking"][name]["ranking_accuracy"]
-            rows.setdefault(group_of(name), []).append(metrics)
+            rows.setdefault(table_row(name), []).append(metrics)
         judged_rows = {}  # group -> one dict of win-rate figures per (model, reference) pair
         for ref, results in (judged["winrate"] if judged else {}).items():
             for name, summary in results.items():
-                judged_rows.setdefault(group_of(name), []).append({
+                judged_rows.setdefault(table_row(name), []).append({
                     "winrate": summary["win_rate"], "winrate_lc": summary.get("length_controlled_win_rate"),
                     "winrate_se": summary.get("standard_error"),
                     "winrate_lc_se": summary.get("length_controlled_standard_error"),
@@ -511,21 +507,25 @@ class Replication:
         return {"results": str(self.out / "results.md")}
 
     def judge_follows(self, judged: dict) -> dict:
-        """What the judge's preferences follow over every judged pair (ijt_local/eval/judge_signals.py)."""
-        from ijt_local.eval.judge_signals import preference_correlates
+        """What the judge's preferences follow (ijt_local/eval/judge_signals.py): correlations over every
+        judged pair, and per row the position-free win rate of its echoing replies and of the others."""
+        from ijt_local.eval.judge_signals import echo_split, preference_correlates
 
         def replies(name: str) -> dict[str, str]:
             rows = read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
             return {row["instruction"]: row["output"] for row in rows}
 
-        pairs = []
+        pairs: dict[str, list] = {}  # table row -> (preference row, reply, reference reply)
         for ref, results in judged["winrate"].items():
             reference = replies(ref)
             for name in results:
                 reply = replies(name)
                 rows = read_jsonl(self.out / "winrate" / "judgements" / f"{name}-vs-{ref}.preferences.jsonl")
-                pairs += [(row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows]
-        return preference_correlates(pairs)
+                pairs.setdefault(table_row(name), []).extend(
+                    (row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows)
+        everything = [pair for group in pairs.values() for pair in group]
+        return preference_correlates(everything) | {"echo_split": {group: echo_split(group_pairs)
+                                                                   for group, group_pairs in pairs.items()}}
 
     def style(self) -> dict:
         """Per style model, per instruction domain: the share of replies that are poems and that end with a
@@ -693,6 +693,12 @@ class Replication:
 MEASURED_STEPS = 3  # training steps --dry-run times
 LIMA_ROWS = 1030  # all of LIMA's training conversations
 POOL_FACTOR = 16  # single-task rows read per training example wanted (short ones are rarer for poems)
+
+
+def table_row(name: str) -> str:
+    """The report row a model belongs to: its name without the seed ('poetry-s1' -> 'poetry')."""
+    stem, _, seed = name.rpartition("-s")
+    return stem if stem and seed.isdigit() else name
 
 
 def write_jsonl_rows(path: Path, rows: list[dict]) -> None:
@@ -874,11 +880,20 @@ def follows_markdown(follows: dict | None) -> list[str]:
     def r(signal: str) -> str:
         return "–" if follows[signal] is None else f"{follows[signal]:+.2f}"
 
-    return ["", f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) pairs: "
-            f"correlation of the position-free preference with the reply's repetition minus the reference's "
-            f"{r('repetition')}, with echoing the instruction where the reference does not {r('echo')}, with "
-            f"log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that reads answers "
-            "punishes echoes."]
+    def rate(cell: dict) -> str:
+        value = cell["position_free_win_rate"]
+        return "–" if value is None else f"{value * 100:.1f} ({cell['pairs']})"
+
+    lines = ["", f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) "
+             f"pairs: correlation of the position-free preference with the reply's repetition minus the "
+             f"reference's {r('repetition')}, with echoing the instruction where the reference does not "
+             f"{r('echo')}, with log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that "
+             "reads answers punishes echoes: per row, the position-free win rate % (pairs) of replies that "
+             "restate the instruction and of the others, against references that do not:", "",
+             "| model | echoing replies | other replies |", "| --- | --- | --- |"]
+    for group, split in follows.get("echo_split", {}).items():
+        lines.append(f"| {group} | {rate(split['echo'])} | {rate(split['no_echo'])} |")
+    return lines
 
 
 def style_markdown(style: dict) -> list[str]:
@@ -886,7 +901,7 @@ def style_markdown(style: dict) -> list[str]:
     single-task models, averaged over seeds (ijt_local/eval/style.py)."""
     groups: dict[str, list[dict]] = {}
     for name, rates in style.items():
-        groups.setdefault(name.rsplit("-s", 1)[0] if name.rsplit("-s", 1)[-1].isdigit() else name, []).append(rates)
+        groups.setdefault(table_row(name), []).append(rates)
     domains = [d for d in ("poetry", "math", "creative", "other") if any(d in r for rs in groups.values() for r in rs)]
     if not domains:
         return []

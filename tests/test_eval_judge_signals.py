@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from ijt_local.eval.judge_signals import preference_correlates, reply_differences
+from ijt_local.eval.judge_signals import echo_split, preference_correlates, reply_differences
 
 INSTRUCTION = "Explain why the sky is blue during the day"
 ANSWER = "Sunlight is scattered by the molecules of the air, and blue light is scattered the most."
@@ -52,3 +52,12 @@ def test_pairs_judged_in_one_order_or_identical_are_left_out_and_a_constant_sign
     assert found["pairs"] == 4
     assert found["echo"] is None  # no reply echoes: the signal does not vary
     assert found["length"] is not None
+
+
+def test_echo_split_compares_echoing_replies_with_the_others_against_references_that_do_not_echo():
+    pairs = [(_row(-1.0), ECHO, ANSWER), (_row(-1.0), ECHO, ANSWER), (_row(1.0), ANSWER, LOOP),
+             (_row(3.0), ANSWER, ECHO)]  # the last has an echoing reference: left out
+    split = echo_split(pairs)
+    assert split["echo"]["pairs"] == 2 and split["no_echo"]["pairs"] == 1
+    assert split["echo"]["position_free_win_rate"] == pytest.approx(1 / (1 + math.exp(1.0)))
+    assert split["no_echo"]["position_free_win_rate"] == pytest.approx(1 / (1 + math.exp(-1.0)))

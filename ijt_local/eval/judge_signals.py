@@ -31,15 +31,19 @@ def reply_differences(instruction: str, reply: str, reference: str) -> dict[str,
             "length": math.log((len(reply) + 1) / (len(reference) + 1))}
 
 
+def _judged_both_ways(pairs: list[tuple[dict, str, str]]):
+    for row, reply, reference in pairs:
+        if not (row.get("identical") or row.get("output_first") is None or row.get("reference_first") is None):
+            yield position_free_preference(row["output_first"], row["reference_first"])[0], row, reply, reference
+
+
 def preference_correlates(pairs: list[tuple[dict, str, str]]) -> dict:
     """`pairs`: (preference row of judge_instructions, the reply, the reference reply). Returns the number
     of pairs used and, per signal, its correlation with the position-free preference (None when the
     signal or the preference does not vary)."""
     preferences, differences = [], []
-    for row, reply, reference in pairs:
-        if row.get("identical") or row.get("output_first") is None or row.get("reference_first") is None:
-            continue
-        preferences.append(position_free_preference(row["output_first"], row["reference_first"])[0])
+    for preference, row, reply, reference in _judged_both_ways(pairs):
+        preferences.append(preference)
         differences.append(reply_differences(row["instruction"], reply, reference))
     result: dict = {"pairs": len(preferences)}
     y = np.asarray(preferences)
@@ -48,3 +52,14 @@ def preference_correlates(pairs: list[tuple[dict, str, str]]) -> dict:
         varies = len(y) > 2 and x.std() > 0 and y.std() > 0
         result[signal] = float(np.corrcoef(x, y)[0, 1]) if varies else None
     return result
+
+
+def echo_split(pairs: list[tuple[dict, str, str]]) -> dict:
+    """Position-free win rate of the replies that restate the instruction and of those that do not, among
+    pairs whose reference does not: within one model, a judge that reads answers scores the first lower."""
+    split: dict[str, list[float]] = {"echo": [], "no_echo": []}
+    for preference, row, reply, reference in _judged_both_ways(pairs):
+        if not is_echo(row["instruction"], reference):
+            split["echo" if is_echo(row["instruction"], reply) else "no_echo"].append(preference)
+    return {kind: {"pairs": len(values), "position_free_win_rate": float(np.mean(values)) if values else None}
+            for kind, values in split.items()}
