@@ -886,7 +886,7 @@ def follows_markdown(follows: dict | None) -> list[str]:
 
     lines = ["", f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) "
              f"pairs: correlation of the position-free preference with the reply's repetition minus the "
-             f"reference's {r('repetition')}, with echoing the instruction where the reference does not "
+             f"reference's {r('repetition')}, with its echo minus the reference's (each 0 or 1) "
              f"{r('echo')}, with log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that "
              "reads answers punishes echoes: per row, the position-free win rate % (pairs) of replies that "
              "restate the instruction and of the others, against references that do not:", "",
