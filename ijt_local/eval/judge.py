@@ -29,7 +29,8 @@ from pathlib import Path
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
 from .judge_prompts import PROMPT_FORMS
-from .winrate_stats import length_controlled_win_rate, mean_and_standard_error, position_free_preference
+from .winrate_stats import (judged_both_ways, length_controlled_win_rate, mean_and_standard_error,
+                            position_free_preference)
 
 
 def judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict]:
@@ -265,9 +266,6 @@ def summarize(rows: list[dict], judge) -> dict:
     judged = [row for row in rows if not row["identical"]]
     first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
         1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
-    def judged_both_ways(row: dict) -> bool:
-        return row["output_first"] is not None and row["reference_first"] is not None
-
     both_orders = [row for row in judged if judged_both_ways(row)]
     free_preferences, position_biases = [], []
     for row in scored:  # a row judged in one order only (or identical outputs) keeps its preference

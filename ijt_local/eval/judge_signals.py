@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from .metrics import is_echo, repetition
-from .winrate_stats import position_free_preference
+from .winrate_stats import judged_both_ways, position_free_preference
 
 SIGNALS = ("repetition", "echo", "length")
 
@@ -33,7 +33,7 @@ def reply_differences(instruction: str, reply: str, reference: str) -> dict[str,
 
 def _judged_both_ways(pairs: list[tuple[dict, str, str]]):
     for row, reply, reference in pairs:
-        if not (row.get("identical") or row.get("output_first") is None or row.get("reference_first") is None):
+        if judged_both_ways(row):
             yield position_free_preference(row["output_first"], row["reference_first"])[0], row, reply, reference
 
 

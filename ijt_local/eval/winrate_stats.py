@@ -44,6 +44,12 @@ def position_free_preference(output_first: float, reference_first: float) -> tup
     return 1.0 / (1.0 + math.exp(-difference)), (first - second) / 2
 
 
+def judged_both_ways(row: dict) -> bool:
+    """A per-instruction preference row (judge.judge_instructions) whose replies differ and were judged in
+    both orders, so position_free_preference can read it."""
+    return not row.get("identical") and row["output_first"] is not None and row["reference_first"] is not None
+
+
 def mean_and_standard_error(values: list[float]) -> tuple[float | None, float | None]:
     n = len(values)
     if n == 0:
