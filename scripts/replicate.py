@@ -6,8 +6,9 @@
 
 Stages (each finished stage is recorded in OUT/stages/ and never redone; an interrupted stage resumes,
 since every verb it calls resumes on its own, and its time so far is kept in OUT/stages/NAME.partial.json).
-OUT belongs to one --base/--budget/--data-root; a rerun with more --seeds or a judge runs the stages those
-change again, and they do only the work that is missing:
+OUT belongs to one --base, --budget and data (the files' content, wherever --data-root puts them); a
+rerun with more --seeds or a judge runs the stages those change again, and they do only the work that is
+missing:
   data      LIMA (instruction and response-only variants) and the single-task sets, from local files
   train     LoRA adapters: instruction-tuned, response-tuned, each single task, per seed
   convert   each adapter to a GGUF LoRA adapter over the one quantized base (see ADAPTER_ROUTE)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import random
 import statistics
@@ -35,6 +37,7 @@ from pathlib import Path
 from ijt_local.errors import UserError
 from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
 from ijt_local.jsonl import read_jsonl, write_atomic
+from ijt_local.models import file_sha256
 from ijt_local.shared_data import shared_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,29 +166,52 @@ class Replication:
     # ---- bookkeeping -----------------------------------------------------------------------------
 
     def claim_out_dir(self) -> None:
-        """OUT holds one base, budget and data folder: data, adapters and caches of another would be stale."""
-        identity = {"base": self.args.base, "budget": self.args.budget, "data_root": str(self.data_root),
+        """OUT holds one base, budget and data: data, adapters and caches of another would be stale. The data
+        is known by its content, so a run (or its archive) resumes with the same files in another folder."""
+        identity = {"base": self.args.base, "budget": self.args.budget, "data": self.data_fingerprint(),
                     "training": self.budget.training()}
         identity = json.loads(json.dumps(identity))  # as JSON holds it: tuples are lists
         path = self.out / "replication.json"
         if path.exists():
             recorded = json.loads(path.read_text())
-            if "training" not in recorded:  # made before it was recorded: from now on it is
-                recorded["training"] = identity["training"]
+            # made before these were recorded (the data folder was known by its path then): from now on they are
+            missing = {"training": identity["training"]}
+            if recorded.get("data_root") == str(self.data_root):
+                missing["data"] = identity["data"]
+            missing = {key: value for key, value in missing.items() if key not in recorded}
+            if missing:
+                recorded.update(missing)
                 write_atomic(path, json.dumps(recorded, indent=1))
             changed = differences(recorded, identity)
             if "budget" in changed:
                 changed.pop("training", None)  # another budget trains otherwise anyway
             if changed:
-                made_with = ", ".join(f"--{key.replace('_', '-')} {old}" if key != "training" else
-                                      f"other training settings of budget {recorded['budget']} ({old})"
-                                      for key, (old, _) in changed.items())
+                made_with = ", ".join(self.made_with(key, old, recorded) for key, (old, _) in changed.items())
                 raise SystemExit(f"replicate: {self.out} holds a run made with {made_with}; pass the same to "
                                  f"resume it, or use another --out")
         else:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(identity, indent=1))
+            write_atomic(path, json.dumps({**identity, "data_root": str(self.data_root)}, indent=1))
         self.stages.mkdir(exist_ok=True)
+
+    @staticmethod
+    def made_with(key: str, old, recorded: dict) -> str:
+        if key == "training":
+            return f"other training settings of budget {recorded['budget']} ({old})"
+        if key == "data" and old == "unrecorded":  # made when the data was known only by its folder
+            return f"--data-root {recorded.get('data_root')} (resume it from there once to record its files)"
+        if key == "data":
+            return f"other data files (those of --data-root {recorded.get('data_root', 'unrecorded')})"
+        return f"--{key.replace('_', '-')} {old}"
+
+    def data_fingerprint(self) -> str:
+        """sha256 over the data files of every folder this budget reads (SOURCE.md and subfolders left out)."""
+        digest = hashlib.sha256()
+        for folder in sorted({"lima", "val", "ifeval", "alpaca_eval", *self.budget.single_tasks}):
+            files = sorted(self.data_root.joinpath(folder).glob("*"))
+            for path in (f for f in files if f.is_file() and f.suffix != ".md"):
+                digest.update(f"{folder}/{path.name} {file_sha256(path)}\n".encode())
+        return digest.hexdigest()
 
     def stage_inputs(self, name: str) -> dict:
         """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""

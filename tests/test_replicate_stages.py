@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -26,8 +27,8 @@ def replicate():
     del sys.modules["replicate"]
 
 
-def make_run(replicate, out: Path, budget="smoke", seeds=1):
-    args = argparse.Namespace(budget=budget, out=str(out), data_root=str(out), seeds=seeds, base="default",
+def make_run(replicate, out: Path, budget="smoke", seeds=1, data_root=None):
+    args = argparse.Namespace(budget=budget, out=str(out), data_root=str(data_root or out), seeds=seeds, base="default",
                               judge=None, judge_prompt_form="alpaca_eval_2", judge_url=None, judge_model="judge")
     return replicate.Replication(args)
 
@@ -133,6 +134,31 @@ def test_out_dir_of_another_budget_is_refused(replicate, tmp_path, monkeypatch):
     # evaluation sizes are not: a rerun with more AlpacaEval prompts only does the missing work
     monkeypatch.setitem(replicate.BUDGETS, "smoke", dataclasses.replace(smoke, alpaca_prompts=9))
     make_run(replicate, tmp_path, budget="smoke")
+
+
+def test_out_dir_follows_the_data_files_not_their_folder(replicate, tmp_path):
+    data = tmp_path / "data"
+    (data / "lima").mkdir(parents=True)
+    (data / "lima" / "lima_data.jsonl").write_text('{"conversations": ["hi", "hello"]}\n')
+    (data / "lima" / "SOURCE.md").write_text("where it came from\n")
+    make_run(replicate, tmp_path / "run", data_root=data)
+    # the same files elsewhere (an unpacked archive on another machine) resume the run
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(data, moved)
+    (moved / "lima" / "SOURCE.md").write_text("reworded\n")  # documentation is not data
+    make_run(replicate, tmp_path / "run", data_root=moved)
+    # other rows do not
+    (moved / "lima" / "lima_data.jsonl").write_text('{"conversations": ["hi", "bye"]}\n')
+    with pytest.raises(SystemExit, match=rf"made with other data files \(those of --data-root {data}\); pass"):
+        make_run(replicate, tmp_path / "run", data_root=moved)
+    # a folder made when the data was known by its path resumes from that path and records the files
+    identity_file = tmp_path / "run" / "replication.json"
+    recorded = json.loads(identity_file.read_text())
+    identity_file.write_text(json.dumps({k: v for k, v in recorded.items() if k != "data"}))
+    with pytest.raises(SystemExit, match=rf"made with --data-root {data} \(resume it from there once"):
+        make_run(replicate, tmp_path / "run", data_root=moved)
+    make_run(replicate, tmp_path / "run", data_root=data)
+    assert json.loads(identity_file.read_text())["data"] == recorded["data"]
 
 
 def test_seeds_must_be_positive(tmp_path):
