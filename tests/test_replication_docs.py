@@ -1,0 +1,45 @@
+"""The committed laptop run: its archive rebuilds the committed report, with no model on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+DOCS = ROOT / "docs" / "replication"
+
+
+def without_command_line(report: str) -> list[str]:
+    return [line for line in report.splitlines() if not line.startswith("Command: ")]
+
+
+@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
+def test_committed_archive_rebuilds_the_committed_report(tmp_path):
+    with tarfile.open(DOCS / "laptop-run.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    out = tmp_path / "laptop"
+    env = {**os.environ, "IJT_LOCAL_HOME": str(tmp_path / "no-models")}  # neither base nor judge is there
+    rebuilt = subprocess.run([sys.executable, str(ROOT / "scripts" / "replicate.py"), "--base", "default",
+                              "--budget", "laptop", "--out", str(out), "--judge", "judge", "--seeds", "3",
+                              "--data-root", str(DATA)], capture_output=True, text=True, env=env, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert rebuilt.stderr.count("done earlier, skipped") == 5
+    assert not (tmp_path / "no-models").exists()
+    # after a change to the report, regenerate the docs: rerun the laptop command on the unpacked archive
+    assert without_command_line((out / "results.md").read_text()) == \
+        without_command_line((DOCS / "laptop-results.md").read_text())
+    committed = json.loads((DOCS / "results.json").read_text())
+    again = json.loads((out / "results.json").read_text())
+    assert again["seeds"] == committed["seeds"] == [0, 1, 2]
+    assert again["table"] == committed["table"] and again["judge"] == committed["judge"]
+    # every row of the paper's table has a win rate with a spread over the three references
+    for name, row in committed["table"].items():
+        if name != "instruct":
+            assert row["winrate_position_free"]["n"] == 3, name
