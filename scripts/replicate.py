@@ -534,8 +534,9 @@ class Replication:
 
     def judge_follows(self, judged: dict) -> dict:
         """What the judge's preferences follow (ijt_local/eval/judge_signals.py): correlations over every
-        judged pair, and per row the position-free win rate of its echoing replies and of the others."""
-        from ijt_local.eval.judge_signals import echo_split, preference_correlates
+        judged pair, and per row the position-free win rate of its echoing replies and of the others, and
+        over its pairs whose two replies repeat about equally."""
+        from ijt_local.eval.judge_signals import at_equal_repetition, echo_split, preference_correlates
 
         def replies(name: str) -> dict[str, str]:
             rows = read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
@@ -550,8 +551,9 @@ class Replication:
                 pairs.setdefault(table_row(name), []).extend(
                     (row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows)
         everything = [pair for group in pairs.values() for pair in group]
-        return preference_correlates(everything) | {"echo_split": {group: echo_split(group_pairs)
-                                                                   for group, group_pairs in pairs.items()}}
+        return preference_correlates(everything) | {
+            "echo_split": {group: echo_split(group_pairs) for group, group_pairs in pairs.items()},
+            "equal_repetition": {group: at_equal_repetition(group_pairs) for group, group_pairs in pairs.items()}}
 
     def style(self) -> dict:
         """Per style model, per instruction domain: the share of replies that are poems and that end with a
@@ -900,25 +902,33 @@ def winrate_markdown(table: dict) -> list[str]:
 
 
 def follows_markdown(follows: dict | None) -> list[str]:
+    from ijt_local.eval.judge_signals import EQUAL_REPETITION
+
     if not follows or not follows["pairs"]:
         return []
 
     def r(signal: str) -> str:
         return "–" if follows[signal] is None else f"{follows[signal]:+.2f}"
 
-    def rate(cell: dict) -> str:
-        value = cell["position_free_win_rate"]
-        return "–" if value is None else f"{value * 100:.1f} ({cell['pairs']})"
+    def rate(cell: dict | None) -> str:
+        value = (cell or {}).get("position_free_win_rate")
+        if value is None:
+            return "–"
+        spread = f" ± {cell['standard_error'] * 100:.1f}" if cell.get("standard_error") is not None else ""
+        return f"{value * 100:.1f}{spread} ({cell['pairs']})"
 
     lines = ["", f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) "
              f"pairs: correlation of the position-free preference with the reply's repetition minus the "
              f"reference's {r('repetition')}, with its echo minus the reference's (each 0 or 1) "
              f"{r('echo')}, with log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that "
              "reads answers punishes echoes: per row, the position-free win rate % (pairs) of replies that "
-             "restate the instruction and of the others, against references that do not:", "",
-             "| model | echoing replies | other replies |", "| --- | --- | --- |"]
+             "restate the instruction and of the others, against references that do not; and over the pairs "
+             f"whose reply and reference repeat about equally (repetition within {EQUAL_REPETITION} of each "
+             "other), where repetition cannot decide (± its s.e.):", "",
+             "| model | echoing replies | other replies | at equal repetition |", "| --- | --- | --- | --- |"]
+    equal = follows.get("equal_repetition", {})
     for group, split in follows.get("echo_split", {}).items():
-        lines.append(f"| {group} | {rate(split['echo'])} | {rate(split['no_echo'])} |")
+        lines.append(f"| {group} | {rate(split['echo'])} | {rate(split['no_echo'])} | {rate(equal.get(group))} |")
     return lines
 
 

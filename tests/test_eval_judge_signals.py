@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from ijt_local.eval.judge_signals import echo_split, preference_correlates, reply_differences
+from ijt_local.eval.judge_signals import at_equal_repetition, echo_split, preference_correlates, reply_differences
 
 INSTRUCTION = "Explain why the sky is blue during the day"
 ANSWER = "Sunlight is scattered by the molecules of the air, and blue light is scattered the most."
@@ -61,3 +61,21 @@ def test_echo_split_compares_echoing_replies_with_the_others_against_references_
     assert split["echo"]["pairs"] == 2 and split["no_echo"]["pairs"] == 1
     assert split["echo"]["position_free_win_rate"] == pytest.approx(1 / (1 + math.exp(1.0)))
     assert split["no_echo"]["position_free_win_rate"] == pytest.approx(1 / (1 + math.exp(-1.0)))
+
+
+def test_at_equal_repetition_shows_what_the_judge_prefers_once_repetition_cannot_decide():
+    # a judge that prefers every non-looping reply to a loop, but prefers the reference when neither loops
+    other = "Air molecules scatter short wavelengths of sunlight more strongly than long ones."
+    pairs = [(_row(2.0), ANSWER, LOOP)] * 6 + [(_row(-0.5), ANSWER, other), (_row(-0.7), ECHO, other),
+                                              (_row(-0.3), ANSWER, other)]
+    overall = sum(1 / (1 + math.exp(-q)) for q in [2.0] * 6 + [-0.5, -0.7, -0.3]) / 9
+    assert overall > 0.6  # the loops carry the overall rate above 50 %
+    matched = at_equal_repetition(pairs)
+    assert matched["pairs"] == 3
+    expected = [1 / (1 + math.exp(-q)) for q in (-0.5, -0.7, -0.3)]
+    assert matched["position_free_win_rate"] == pytest.approx(sum(expected) / 3)
+    assert matched["position_free_win_rate"] < 0.5
+    mean = sum(expected) / 3
+    assert matched["standard_error"] == pytest.approx(
+        math.sqrt(sum((e - mean) ** 2 for e in expected) / 2 / 3))
+    assert at_equal_repetition(pairs[:6]) == {"pairs": 0, "position_free_win_rate": None, "standard_error": None}

@@ -40,7 +40,8 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     follows = results["judge"]["follows"]  # what the judge's preferences follow, over the judged pairs
     assert 0 <= follows["pairs"] <= 7 * 4
     assert all(follows[s] is None or -1.0 <= follows[s] <= 1.0 for s in ("repetition", "echo", "length"))
-    assert set(follows["echo_split"]) == MODELS - {"instruct"}
+    assert set(follows["echo_split"]) == set(follows["equal_repetition"]) == MODELS - {"instruct"}
+    assert all(cell["pairs"] <= 4 for cell in follows["equal_repetition"].values())
     # style adherence per instruction domain, on the AlpacaEval sample and a probe of every domain
     assert set(results["style"]) == {"base", "poetry-s0"}
     assert set(results["style"]["poetry-s0"]) == {"poetry", "math", "creative", "other"}

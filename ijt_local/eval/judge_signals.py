@@ -10,7 +10,10 @@ behaviour metrics already measure:
     length      log(characters(reply) / characters(reference))
 
 A judge that reads answers punishes echoes (a restated instruction answers nothing); one that counts
-characters follows length. Pairs judged in one order only, or with identical replies, are left out.
+characters follows length. Per model, `echo_split` compares its echoing replies with the others, and
+`at_equal_repetition` gives its win rate over the pairs whose two replies repeat about equally: what the
+judge prefers once repetition cannot decide. Pairs judged in one order only, or with identical replies,
+are left out.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .metrics import is_echo, repetition
 from .winrate_stats import judged_both_ways, position_free_preference
 
 SIGNALS = ("repetition", "echo", "length")
+EQUAL_REPETITION = 0.1  # |repetition(reply) - repetition(reference)| below this counts as equal
 
 
 def reply_differences(instruction: str, reply: str, reference: str) -> dict[str, float]:
@@ -63,3 +67,14 @@ def echo_split(pairs: list[tuple[dict, str, str]]) -> dict:
             split["echo" if is_echo(row["instruction"], reply) else "no_echo"].append(preference)
     return {kind: {"pairs": len(values), "position_free_win_rate": float(np.mean(values)) if values else None}
             for kind, values in split.items()}
+
+
+def at_equal_repetition(pairs: list[tuple[dict, str, str]], tolerance: float = EQUAL_REPETITION) -> dict:
+    """Position-free win rate, with its standard error, over the pairs whose reply and reference repeat
+    within `tolerance` of each other. A matched comparison: these pairs are also the ones where both
+    replies are alike in other ways, so read it beside the overall rate, not instead of it."""
+    values = [preference for preference, row, reply, reference in _judged_both_ways(pairs)
+              if abs(repetition(reply) - repetition(reference)) < tolerance]
+    standard_error = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return {"pairs": len(values), "position_free_win_rate": float(np.mean(values)) if values else None,
+            "standard_error": standard_error}
