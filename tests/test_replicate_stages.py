@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -149,13 +150,13 @@ def test_out_dir_follows_the_data_files_not_their_folder(replicate, tmp_path):
     make_run(replicate, tmp_path / "run", data_root=moved)
     # other rows do not
     (moved / "lima" / "lima_data.jsonl").write_text('{"conversations": ["hi", "bye"]}\n')
-    with pytest.raises(SystemExit, match=rf"made with other data files \(those of --data-root {data}\); pass"):
+    with pytest.raises(SystemExit, match=rf"made with other data files \(those of --data-root {re.escape(str(data))}\); pass"):
         make_run(replicate, tmp_path / "run", data_root=moved)
     # a folder made when the data was known by its path resumes from that path and records the files
     identity_file = tmp_path / "run" / "replication.json"
     recorded = json.loads(identity_file.read_text())
     identity_file.write_text(json.dumps({k: v for k, v in recorded.items() if k != "data"}))
-    with pytest.raises(SystemExit, match=rf"made with --data-root {data} \(resume it from there once"):
+    with pytest.raises(SystemExit, match=rf"made with --data-root {re.escape(str(data))} \(resume it from there once"):
         make_run(replicate, tmp_path / "run", data_root=moved)
     make_run(replicate, tmp_path / "run", data_root=data)
     assert json.loads(identity_file.read_text())["data"] == recorded["data"]

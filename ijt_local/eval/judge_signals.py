@@ -71,8 +71,9 @@ def echo_split(pairs: list[tuple[dict, str, str]]) -> dict:
 
 def at_equal_repetition(pairs: list[tuple[dict, str, str]], tolerance: float = EQUAL_REPETITION) -> dict:
     """Position-free win rate, with its standard error, over the pairs whose reply and reference repeat
-    within `tolerance` of each other. A matched comparison: these pairs are also the ones where both
-    replies are alike in other ways, so read it beside the overall rate, not instead of it."""
+    within `tolerance` of each other. A matched comparison: each model's pairs are its own subset (for a
+    model that loops, the instructions where the reference loops too), so read it beside the overall
+    rate, not as a ranking."""
     values = [preference for preference, row, reply, reference in _judged_both_ways(pairs)
               if abs(repetition(reply) - repetition(reference)) < tolerance]
     standard_error = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
