@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from .metrics import is_echo, repetition
-from .winrate_stats import judged_both_ways, position_free_preference
+from .winrate_stats import judged_both_ways, mean_and_standard_error, position_free_preference
 
 SIGNALS = ("repetition", "echo", "length")
 EQUAL_REPETITION = 0.1  # |repetition(reply) - repetition(reference)| below this counts as equal
@@ -76,6 +76,5 @@ def at_equal_repetition(pairs: list[tuple[dict, str, str]], tolerance: float = E
     rate, not as a ranking."""
     values = [preference for preference, row, reply, reference in _judged_both_ways(pairs)
               if abs(repetition(reply) - repetition(reference)) < tolerance]
-    standard_error = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
-    return {"pairs": len(values), "position_free_win_rate": float(np.mean(values)) if values else None,
-            "standard_error": standard_error}
+    mean, standard_error = mean_and_standard_error(values)
+    return {"pairs": len(values), "position_free_win_rate": mean, "standard_error": standard_error}
