@@ -1,4 +1,4 @@
-"""The replication driver end to end on the real embedded base, at the smoke budget (a few minutes)."""
+"""`ijt-local replicate` end to end on the real embedded base, at the smoke budget (a few minutes)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "ru
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
 def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
-    command = [sys.executable, str(ROOT / "scripts" / "replicate.py"), "--budget", "smoke",
+    command = [sys.executable, "-m", "ijt_local", "replicate", "--budget", "smoke",
                "--out", str(tmp_path / "smoke"), "--judge", "smollm2-135m-instruct", "--judge-prompt-form", "direct"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -89,7 +89,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert json.loads((restored / "results.json").read_text())["table"] == results["table"]
 
     # --dry-run plans the same budget from the same data: its rows, steps and tokens are what training did
-    plan_run = subprocess.run([*command[:2], "--budget", "smoke", "--out", str(tmp_path / "untouched"), "--dry-run"],
+    plan_run = subprocess.run([*command[:4], "--budget", "smoke", "--out", str(tmp_path / "untouched"), "--dry-run"],
                               capture_output=True, text=True, timeout=600)
     assert plan_run.returncode == 0, plan_run.stderr[-3000:]
     plan = json.loads(plan_run.stdout.splitlines()[-1])

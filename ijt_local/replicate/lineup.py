@@ -1,0 +1,75 @@
+"""The models a replication trains, evaluates and judges, and their names: `NAME-sSEED` for a tuned
+model (one per training set and seed), plain names for the untrained base and the rule models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .budgets import Budget
+
+RULE_ABLATIONS = {
+    "rules": "default+poe",
+    "rules-no-eos": "default+poe:uniform,diversity,start",
+    "rules-no-uniform": "default+poe:eos,diversity,start",
+    "rules-no-diversity": "default+poe:eos,uniform,start",
+}
+ABLATIONS = tuple(name for name in RULE_ABLATIONS if name != "rules")  # the rules, each without one rule
+
+
+def reference(seed: int) -> str:
+    """The instruction-tuned model seed `seed`'s win rates are against (the paper pairs seeds the same way)."""
+    return f"instruct-s{seed}"
+
+
+@dataclass(frozen=True)
+class Lineup:
+    base: str  # --base: `default`, a GGUF, or a Hugging Face folder or repo id
+    budget: Budget
+    seeds: int
+    out: Path
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds))
+
+    def training_sets(self) -> dict[str, Path]:
+        sets = {"instruct": "lima-instruction", "response": "lima-response"}
+        sets.update({task: task for task in self.budget.single_tasks})
+        return {name: self.out / "data" / f"{stem}.jsonl" for name, stem in sets.items()}
+
+    def tuned(self) -> list[str]:
+        """Every adapter: a training set and a seed."""
+        return [f"{name}-s{seed}" for name in self.training_sets() for seed in self.seed_list]
+
+    @property
+    def runtime_base(self) -> str:
+        """The GGUF the runtime loads: --base itself when it is one, else --base (a Hugging Face folder or
+        repo id) converted to f16 by the convert stage."""
+        from ..train.base import is_gguf_base
+
+        if is_gguf_base(self.base):
+            return self.base
+        return str(self.out / "gguf" / "base-f16.gguf")
+
+    def model_specs(self) -> dict[str, str]:
+        base = self.runtime_base
+        specs = {"base": base}
+        for name in self.tuned():
+            specs[name] = f"{base}+{self.out / 'gguf' / f'{name}.gguf'}"
+        for name, spec in RULE_ABLATIONS.items():
+            specs[name] = spec.replace("default", base, 1)
+        return specs
+
+    def judged_pairs(self) -> dict[str, list[str]]:
+        """Per reference (instruct-sK): the models judged against it. As in the paper, a tuned model of seed
+        K against the instruction-tuned model of seed K, and the untrained models (base, the rules and
+        their ablations) against every seed's, so every row has a spread over seeds."""
+        tuned = [name for name in self.training_sets() if name != "instruct"]
+        return {reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ABLATIONS]
+                for seed in self.seed_list}
+
+    def style_models(self) -> list[str]:
+        """Base and the single-task models: whose style adherence the paper's single-task finding is about."""
+        return [name for name in self.model_specs()
+                if name == "base" or name.rsplit("-s", 1)[0] in self.budget.single_tasks]
