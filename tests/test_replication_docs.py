@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ijt_local.eval.report import render_replication
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 DOCS = ROOT / "docs" / "replication"
@@ -43,3 +45,9 @@ def test_committed_archive_rebuilds_the_committed_report(tmp_path):
     for name, row in committed["table"].items():
         if name != "instruct":
             assert row["winrate_position_free"]["n"] == 3, name
+
+
+def test_committed_results_render_to_the_committed_report():
+    # the renderer alone, without the shared data: results.json and results.md are one run's two views
+    committed = json.loads((DOCS / "results.json").read_text())
+    assert render_replication(committed) == (DOCS / "laptop-results.md").read_text()

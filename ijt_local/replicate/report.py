@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from pathlib import Path
 
 from ..eval.report import render_replication, table_row
 from ..jsonl import read_jsonl, write_atomic
@@ -48,11 +49,18 @@ def write_report(run, evaluation: dict, training: dict, judged: dict | None) -> 
               "alpaca_sample": {"prompts": run.budget.alpaca_prompts, "seed": ALPACA_SEED},
               "adapter_route": ADAPTER_ROUTE, "models": run.lineup.model_specs(), "table": table,
               "training": training["runs"], "training_data": training_data(run),
-              "command": " ".join(sys.argv), "stage_seconds": round(run.folder.stage_seconds(), 1),
+              "command": command_line(), "stage_seconds": round(run.folder.stage_seconds(), 1),
               "judge": judge}
     write_atomic(run.out / "results.json", json.dumps(result, indent=1))
     write_atomic(run.out / "results.md", render_replication(result))
     return result
+
+
+def command_line() -> str:
+    """How this run was started, as one would type it again."""
+    if Path(sys.argv[0]).name in ("ijt-local", "__main__.py"):  # the verb, or python -m ijt_local
+        return " ".join(["ijt-local", *sys.argv[1:]])
+    return " ".join(sys.argv)  # scripts/replicate.py ...
 
 
 def spread_cells(per_seed: list[dict]) -> dict:
