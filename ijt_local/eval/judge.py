@@ -14,6 +14,10 @@ below MIN_IDENTIFIER_MASS) is invalid and left out; if the first few new judgeme
 run stops with one line saying why. Each judgement is appended to a JSONL cache as it arrives, keyed by
 the judge (model, prompt form, truncation), the order and the texts, so an interrupted or failed run
 resumes without judging again.
+
+A reference-guided judge (one with `reference_answers`, reference_answers.py) is given each instruction's
+reference answer too, and the answer is part of the judgement's cache key. An instruction without a
+reference answer is not judged at all: its row says `no_reference_answer` and the summary counts them.
 """
 
 from __future__ import annotations
@@ -28,14 +32,21 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
-from .judge_prompts import PROMPT_FORMS
+from .judge_prompts import PROMPT_FORMS, REFERENCE_FORM
 from .winrate_stats import (judged_both_ways, length_controlled_win_rate, mean_and_standard_error,
                             position_free_preference)
 
 
-def judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict]:
-    form = PROMPT_FORMS["alpaca_eval_2"]
-    return form.messages(form.questions[0], instruction, output_1, output_2)
+def judge_messages(instruction: str, output_1: str, output_2: str, reference: str | None = None) -> list[dict]:
+    """AlpacaEval 2's prompt; with a reference answer, MT-bench's reference-guided one."""
+    form = PROMPT_FORMS["alpaca_eval_2" if reference is None else REFERENCE_FORM]
+    return form.messages(form.questions[0], instruction, output_1, output_2, reference)
+
+
+def parse_verdict(reply: str) -> float | None:
+    """P(first) from an MT-bench verdict: the last [[A]] (1), [[B]] (0) or [[C]] (a tie, 0.5); None if none."""
+    found = re.findall(r"\[\[([ABC])\]\]", reply)
+    return None if not found else {"A": 1.0, "B": 0.0, "C": 0.5}[found[-1]]
 
 
 def parse_preference(reply: str) -> int | None:
@@ -63,9 +74,14 @@ class OpenAIJudge:
     agreement = None  # with GPT-4: unknown for an arbitrary endpoint
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 max_tokens: int = 16):
+                 max_tokens: int | None = None, reference_answers=None):
+        """With `reference_answers` (reference_answers.ReferenceAnswers) the endpoint is asked MT-bench's
+        reference-guided prompt and its [[A]] / [[B]] / [[C]] verdict is parsed (it may explain first)."""
         self.url = chat_completions_url(base_url)
         self.model = model
+        self.reference_answers = reference_answers
+        if max_tokens is None:
+            max_tokens = 16 if reference_answers is None else 1024
         self.api_key = os.environ.get(api_key_env) if api_key_env else None
         self.timeout = timeout
         self.max_tokens = max_tokens
@@ -96,25 +112,42 @@ class OpenAIJudge:
 
     @property
     def cache_id(self) -> str:
-        return self.model
+        return self.model if self.reference_answers is None else f"{self.model}|{REFERENCE_FORM}"
 
-    def judge(self, instruction: str, first: str, second: str) -> dict:
-        return {"reply": self.complete(judge_messages(instruction, first, second))}
+    def judge(self, instruction: str, first: str, second: str, reference: str | None = None) -> dict:
+        return {"reply": self.complete(judge_messages(instruction, first, second, reference))}
 
     def first_probability(self, row: dict) -> float | None:
+        if self.reference_answers is not None:
+            return parse_verdict(row["reply"])
         picked = parse_preference(row["reply"])
         return None if picked is None else float(picked == 1)
 
     def explain_invalid(self, rows: list[dict]) -> str:
-        return (f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names m or M "
+        names = "m or M" if self.reference_answers is None else "[[A]], [[B]] or [[C]]"
+        return (f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names {names} "
                 f"(e.g. {rows[-1]['reply'][:60]!r})")
 
     def close(self) -> None:
         pass
 
 
-def judgement_key(model: str, order: str, instruction: str, first: str, second: str) -> str:
-    return hashlib.sha256(json.dumps([model, order, instruction, first, second]).encode()).hexdigest()
+def judgement_key(model: str, order: str, instruction: str, first: str, second: str,
+                  reference: str | None = None) -> str:
+    parts = [model, order, instruction, first, second] + ([] if reference is None else [reference])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def reference_answers_of(judge):
+    """The judge's reference answers (reference_answers.ReferenceAnswers), or None if it is not
+    reference-guided."""
+    return getattr(judge, "reference_answers", None)
+
+
+def lacks_reference(judge, instruction: str) -> bool:
+    """A reference-guided judge has no reference answer for this instruction: it cannot judge it."""
+    references = reference_answers_of(judge)
+    return references is not None and instruction not in references
 
 
 def load_outputs(path: str | Path) -> dict[str, str]:
@@ -156,10 +189,16 @@ class JudgementCache:
 
     def judgement(self, order: str, instruction: str, first: str, second: str) -> tuple[dict, bool]:
         """(cached row, whether it was judged just now)."""
-        key = judgement_key(self.judge.cache_id, order, instruction, first, second)
+        references = reference_answers_of(self.judge)
+        reference = None if references is None else references.get(instruction)
+        if references is not None and reference is None:
+            raise UserError(f"{references.name}: no reference answer for {instruction[:60]!r}")
+        key = judgement_key(self.judge.cache_id, order, instruction, first, second, reference)
         if key in self.done:
             return self.done[key], False
-        row = {"key": key, "order": order, "instruction": instruction} | self.judge.judge(instruction, first, second)
+        verdict = (self.judge.judge(instruction, first, second) if reference is None
+                   else self.judge.judge(instruction, first, second, reference=reference))
+        row = {"key": key, "order": order, "instruction": instruction} | verdict
         self._appender.write(row)
         self.done[key] = row
         return row, True
@@ -209,6 +248,8 @@ def judge_together(pairs: dict[str, list[str]], replies: dict[str, dict[str, str
 
         def judge_one(order: str, instruction: str, name: str, ref: str) -> None:
             ours, theirs = replies[name].get(instruction), replies[ref].get(instruction)
+            if lacks_reference(judge, instruction):
+                return
             if ours is not None and theirs is not None and ours.strip() != theirs.strip():
                 judgements[name, ref].preference(order, instruction, ours, theirs)
 
@@ -238,6 +279,10 @@ def judge_instructions(outputs: dict[str, str], reference: dict[str, str], judge
     Every instruction of `outputs` must be in `reference` (the reference may have more)."""
     instructions = list(outputs)[:limit]
     check_lined_up(instructions, reference, outputs_name, reference_name)
+    references = reference_answers_of(judge)
+    if references is not None and all(q not in references for q in instructions):
+        raise UserError(f"{outputs_name}: none of its {len(instructions)} instructions has a reference answer in "
+                        f"{references.name}; the files do not line up")
     from tqdm import tqdm
 
     rows = []
@@ -248,6 +293,9 @@ def judge_instructions(outputs: dict[str, str], reference: dict[str, str], judge
                    "output_chars": len(ours), "reference_chars": len(theirs),
                    "identical": ours.strip() == theirs.strip()}
             rows.append(row)
+            if lacks_reference(judge, instruction):
+                row["no_reference_answer"] = True  # not judged, and not scored
+                continue
             if row["identical"]:
                 row["preference"] = 0.5
                 continue
@@ -263,7 +311,7 @@ def summarize(rows: list[dict], judge) -> dict:
     scored = [row for row in rows if row["preference"] is not None]
     preferences = [row["preference"] for row in scored]
     win_rate, standard_error = mean_and_standard_error(preferences)
-    judged = [row for row in rows if not row["identical"]]
+    judged = [row for row in rows if not row["identical"] and not row.get("no_reference_answer")]
     first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
         1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
     both_orders = [row for row in judged if judged_both_ways(row)]
@@ -288,6 +336,9 @@ def summarize(rows: list[dict], judge) -> dict:
                                      [r["reference_chars"] for r in scored]),
         "instructions": len(rows),
         "scored": len(scored),
+        **({} if reference_answers_of(judge) is None else {
+            "no_reference_answer": sum(bool(row.get("no_reference_answer")) for row in rows),
+            **reference_answers_of(judge).describe()}),
         "invalid_judgements": sum((row[order] is None) for row in judged for order in ORDERS),
         "first_position_preference": mean_and_standard_error(first_position)[0],
         # how often both orders name the same winner: near 0, the judge mostly picks a position and the win

@@ -3,8 +3,11 @@
 A form is a system message, one or more user questions (each judged; the first output's probability is
 their mean), an answer prefix the judge's reply starts with, and the identifiers naming the first and the
 second output. The in-process judge reads the next-token probabilities of the identifiers right after
-the answer prefix; an endpoint judge (`--judge-url`) is sent the `alpaca_eval_2` form and its text reply
-is parsed.
+the answer prefix; an endpoint judge (`--judge-url`) is sent the `alpaca_eval_2` form (or, with reference
+answers, `mt_bench_reference`) and its text reply is parsed.
+
+A reference-guided form (`reference=True`) also shows a reference answer to the instruction (GPT-4's, for
+AlpacaEval) before the two outputs, so both orders of a pair share the prompt up to the first output.
 """
 
 from __future__ import annotations
@@ -76,6 +79,27 @@ CRITERIA_USERS = (
     _PAIR + "Which response is more helpful to the person who wrote the instruction, (a) or (b)?",
 )
 
+# MT-bench's reference-guided pairwise prompt (FastChat llm_judge, `pair-math-v1`), with one change: the
+# judge gives its verdict at once (it is read from next-token probabilities after "[["), so "After
+# providing your explanation, output your final verdict" becomes "Output your final verdict".
+MT_BENCH_REFERENCE_SYSTEM = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants "
+    "to the user question displayed below. Your evaluation should consider correctness and helpfulness. You "
+    "will be given a reference answer, assistant A's answer, and assistant B's answer. Your job is to evaluate "
+    "which assistant's answer is better. Begin your evaluation by comparing both assistants' answers with the "
+    "reference answer. Identify and correct any mistakes. Avoid any positional biases and ensure that the "
+    "order in which the responses were presented does not influence your decision. Do not allow the length of "
+    "the responses to influence your evaluation. Do not favor certain names of the assistants. Be as "
+    'objective as possible. Output your final verdict by strictly following this format: "[[A]]" if '
+    'assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.'
+)
+MT_BENCH_REFERENCE_USER = (
+    "[User Question]\n{instruction}\n\n"
+    "[The Start of Reference Answer]\n{reference}\n[The End of Reference Answer]\n\n"
+    "[The Start of Assistant A's Answer]\n{output_1}\n[The End of Assistant A's Answer]\n\n"
+    "[The Start of Assistant B's Answer]\n{output_2}\n[The End of Assistant B's Answer]"
+)
+
 ANSWER_PREFIX = "The better response is ("
 DEFAULT_MAX_OUTPUT_TOKENS = 400  # each output is cut to this many judge tokens, the instruction to twice that
 
@@ -88,9 +112,14 @@ class PromptForm:
     answer_prefix: str
     identifiers: tuple[str, str]  # naming output_1 and output_2
     about: str
+    reference: bool = False  # the question shows a reference answer (format field {reference})
 
-    def messages(self, question: str, instruction: str, output_1: str, output_2: str) -> list[dict]:
-        user = question.format(instruction=instruction, output_1=output_1, output_2=output_2)
+    def messages(self, question: str, instruction: str, output_1: str, output_2: str,
+                 reference: str | None = None) -> list[dict]:
+        if self.reference and reference is None:
+            raise UserError(f"judge prompt form {self.name!r} needs reference answers (--reference-answers FILE)")
+        fields = {"instruction": instruction, "output_1": output_1, "output_2": output_2}
+        user = question.format(**(fields | {"reference": reference} if self.reference else fields))
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
 
@@ -108,9 +137,13 @@ PROMPT_FORMS = {
         PromptForm("criteria", JUDGE_SYSTEM, CRITERIA_USERS, "The answer is (", ("a", "b"),
                    "three per-criterion questions (follows the instruction, correct, helpful), averaged; "
                    "three prefills per judgement"),
+        PromptForm("mt_bench_reference", MT_BENCH_REFERENCE_SYSTEM, (MT_BENCH_REFERENCE_USER,), "[[", ("A", "B"),
+                   "MT-bench's reference-guided pairwise prompt (pair-math-v1): the reference answer, then "
+                   'assistant A and B; the verdict read after "[["', reference=True),
     )
 }
 DEFAULT_FORM = "alpaca_eval_2"  # agrees best with GPT-4 on the dev pairs (README, scripts/judge_agreement.py)
+REFERENCE_FORM = "mt_bench_reference"  # the form of an in-process judge given reference answers
 
 
 def get_form(name: str) -> PromptForm:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..models import JUDGE_FILE
-from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, get_form
+from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, REFERENCE_FORM, get_form
 
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
 # Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs (README), for the
@@ -95,14 +95,23 @@ class LocalJudge:
     """Judge pairs with a chat GGUF in this process. The model is loaded at the first judgement that is
     not in the cache, so a finished run re-reads its cache without loading 1 GB."""
 
-    def __init__(self, spec: str, form: str = DEFAULT_FORM, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
-                 threads: int | None = None, n_ctx: int = 4096, reuse_prefix: bool = True):
+    def __init__(self, spec: str, form: str | None = None, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+                 threads: int | None = None, n_ctx: int = 4096, reuse_prefix: bool = True,
+                 reference_answers=None):
+        """`reference_answers` (reference_answers.ReferenceAnswers): judge reference-guided; the form then
+        defaults to MT-bench's reference prompt and must be one that shows the reference."""
         from ..models import resolve_model
 
         if max_output_tokens < 16:
             raise UserError("--max-output-tokens must be at least 16")
         self.spec = spec
-        self.form = get_form(form)
+        self.form = get_form(form or (REFERENCE_FORM if reference_answers is not None else DEFAULT_FORM))
+        if self.form.reference and reference_answers is None:
+            raise UserError(f"judge prompt form {self.form.name!r} needs --reference-answers FILE")
+        if reference_answers is not None and not self.form.reference:
+            raise UserError(f"judge prompt form {self.form.name!r} does not show a reference answer; with "
+                            f"--reference-answers use {REFERENCE_FORM!r}")
+        self.reference_answers = reference_answers
         self.resolved = resolve_model(spec)
         self.template = gguf_chat_template(self.resolved.path)
         self.max_output_tokens = max_output_tokens
@@ -135,20 +144,25 @@ class LocalJudge:
             return text
         return self.session.detokenize(tokens[:budget]).rstrip() + " …"
 
-    def prompt_tokens(self, question: str, instruction: str, first: str, second: str) -> list[int]:
+    def prompt_tokens(self, question: str, instruction: str, first: str, second: str,
+                      reference: str | None = None) -> list[int]:
+        """The judge prompt; the instruction is cut to twice the output budget, each output and the
+        reference answer to the budget."""
         budget = self.max_output_tokens
         messages = self.form.messages(question, self._cut(instruction, 2 * budget), self._cut(first, budget),
-                                      self._cut(second, budget))
+                                      self._cut(second, budget),
+                                      None if reference is None else self._cut(reference, budget))
         return self.session.prompt_tokens(messages) + self.session.tokenize(self.form.answer_prefix, special=False)
 
-    def judge(self, instruction: str, first: str, second: str) -> dict:
-        """One order: {p_first, mass, prompt_tokens, seconds}."""
+    def judge(self, instruction: str, first: str, second: str, reference: str | None = None) -> dict:
+        """One order: {p_first, mass, prompt_tokens, seconds}. `reference`: the reference answer, for a
+        reference-guided form."""
         if self.session is None:
             self._load()
         started = time.perf_counter()
         p_firsts, masses, n_tokens = [], [], 0
         for question in self.form.questions:
-            tokens = self.prompt_tokens(question, instruction, first, second)
+            tokens = self.prompt_tokens(question, instruction, first, second, reference)
             n_tokens += len(tokens)
             logprobs = self.session.next_token_logprobs(tokens, self.reuse_prefix)
             log_first, log_second = (_logsumexp(logprobs[ids]) for ids in self._ids)
