@@ -14,6 +14,19 @@ output (in characters) wins" and the paired difference judge - length with its s
 (0.5) and the majority baseline (always the model GPT-4 prefers more often); agreement of each order
 alone (position bias); how often the judge picks the longer output; seconds per judgement (one order,
 one prefill) and per pair. --speed also times one judgement of a pair of two 384-token replies.
+
+With --reference-answers the LLM judge is reference-guided (MT-bench's reference prompt by default).
+
+    python scripts/judge_agreement.py --reference-judges [--llm-cache docs/judge-agreement-reference-cache.jsonl]
+
+validates the reference-guided judges of ijt_local/eval/reference_judges.py on ALL decided dev pairs and
+prints one JSON line per judge: "the longer output wins"; chrF and ROUGE-L to the reference answer; their
+calibrated combination with length; and, on the pairs whose reference-guided LLM judgements are in
+--llm-cache (judged in both orders by the command above), the LLM judge alone and the combination of
+chrF, length and the LLM judge. A calibrated judge is fitted on one dev set and tested on the other, then
+the other way round: its agreement is out of sample. Each line also gives the weights fitted on all pairs
+(the ones REFERENCE_JUDGES carries), the paired difference against length with its standard error, and
+the same per dev set.
 """
 
 from __future__ import annotations
@@ -29,16 +42,19 @@ from pathlib import Path
 
 from ijt_local.errors import UserError
 from ijt_local.eval.judge import ORDERS, JudgementCache
-from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
+from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS, REFERENCE_FORM
+from ijt_local.eval.reference_answers import ReferenceAnswers
 from ijt_local.eval.local_judge import DEFAULT_MAX_OUTPUT_TOKENS, LocalJudge
 from ijt_local.jsonl import iter_jsonl
 from ijt_local.shared_data import shared_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = shared_data_path("alpaca_eval/judge_dev")
+DEFAULT_REFERENCES = shared_data_path("alpaca_eval/references/gpt4.jsonl")
 
 
-def load_pairs(data_dir: Path, n: int, seed: int) -> list[dict]:
+def load_pairs(data_dir: Path, n: int | None, seed: int) -> list[dict]:
+    """The decided pairs of every file, shuffled with `seed`; the first `n` (None: all)."""
     files = sorted(data_dir.glob("*.jsonl"))
     if not files:
         raise UserError(f"{data_dir}: no *.jsonl annotation files")
@@ -90,8 +106,11 @@ def time_384(judge: LocalJudge, pairs: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--judge", default="judge", help="judge model spec (default: judge)")
-    parser.add_argument("--form", default=DEFAULT_FORM, choices=list(PROMPT_FORMS))
-    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--form", default=None, choices=list(PROMPT_FORMS),
+                        help=f"default: {DEFAULT_FORM}, or {REFERENCE_FORM} with --reference-answers")
+    parser.add_argument("--pairs", type=_pairs, default=200, help="how many pairs, or 'all' decided pairs")
+    parser.add_argument("--reference-answers", type=Path, default=None,
+                        help=f"reference-guided judging with these answers (e.g. {DEFAULT_REFERENCES})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of AlpacaEval annotation JSONL")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "judge-agreement" / "cache.jsonl")
@@ -99,19 +118,36 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-seconds", type=float, default=None, help="stop judging new pairs after this long")
     parser.add_argument("--speed", action="store_true", help="also time a pair of two 384-token replies")
+    parser.add_argument("--reference-judges", action="store_true",
+                        help="validate the reference-guided judges on all decided pairs (one JSON line each)")
+    parser.add_argument("--llm-cache", type=Path, default=ROOT / "docs" / "judge-agreement-reference-cache.jsonl",
+                        help="--reference-judges: the reference-guided LLM judge's judgement cache")
     args = parser.parse_args()
     try:
-        result = run(args)
+        results = reference_judges(args) if args.reference_judges else [run(args)]
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result))
+    for result in results:
+        print(json.dumps(result))
     return 0
+
+
+def _pairs(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'all'") from None
 
 
 def run(args) -> dict:
     pairs = load_pairs(args.data, args.pairs, args.seed)
-    judge = LocalJudge(args.judge, form=args.form, max_output_tokens=args.max_output_tokens, threads=args.threads)
+    references = None if args.reference_answers is None else ReferenceAnswers.load(args.reference_answers)
+    judge = LocalJudge(args.judge, form=args.form, max_output_tokens=args.max_output_tokens, threads=args.threads,
+                       reference_answers=references)
+    args.form = judge.form.name
     started = time.perf_counter()
     rows = []
     try:
@@ -193,6 +229,122 @@ def summarize(rows: list[dict], args, requested: int) -> dict:
         "by_file": by_file,
         "mean_prompt_tokens": round(statistics.fmean(j["prompt_tokens"] for j in judgements)) if judgements else None,
     }
+
+
+def _verdict_agreement(score: float, gpt4: int) -> float:
+    """A signed score for output_2 (> 0: output_2 better) against GPT-4's pick; 0 counts half."""
+    return 0.5 if score == 0 else float((score > 0) == (gpt4 == 2))
+
+
+def _paired(values: list[float], baseline: list[float]) -> dict:
+    agree, agree_se = mean_se(values)
+    length, length_se = mean_se(baseline)
+    difference, difference_se = mean_se([a - b for a, b in zip(values, baseline)])
+    return {"pairs": len(values), "agreement": round(agree, 4), "agreement_se": round(agree_se, 4),
+            "length_baseline": round(length, 4), "length_baseline_se": round(length_se, 4),
+            "difference_vs_length": round(difference, 4), "difference_vs_length_se": round(difference_se, 4)}
+
+
+def reference_judges(args) -> list[dict]:
+    """One result per judge over all decided pairs (the LLM ones over the pairs in --llm-cache)."""
+    import numpy as np
+
+    from ijt_local.eval.judge import judgement_key
+    from ijt_local.eval.reference_judges import (REFERENCE_JUDGES, fit_symmetric_logistic, length_feature,
+                                                 llm_feature, similarity_function)
+    from ijt_local.jsonl import read_completed_rows
+
+    reference_path = args.reference_answers or DEFAULT_REFERENCES
+    references = ReferenceAnswers.load(reference_path)
+    pairs = [p for p in load_pairs(args.data, None, args.seed) if p["output_1"].strip() != p["output_2"].strip()]
+    missing = [p for p in pairs if p["instruction"] not in references]
+    if missing:
+        raise UserError(f"{reference_path}: no reference answer for {len(missing)} dev pairs "
+                        f"(first: {missing[0]['instruction'][:60]!r})")
+    files = sorted({p["file"] for p in pairs})
+    # features of output_2 over output_1 (the "ours" of the LLM runs above), and their cost per pair
+    columns: dict[str, list[float]] = {"length": [length_feature(p["output_2"], p["output_1"]) for p in pairs]}
+    seconds = {}
+    for metric in sorted({r.metric for r in REFERENCE_JUDGES.values() if r.metric}):
+        similarity = similarity_function(metric)
+        started = time.perf_counter()
+        columns[metric] = [similarity(p["output_2"], references.get(p["instruction"]))
+                           - similarity(p["output_1"], references.get(p["instruction"])) for p in pairs]
+        seconds[metric] = (time.perf_counter() - started) / len(pairs)
+    llm = [None] * len(pairs)
+    llm_rows = {row["key"]: row for row in read_completed_rows(args.llm_cache) if "key" in row}
+    llm_judge = None
+    if llm_rows:
+        llm_judge = LocalJudge(args.judge, max_output_tokens=args.max_output_tokens, reference_answers=references)
+        for i, p in enumerate(pairs):
+            reference = references.get(p["instruction"])
+            ab = llm_rows.get(judgement_key(llm_judge.cache_id, "output_first", p["instruction"], p["output_2"],
+                                            p["output_1"], reference))
+            ba = llm_rows.get(judgement_key(llm_judge.cache_id, "reference_first", p["instruction"], p["output_1"],
+                                            p["output_2"], reference))
+            if ab is not None and ba is not None:
+                values = [llm_judge.first_probability(ab), llm_judge.first_probability(ba)]
+                llm[i] = {"values": values, "seconds": ab["seconds"] + ba["seconds"]}
+    gpt4 = np.array([float(p["gpt4"] == 2) for p in pairs])
+    by = np.array([p["file"] for p in pairs])
+    length_agree = [_verdict_agreement(x, p["gpt4"]) for x, p in zip(columns["length"], pairs)]
+
+    def report(name: str, scores: list[float], index: list[int], extra: dict) -> dict:
+        entry = {"judge": name, "reference_answers": Path(reference_path).name,
+                 "covers_all_pairs": len(index) == len(pairs)}
+        agree = [_verdict_agreement(scores[k], pairs[k]["gpt4"]) for k in range(len(index))]
+        entry |= _paired(agree, [length_agree[i] for i in index])
+        entry["by_file"] = {}
+        for name_ in files:
+            ks = [k for k, i in enumerate(index) if pairs[i]["file"] == name_]
+            if len(ks) > 1:
+                entry["by_file"][name_] = _paired([agree[k] for k in ks], [length_agree[index[k]] for k in ks])
+        return entry | extra
+
+    results = []
+    everything = list(range(len(pairs)))
+    results.append(report("longer output wins", columns["length"], everything,
+                          {"about": "the longer reply (in characters) wins"}))
+    covered = [i for i in everything if llm[i] is not None and None not in llm[i]["values"]]
+    if covered:
+        columns["judge"] = [0.0] * len(pairs)
+        for i in covered:
+            columns["judge"][i] = llm_feature(*llm[i]["values"])
+    for recipe in REFERENCE_JUDGES.values():
+        names = [recipe.metric if k == "similarity" else k for k in recipe.weights]
+        index = covered if recipe.needs_llm else everything
+        if not index:
+            continue
+        x = np.column_stack([np.asarray(columns[n])[index] for n in names])
+        y, groups = gpt4[index], by[index]
+        scores = np.zeros(len(index))
+        cross = {}
+        for held_out in files:
+            train, test = groups != held_out, groups == held_out
+            if train.sum() < 2 or test.sum() < 1:
+                continue
+            w = fit_symmetric_logistic(x[train], y[train])
+            scores[test] = x[test] @ w
+            cross[f"fit_without_{held_out}"] = dict(zip(recipe.weights, np.round(w, 4).tolist()))
+        weights = fit_symmetric_logistic(x, y)
+        cost = sum(seconds.get(n, 0.0) for n in names) + (
+            statistics.fmean(llm[i]["seconds"] for i in index) if recipe.needs_llm else 0.0)
+        results.append(report(recipe.name, scores.tolist(), index, {
+            "about": recipe.about, "out_of_sample": "fit on one dev set, tested on the other, both ways",
+            "weights_all_pairs": dict(zip(recipe.weights, np.round(weights, 4).tolist())),
+            "weights_cross_fit": cross, "seconds_per_pair": round(cost, 4)}))
+    if covered:
+        averaged = [statistics.fmean([llm[i]["values"][0], 1 - llm[i]["values"][1]]) - 0.5 for i in covered]
+        results.append(report(f"{args.judge} ({REFERENCE_FORM})", averaged, covered, {
+            "about": "the 1.5B judge asked MT-bench's reference prompt, both orders averaged "
+                     f"({len(covered)} of {len(pairs)} pairs judged: a fixed random subset, seed {args.seed})",
+            "agreement_position_free": round(statistics.fmean(
+                _verdict_agreement(columns["judge"][i], pairs[i]["gpt4"]) for i in covered), 4),
+            "first_position_preference": round(statistics.fmean(
+                v for i in covered for v in (llm[i]["values"][0], llm[i]["values"][1])), 4),
+            "seconds_per_pair": round(statistics.fmean(llm[i]["seconds"] for i in covered), 2)}))
+        results[-1]["subset_note"] = f"on these {len(covered)} pairs only, not all {len(pairs)}"
+    return results
 
 
 if __name__ == "__main__":

