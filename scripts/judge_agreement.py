@@ -294,6 +294,9 @@ def reference_judges(args) -> list[dict]:
                  "covers_all_pairs": len(index) == len(pairs)}
         agree = [_verdict_agreement(scores[k], pairs[k]["gpt4"]) for k in range(len(index))]
         entry |= _paired(agree, [length_agree[i] for i in index])
+        picks = [float((scores[k] > 0) == (columns["length"][i] > 0)) for k, i in enumerate(index)
+                 if scores[k] != 0 and columns["length"][i] != 0]
+        entry["judge_picks_longer"] = _mean(picks)
         entry["by_file"] = {}
         for name_ in files:
             ks = [k for k, i in enumerate(index) if pairs[i]["file"] == name_]

@@ -182,3 +182,37 @@ def test_agreement_script_validates_every_reference_judge_out_of_sample_on_tiny_
     assert chrf1["agreement"] > 0.65 and chrf1["difference_vs_length_se"] > 0
     assert chrf1["difference_vs_length"] == pytest.approx(chrf1["agreement"] - chrf1["length_baseline"], abs=1e-3)
     assert set(chrf1["weights_cross_fit"]) == {"fit_without_one", "fit_without_two"}
+
+
+def test_models_judged_against_a_reference_model_with_reference_answers_as_compare_and_replication_do(tmp_path):
+    from ijt_local.eval.cli import make_judge
+    from ijt_local.eval.judge import judge_against_references
+
+    answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
+    judge = make_judge(None, None, None, reference_answers=answers)  # no --judge: the validated default
+    generations = {name: [{"instruction": q, "output": a} for q, a in table.items()]
+                   for name, table in (("ours", OURS), ("theirs", THEIRS))}
+    results = judge_against_references(judge, {"theirs": ["ours"]}, generations, tmp_path / "out")
+    summary = results["theirs"]["ours"]
+    assert summary["scored"] == 2 and summary["no_reference_answer"] == 1
+    rows = [json.loads(line) for line in
+            (tmp_path / "out" / "judgements" / "ours-vs-theirs.preferences.jsonl").read_text().splitlines()]
+    assert [bool(r.get("no_reference_answer")) for r in rows] == [False, False, True]
+
+
+@pytest.mark.slow
+def test_in_process_llm_judge_reads_the_reference_prompt_in_both_orders_then_from_cache(tmp_path):
+    outputs = _write(tmp_path / "ours.jsonl", [{"instruction": q, "output": a} for q, a in OURS.items()])
+    theirs = _write(tmp_path / "theirs.jsonl", [{"instruction": q, "output": a} for q, a in THEIRS.items()])
+    answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
+    args = ["eval", "winrate", "--outputs", str(outputs), "--reference", str(theirs), "--reference-answers",
+            str(answers), "--judge", "smollm2-135m-instruct", "--out", str(tmp_path / "out"), "--threads", "1"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output)
+    assert summary["judge"].endswith("(mt_bench_reference)") and summary["no_reference_answer"] == 1
+    cached = [json.loads(line) for line in (tmp_path / "out" / "judge-cache.jsonl").read_text().splitlines()]
+    assert len(cached) == 4 and all(0 < c["p_first"] < 1 and c["mass"] > 0 for c in cached)
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0 and json.loads(second.output) == summary
+    assert len((tmp_path / "out" / "judge-cache.jsonl").read_text().splitlines()) == 4
