@@ -330,12 +330,15 @@ def reference_judges(args) -> list[dict]:
             scores[test] = x[test] @ w
             cross[f"fit_without_{held_out}"] = dict(zip(recipe.weights, np.round(w, 4).tolist()))
         weights = fit_symmetric_logistic(x, y)
+        probability = np.clip(0.5 * (1 + np.tanh(0.5 * scores)), 1e-6, 1 - 1e-6)
+        log_loss = float(-np.mean(y * np.log(probability) + (1 - y) * np.log(1 - probability)))
         cost = sum(seconds.get(n, 0.0) for n in names) + (
             statistics.fmean(llm[i]["seconds"] for i in index) if recipe.needs_llm else 0.0)
         results.append(report(recipe.name, scores.tolist(), index, {
             "about": recipe.about, "out_of_sample": "fit on one dev set, tested on the other, both ways",
             "weights_all_pairs": dict(zip(recipe.weights, np.round(weights, 4).tolist())),
-            "weights_cross_fit": cross, "seconds_per_pair": round(cost, 4)}))
+            "weights_cross_fit": cross, "log_loss_out_of_sample": round(log_loss, 4),
+            "seconds_per_pair": round(cost, 4)}))
     if covered:
         averaged = [statistics.fmean([llm[i]["values"][0], 1 - llm[i]["values"][1]]) - 0.5 for i in covered]
         results.append(report(f"{args.judge} ({REFERENCE_FORM})", averaged, covered, {
