@@ -74,15 +74,10 @@ def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=Non
 
             return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout,
                                reference_answers=references)
-        from .reference_judges import DEFAULT_REFERENCE_JUDGE, REFERENCE_JUDGES, ReferenceJudge, make_llm_judge
+        from .reference_judges import DEFAULT_REFERENCE_JUDGE, make_reference_judge
 
-        name = judge_spec or DEFAULT_REFERENCE_JUDGE
-        if name in REFERENCE_JUDGES:
-            recipe = REFERENCE_JUDGES[name]
-            llm = (make_llm_judge("judge", references, threads, max_output_tokens, prompt_form)
-                   if recipe.needs_llm else None)
-            return ReferenceJudge(recipe, references, llm)
-        return make_llm_judge(name, references, threads, max_output_tokens, prompt_form)
+        return make_reference_judge(judge_spec or DEFAULT_REFERENCE_JUDGE, references, threads, max_output_tokens,
+                                    prompt_form)
     if judge_spec in _reference_judge_names():
         raise UserError(f"--judge {judge_spec} compares replies with reference answers: give --reference-answers FILE")
     if judge_spec:

@@ -227,16 +227,15 @@ class ReferenceJudge:
 
 
 def make_reference_judge(name: str, reference_answers, threads: int | None = None,
-                         max_output_tokens: int | None = None):
+                         max_output_tokens: int | None = None, prompt_form: str | None = None):
     """The judge `name` with reference answers: a REFERENCE_JUDGES name, or a chat GGUF spec (an
-    in-process LLM judge asked MT-bench's reference prompt)."""
+    in-process LLM judge asked MT-bench's reference prompt, or `prompt_form`)."""
     if name in REFERENCE_JUDGES:
         recipe = REFERENCE_JUDGES[name]
-        llm = None
-        if recipe.needs_llm:
-            llm = make_llm_judge("judge", reference_answers, threads, max_output_tokens)
+        llm = (make_llm_judge("judge", reference_answers, threads, max_output_tokens, prompt_form)
+               if recipe.needs_llm else None)
         return ReferenceJudge(recipe, reference_answers, llm)
-    return make_llm_judge(name, reference_answers, threads, max_output_tokens)
+    return make_llm_judge(name, reference_answers, threads, max_output_tokens, prompt_form)
 
 
 def make_llm_judge(spec: str, reference_answers, threads: int | None = None, max_output_tokens: int | None = None,
