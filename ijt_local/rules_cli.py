@@ -43,7 +43,7 @@ def rules():
 def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, test_size, behaviour_data, behaviour_size,
                 ifeval_data, ranking_data, max_tokens, min_stop, max_leak, max_echo, threads):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
-    from .eval.specs import open_spec, parse_spec
+    from .specs import open_spec, parse_spec
     from .rules_fit import Constraints, fit, load_fit_data
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):

@@ -235,7 +235,7 @@ def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_
     """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
     import uvicorn
 
-    from .eval.specs import open_spec, parse_named_specs
+    from .specs import open_spec, parse_named_specs
 
     specs = parse_named_specs(model_args, bare=True)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:

@@ -29,7 +29,7 @@ from ijt_local.errors import UserError  # noqa: E402
 from ijt_local.eval.generations import generate_cached  # noqa: E402
 from ijt_local.eval.metrics import behaviour_metrics, copy_overlap, words  # noqa: E402
 from ijt_local.eval.prompt_sets import load_prompts  # noqa: E402
-from ijt_local.eval.specs import open_spec, parse_spec  # noqa: E402
+from ijt_local.specs import open_spec, parse_spec  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "fixtures" / "two_turn_dev.jsonl"
 FILLER = set("what which that this with from have your about into then there their them they these those give "

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import write_atomic
+from ..specs import check_spec, open_spec, parse_named_specs
 from .generations import generate_cached
 from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts
 from .report import render_report
-from .specs import check_spec, open_spec, parse_named_specs
 
 def generation_summary(rows: list[dict]) -> dict:
     """Tokens, wall seconds (each row holds the wall time since the row before it) and aggregate tok/s."""

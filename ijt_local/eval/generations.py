@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
+from ..specs import ModelSpec
 from .metrics import find_role_tag
 from .prompt_sets import EvalPrompt
-from .specs import ModelSpec
 
 
 def cache_meta(spec: ModelSpec, max_tokens: int, temperature: float, seed: int, stop_at_role_tags: bool) -> dict:
@@ -93,7 +93,7 @@ def generate_cached(
     With `parallel` > 1 the missing prompts are decoded that many at once (ijt_local.batched) and rows are
     appended as they finish; a row's `seconds` is the wall time since the previous row, so the rows' sum
     is the run's wall time whatever the width."""
-    from .specs import open_spec
+    from ..specs import open_spec
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     cache = Path(cache)

@@ -14,10 +14,10 @@ from pathlib import Path
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
 from ...shared_data import shared_data_file
+from ...specs import check_spec, open_spec, parse_spec
 from ..generations import generate_cached
 from ..metrics import is_echo
 from ..prompt_sets import EvalPrompt
-from ..specs import check_spec, open_spec, parse_spec
 from .checkers import CHECKERS, check_instruction, check_instruction_loose
 
 HF_DATASET = ("google/IFEval", "ifeval_input_data.jsonl")

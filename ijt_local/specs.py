@@ -1,4 +1,5 @@
-"""Model specs for evaluation: a model plus optional LoRA adapters and the rule expert.
+"""Model SPECs: a model plus optional LoRA adapters and the rule expert. One grammar for `serve`, `compare`,
+`eval` and `rules fit`.
 
     SPEC     := MODEL ("+" ADAPTER)* ["+poe" [":" RULES]]
     MODEL    := anything `--model` takes: default | smollm2-135m-instruct | path.gguf | owner/repo:file.gguf
@@ -14,8 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..rules import parse_rule_spec
+from .errors import UserError
+from .rules import parse_rule_spec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ADAPTER = re.compile(r"^(?P<path>.+\.gguf)(?:@(?P<scale>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?$", re.IGNORECASE)
@@ -75,7 +76,7 @@ def parse_spec(text: str) -> ModelSpec:
 
 def check_spec(spec: ModelSpec) -> None:
     """Fail early (before any generation) on a model or adapter that cannot be found."""
-    from ..models import resolve_model
+    from .models import resolve_model
 
     resolve_model(spec.model)
     for path, _ in spec.adapters:
@@ -86,9 +87,9 @@ def check_spec(spec: ModelSpec) -> None:
 def open_spec(spec: ModelSpec, n_ctx: int = 4096, threads: int | None = None, gpu_layers: int | None = None,
               rules_config: str | Path | None = None):
     """Load a spec: (Session, RuleConfig or None)."""
-    from ..models import resolve_model
-    from ..rules import load_rules
-    from ..runtime import Session
+    from .models import resolve_model
+    from .rules import load_rules
+    from .runtime import Session
 
     check_spec(spec)
     rules = load_rules(spec=spec.rules, config_path=rules_config) if spec.poe else None
