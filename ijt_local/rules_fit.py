@@ -149,13 +149,14 @@ def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev
         if ranking_path is None or not Path(ranking_path).is_file():
             raise UserError("--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
                             "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows")
-        from .eval.ranking import _cut, pick_others
+        from .eval.ranking import cut_to_tokens, pick_others
 
         prompts = load_prompts(ranking_path)
         if any(not (p.reference or "").strip() for p in prompts) or len(prompts) < 4:
             raise UserError(f"{ranking_path}: ranking needs at least 4 rows, each with a response")
         others = pick_others(len(prompts), 0)
-        pairs = [(p, _cut(session, p.reference, max_tokens), _cut(session, prompts[others[i]].reference, max_tokens))
+        pairs = [(p, cut_to_tokens(session, p.reference, max_tokens),
+                  cut_to_tokens(session, prompts[others[i]].reference, max_tokens))
                  for i, p in enumerate(prompts)]
         return FitData(behaviour, pairs[0::2][:dev_size], pairs[1::2][:test_size], objective)
     raise UserError(f"--objective {objective}: choose ifeval or ranking")

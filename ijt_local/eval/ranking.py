@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows
+from ..specs import check_spec, open_spec, parse_spec
 from .generations import check_cache_meta
 from .prompt_sets import load_prompts
-from .specs import check_spec, open_spec, parse_spec
 
 
 def pick_others(n: int, seed: int) -> list[int]:
@@ -34,7 +34,8 @@ def pick_others(n: int, seed: int) -> list[int]:
     return others
 
 
-def _cut(session, text: str, max_tokens: int) -> str:
+def cut_to_tokens(session, text: str, max_tokens: int) -> str:
+    """`text` cut to its first `max_tokens` tokens in `session`'s vocabulary (unchanged if it fits)."""
     tokens = session.tokenize(text, special=False)
     return text if len(tokens) <= max_tokens else session.detokenize(tokens[:max_tokens])
 
@@ -77,8 +78,10 @@ def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None,
         try:
             for count, i in enumerate(todo, 1):
                 prompt, other = prompts[i], prompts[others[i]]
-                own = session.score_response(prompt.messages, _cut(session, prompt.reference, max_response_tokens), rules)
-                alt = session.score_response(prompt.messages, _cut(session, other.reference, max_response_tokens), rules)
+                own_text = cut_to_tokens(session, prompt.reference, max_response_tokens)
+                other_text = cut_to_tokens(session, other.reference, max_response_tokens)
+                own = session.score_response(prompt.messages, own_text, rules)
+                alt = session.score_response(prompt.messages, other_text, rules)
                 row = {"id": prompt.id, "other_id": other.id, "own": own.mean_logprob, "other": alt.mean_logprob,
                        "own_tokens": own.n_tokens, "other_tokens": alt.n_tokens}
                 done[prompt.id] = row
