@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
-from .judge_prompts import PROMPT_FORMS, REFERENCE_FORM
+from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
 from .winrate_stats import (judged_both_ways, length_controlled_win_rate, mean_and_standard_error,
                             position_free_preference)
 
@@ -433,3 +433,41 @@ def pairwise_judge(judge, reference_name: str | None, out_dir: str | Path):
 def compare_judge(url: str, model: str | None, reference_name: str | None, out_dir: str | Path):
     """`pairwise_judge` with an OpenAI-compatible endpoint (`compare --judge-url`)."""
     return pairwise_judge(OpenAIJudge(url, model or "judge"), reference_name, out_dir)
+
+
+def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=None, max_output_tokens=None,
+               api_key_env="OPENAI_API_KEY", timeout=120.0, reference_answers=None):
+    """The judge the options ask for: in-process (--judge) or an OpenAI-compatible endpoint (--judge-url).
+    With `reference_answers` (a file, or reference_answers.ReferenceAnswers) the judge is reference-guided:
+    --judge names a reference judge (reference_judges.REFERENCE_JUDGES) or a chat GGUF asked MT-bench's
+    reference prompt, and without --judge and --judge-url it is DEFAULT_REFERENCE_JUDGE."""
+    if judge_spec and judge_url:
+        raise UserError("give either --judge SPEC (in-process) or --judge-url URL, not both")
+    if reference_answers is not None:
+        from .reference_answers import ReferenceAnswers
+
+        references = (reference_answers if isinstance(reference_answers, ReferenceAnswers)
+                      else ReferenceAnswers.load(reference_answers))
+        if judge_url:
+            return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout,
+                               reference_answers=references)
+        from .reference_judges import DEFAULT_REFERENCE_JUDGE, make_reference_judge
+
+        return make_reference_judge(judge_spec or DEFAULT_REFERENCE_JUDGE, references, threads, max_output_tokens,
+                                    prompt_form)
+    if judge_spec in _reference_judge_names():
+        raise UserError(f"--judge {judge_spec} compares replies with reference answers: give --reference-answers FILE")
+    if judge_spec:
+        from .local_judge import LocalJudge
+
+        return LocalJudge(judge_spec, form=prompt_form or DEFAULT_FORM,
+                          max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS, threads=threads)
+    if judge_url:
+        return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout)
+    return None
+
+
+def _reference_judge_names():
+    from .reference_judges import REFERENCE_JUDGES
+
+    return REFERENCE_JUDGES

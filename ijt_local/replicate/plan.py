@@ -94,7 +94,7 @@ def measure_generation(model: str, val_path) -> float:
 
 def measure_judgement(run) -> float:
     """Seconds for one judgement (both orders) of two LIMA responses by --judge."""
-    from ..eval.cli import make_judge
+    from ..eval.judge import make_judge
 
     rows = read_jsonl(run.out / "data" / "lima-instruction.jsonl")[:2]
     instruction, first, second = rows[0]["messages"][0]["content"], *(r["messages"][1]["content"] for r in rows)

@@ -286,8 +286,7 @@ class Replication:
         both orders. The paper's rows (base, rules, tuned) for every seed go first, the rule ablations
         after, so that a run stopped early has the main table. Each pass judges all its references
         together, so a model judged against several seeds' references reuses its reply's judge prefix."""
-        from ..eval.cli import make_judge
-        from ..eval.judge import judge_against_references
+        from ..eval.judge import judge_against_references, make_judge
 
         o = self.options
         judge = make_judge(o.judge, o.judge_url, o.judge_model, prompt_form=o.judge_prompt_form)
