@@ -23,22 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..measured import judge_agreement, measured
 from ..models import JUDGE_FILE
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, REFERENCE_FORM, get_form
 
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
-# Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs (README), for the
-# named judge at the default truncation; reported beside every win rate this judge gives.
-MEASURED_AGREEMENT = {  # difference_se: standard error of (agreement - length baseline) on the same pairs
-    (JUDGE_FILE, "alpaca_eval_2"): {"agreement": 0.685, "agreement_se": 0.033, "length_baseline": 0.6775,
-                                    "difference_se": 0.041, "pairs": 200},
-    (JUDGE_FILE, "rubric"): {"agreement": 0.61, "agreement_se": 0.049, "length_baseline": 0.685,
-                             "difference_se": 0.058, "pairs": 100},
-    (JUDGE_FILE, "direct"): {"agreement": 0.59, "agreement_se": 0.049, "length_baseline": 0.685,
-                             "difference_se": 0.055, "pairs": 100},
-    (JUDGE_FILE, "criteria"): {"agreement": 0.625, "agreement_se": 0.077, "length_baseline": 0.775,
-                               "difference_se": 0.084, "pairs": 40},
-}
+# Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs, for the named judge
+# at the default truncation (ijt_local/measured.toml, with the commands); reported beside every win rate this
+# judge gives. Keys: (judge file, prompt form); difference_se: standard error of (agreement - length baseline).
+MEASURED_AGREEMENT = {(judge_file, form): judge_agreement(judge_file, form)
+                      for judge_file, forms in measured()["judge_agreement"].items() for form in forms}
 _CONTROL_STRINGS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 
@@ -47,7 +41,7 @@ def gguf_chat_template(path: Path) -> str:
     without one is not instruction-tuned and cannot be a judge."""
     import llama_cpp
 
-    from ..runtime import capture_llama_logs
+    from ..llama_log import capture_llama_logs
 
     capture_llama_logs()
     try:

@@ -14,6 +14,7 @@ import io
 import statistics
 from html import escape
 
+from ..measured import ifeval_prompts_as_replies, percent
 from .metrics import DEFINITIONS, metric_names
 
 STYLE = """
@@ -229,8 +230,8 @@ def render_replication(result: dict) -> str:
               "AlpacaEval instructions drawn with seed "
               f"{result['alpaca_sample']['seed']} for win rates); ± is the standard deviation over seeds. "
               "'IFEval, echoes failing' counts a reply that restates the prompt as a failure: the IFEval prompts "
-              "themselves, scored as replies, pass 29.8 % loose, so a model that echoes gets IFEval credit for "
-              "quoting the instructions.", ""]
+              f"themselves, scored as replies, pass {percent(ifeval_prompts_as_replies())} loose, so a model that "
+              "echoes gets IFEval credit for quoting the instructions.", ""]
     return "\n".join(lines)
 
 
