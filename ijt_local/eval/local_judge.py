@@ -24,7 +24,6 @@ import numpy as np
 
 from ..errors import UserError
 from ..measured import judge_agreement, measured
-from ..models import JUDGE_FILE
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, REFERENCE_FORM, get_form
 
 MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge prompt: the judgement is void
