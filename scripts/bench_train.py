@@ -7,10 +7,15 @@ length, the model's own forward with `labels` (full-vocabulary logits at every p
 its defaults: base weights in bf16 where the CPU multiplies bf16 natively, length-grouped batches padded to
 the longest example, and the output head run only on labelled positions, in chunks.
 
-Tokens/s counts real (non-padding) input tokens over the timed steps (the first step is a warm-up).
-The last line printed is one JSON object.
+The two sides run alternately for --rounds rounds (baseline first in odd rounds, ours first in even ones),
+so a machine whose load drifts slows both alike; the JSON line gives each side's median over rounds and
+the ratio of the medians. Tokens/s counts real (non-padding) input tokens over the timed steps (the first
+--warmup steps are not timed). Each worker also counts the matmul FLOPs of its warm-up step (torch's
+FlopCounterMode), and a short torch matmul benchmark at the model's shapes gives the machine's bf16 and
+fp32 peak, so the line says what share of the peak each side reaches. The last line printed is one JSON
+object.
 
-    python scripts/bench_train.py [--base default] [--seq 256] [--batch 4] [--rank 16] [--steps 6]
+    python scripts/bench_train.py [--base default] [--seq 256] [--batch 4] [--rank 16] [--steps 4] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,22 +42,31 @@ def peak_rss_mb() -> float:
     return round(peak / 1024 if sys.platform != "darwin" else peak / 2**20, 1)
 
 
-def step_timer():
+def step_timer(warmup: int):
+    from torch.utils.flop_counter import FlopCounterMode
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall time and non-padding input tokens of each optimizer step."""
+        """Wall time and non-padding input tokens of each optimizer step; matmul FLOPs of the warm-up steps."""
 
         def __init__(self):
-            self.steps = []
+            self.steps, self.warmup_flops = [], 0
+            self._counter = None
 
         def on_step_begin(self, args, state, control, **kwargs):
+            if len(self.steps) < warmup:
+                self._counter = FlopCounterMode(display=False)
+                self._counter.__enter__()
             self._start = (time.perf_counter(), state.num_input_tokens_seen)
 
         def on_step_end(self, args, state, control, **kwargs):
             start, seen = self._start
             # Trainer counts a step's tokens when it fetches the batch, after on_step_begin.
             self.steps.append((time.perf_counter() - start, state.num_input_tokens_seen - seen))
+            if self._counter is not None:
+                self._counter.__exit__(None, None, None)
+                self.warmup_flops += self._counter.get_total_flops()
+                self._counter = None
 
     return StepTimer()
 
@@ -60,15 +75,18 @@ def summarize(timer, warmup: int) -> dict:
     timed = timer.steps[warmup:]
     seconds = sum(s for s, _ in timed)
     tokens = sum(t for _, t in timed)
+    warmup_tokens = sum(t for _, t in timer.steps[:warmup])
+    flops_per_token = timer.warmup_flops / warmup_tokens if warmup_tokens else None
     return {"timed_steps": len(timed), "tokens": tokens, "seconds": round(seconds, 2),
             "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
-            "step_seconds": [round(s, 2) for s, _ in timer.steps]}
+            "step_seconds": [round(s, 2) for s, _ in timer.steps],
+            "matmul_gflop_per_token": round(flops_per_token / 1e9, 3) if flops_per_token else None}
 
 
 def run_ours(opts, data: Path, out: Path) -> dict:
     from ijt_local.train.lora import TrainConfig, train_lora
 
-    timer = step_timer()
+    timer = step_timer(opts.warmup)
     config = TrainConfig(base=opts.base, data=str(data), out=str(out), max_seq_len=opts.seq, batch_size=opts.batch,
                          rank=opts.rank, alpha=2 * opts.rank, max_steps=opts.steps + opts.warmup,
                          save_steps=10**6, seed=0, progress=False, dtype=opts.dtype)
@@ -108,19 +126,57 @@ def run_baseline(opts, data: Path, out: Path) -> dict:
                              save_strategy="no", report_to=[], use_cpu=True, seed=0,
                              remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
                              disable_tqdm=True)
-    timer = step_timer()
+    timer = step_timer(opts.warmup)
     Trainer(model=model, args=args, train_dataset=examples, data_collator=pad_to_max_length,
             callbacks=[timer]).train()
     return {**summarize(timer, opts.warmup), "dtype": "float32", "peak_rss_mb": peak_rss_mb()}
+
+
+def matmul_peak(opts) -> dict:
+    """GFLOP/s of torch matmuls at the model's shapes (a batch of tokens through each projection, and one
+    256-row chunk through the output head), bf16 and fp32; best of a few timings each."""
+    import torch
+    from transformers import AutoConfig
+
+    from ijt_local.train.base import base_folder
+
+    config = AutoConfig.from_pretrained(base_folder(opts.base)[0])
+    config = getattr(config, "text_config", config)
+    tokens, hidden = opts.batch * opts.seq, config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    shapes = {"q_proj": (tokens, hidden, q), "kv_proj": (tokens, hidden, kv), "o_proj": (tokens, q, hidden),
+              "up_proj": (tokens, hidden, config.intermediate_size),
+              "down_proj": (tokens, config.intermediate_size, hidden),
+              "head_chunk": (256, hidden, config.vocab_size)}
+    result = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        rates = {}
+        for name, (m, k, n) in shapes.items():
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            a @ b  # warm-up
+            best = float("inf")
+            for _ in range(3):
+                repeats, started = 0, time.perf_counter()
+                while repeats < 2 or time.perf_counter() - started < 0.3:
+                    a @ b
+                    repeats += 1
+                best = min(best, (time.perf_counter() - started) / repeats)
+            rates[name] = round(2 * m * k * n / best / 1e9, 1)
+        result[str(dtype).replace("torch.", "")] = {"peak_gflops": max(rates.values()), "by_shape": rates}
+    return result
 
 
 def worker(opts) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = run_ours if opts.worker == "ours" else run_baseline
-        result = run(opts, Path(opts.data), Path(tmp) / "out")
+    if opts.worker == "peak":
+        result = matmul_peak(opts)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = run_ours if opts.worker == "ours" else run_baseline
+            result = run(opts, Path(opts.data), Path(tmp) / "out")
     print(json.dumps(result))
 
 
@@ -130,11 +186,31 @@ def spawn(opts, which: str, data: Path) -> dict:
                "--steps", str(opts.steps), "--warmup", str(opts.warmup), "--dtype", opts.dtype]
     # Both workers wait passively for OpenMP work, as `ijt-local train` does (see train/cli.py).
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    load_before = os.getloadavg()[0]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise SystemExit(f"{which} run failed (exit {done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if which != "peak":
+        result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def side_summary(runs: list[dict], flops_peak: float) -> dict:
+    speeds = [run["tokens_per_second"] for run in runs]
+    gflop_per_token = runs[0]["matmul_gflop_per_token"]
+    achieved = gflop_per_token * statistics.median(speeds) if gflop_per_token else None
+    return {"tokens_per_second_median": median(speeds), "tokens_per_second_rounds": speeds,
+            "peak_rss_mb_median": median([run["peak_rss_mb"] for run in runs]),
+            "dtype": runs[0]["dtype"], "matmul_gflop_per_token": gflop_per_token,
+            "matmul_gflops_achieved": round(achieved, 1) if achieved else None,
+            "share_of_matmul_peak": round(achieved / flops_peak, 3) if achieved else None,
+            "runs": runs}
 
 
 def main() -> None:
@@ -145,18 +221,20 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps (after the warm-up)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per run (after the warm-up)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/ours rounds")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="ijt-local's base dtype (the baseline is always float32); float32 isolates the "
                              "gain of the labelled-only chunked head from that of bf16 matmuls")
-    parser.add_argument("--worker", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours", "baseline", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.worker:
         return worker(opts)
 
     from ijt_local.data.prepare import prepare
+    from ijt_local.train.lora import package_versions
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "lima.jsonl"
@@ -164,21 +242,33 @@ def main() -> None:
         from ijt_local.train.base import base_folder
 
         base_folder(opts.base)  # dequantize/cache a GGUF base once, outside both timings
-        started = time.time()
-        baseline = spawn(opts, "baseline", data)
-        ours = spawn(opts, "ours", data)
+        started, load_start = time.time(), os.getloadavg()[0]
+        peak = spawn(opts, "peak", data)
+        runs = {"baseline": [], "ours": []}
+        for round_index in range(opts.rounds):
+            order = ("baseline", "ours") if round_index % 2 == 0 else ("ours", "baseline")
+            for which in order:
+                runs[which].append(spawn(opts, which, data))
+    baseline = side_summary(runs["baseline"], peak[runs["baseline"][0]["dtype"]]["peak_gflops"])
+    ours = side_summary(runs["ours"], peak[runs["ours"][0]["dtype"]]["peak_gflops"])
+    per_round = [o["tokens_per_second"] / b["tokens_per_second"] for o, b in zip(runs["ours"], runs["baseline"])]
     result = {
         "bench": "train",
         "base": opts.base,
         "device": "cpu",
         "cpu_count": os.cpu_count(),
-        "seq": opts.seq, "batch": opts.batch, "rank": opts.rank, "steps": opts.steps, "dtype_option": opts.dtype,
-        "examples": opts.examples,
+        "seq": opts.seq, "batch": opts.batch, "rank": opts.rank, "steps": opts.steps, "warmup": opts.warmup,
+        "rounds": opts.rounds, "dtype_option": opts.dtype, "examples": opts.examples,
+        "tokens_per_second_ratio": round(ours["tokens_per_second_median"] / baseline["tokens_per_second_median"], 3),
+        "tokens_per_second_ratio_rounds": [round(r, 3) for r in per_round],
+        "peak_rss_ratio": round(ours["peak_rss_mb_median"] / baseline["peak_rss_mb_median"], 3),
+        "matmul_peak_gflops": {dtype: peak[dtype]["peak_gflops"] for dtype in peak},
+        "matmul_peak_by_shape": {dtype: peak[dtype]["by_shape"] for dtype in peak},
         "baseline": baseline,
         "ours": ours,
-        "tokens_per_second_ratio": round(ours["tokens_per_second"] / baseline["tokens_per_second"], 3),
-        "peak_rss_ratio": round(ours["peak_rss_mb"] / baseline["peak_rss_mb"], 3),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "versions": package_versions(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        "load_average_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "wall_seconds": round(time.time() - started, 1),
     }
     print(json.dumps(result))

@@ -17,15 +17,22 @@ def causal_lm_of(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+# logits_to_keep as an empty index list: the model's forward computes no logits at all. With
+# logits_to_keep=1 the head ran on one position per row, and because that slice of the hidden states is not
+# contiguous and requires grad, torch's matmul did not fold it into one mm: it copied the 262k x 640 head
+# weight once per row (1.3 GB at batch 4) for a bmm, every micro-batch.
+NO_LOGITS = torch.empty(0, dtype=torch.long)
+
+
 def labelled_loss_sum(model, batch: dict, chunk: int | None = None) -> tuple[torch.Tensor, int]:
     """(sum of response-token losses, number of response tokens) for a padded batch.
 
     The decoder runs through the model's own forward (under DDP that forward is what synchronises the
-    gradients), asked for its final hidden states and the logits of one position only; the output head
-    then runs on the labelled positions alone, in chunks."""
+    gradients), asked for its final hidden states and no logits; the output head then runs on the
+    labelled positions alone, in chunks."""
     causal_lm = causal_lm_of(model)
     outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                    output_hidden_states=True, logits_to_keep=1)
+                    output_hidden_states=True, logits_to_keep=NO_LOGITS.to(batch["input_ids"].device))
     hidden, targets = labelled_positions(outputs.hidden_states[-1], batch["labels"])
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     head = causal_lm.get_output_embeddings()
