@@ -145,32 +145,49 @@ def load_rules(spec: str | None = None, config_path: str | Path | None = None,
     return RuleConfig(parse_rule_spec(spec), settings, source)
 
 
-def _word_class(piece: str) -> str | None:
+WORD_CLASSES = {"C": "capitalized", "l": "lowercase", "p": "punctuation"}  # code -> start-rule class
+
+
+def _word_class(piece: str) -> str:
+    """The start rule's class of a token's text, as one character of WORD_CLASSES ("-": none)."""
     word = piece.lstrip(" ")
     if not word:
-        return None
+        return "-"
     if word.isalpha():
-        return "capitalized" if word[0].isupper() else "lowercase"
+        return "C" if word[0].isupper() else "l"
     if all(not c.isalnum() and not c.isspace() for c in word):
-        return "punctuation"
-    return None
+        return "p"
+    return "-"
 
 
 class Vocabulary:
-    """The text of every token id, and a lookup from text to the ids that spell exactly it."""
+    """The text of every token id, a lookup from text to the ids that spell exactly it, and each token's
+    start-rule word class (a string with one WORD_CLASSES code per id; computed once, cached with the
+    pieces by `vocab_cache`)."""
 
-    def __init__(self, pieces: list[str], eos_id: int):
+    def __init__(self, pieces: list[str], eos_id: int, word_classes: str | None = None):
         self.pieces = pieces
         self.eos_id = eos_id
-        self._index: dict[str, list[int]] = {}
-        for token_id, piece in enumerate(pieces):
-            self._index.setdefault(piece, []).append(token_id)
+        if word_classes is not None and len(word_classes) != len(pieces):
+            raise ValueError("one word class per piece")
+        self._word_classes = word_classes
+        self._index: dict[str, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.pieces)
 
+    @property
+    def word_classes(self) -> str:
+        if self._word_classes is None:
+            self._word_classes = "".join(_word_class(piece) for piece in self.pieces)
+        return self._word_classes
+
     def ids_for(self, word: str) -> list[int]:
         """Single tokens spelling `word`, with or without the leading-space marker."""
+        if self._index is None:
+            self._index = {}
+            for token_id, piece in enumerate(self.pieces):
+                self._index.setdefault(piece, []).append(token_id)
         ids = self._index.get(word, []) + self._index.get(" " + word, [])
         return sorted(set(ids))
 
@@ -204,10 +221,9 @@ class RuleExpert:
         if "start" in on:
             st = s["start"]
             first = np.zeros(size, dtype=np.float32)
-            for token_id, piece in enumerate(vocab.pieces):
-                cls = _word_class(piece)
-                if cls is not None:
-                    first[token_id] = st[cls]
+            classes = np.frombuffer(vocab.word_classes.encode("ascii"), dtype=np.uint8)
+            for code, cls in WORD_CLASSES.items():
+                first[classes == ord(code)] = st[cls]
             for word, score in st["first_words"].items():
                 ids = vocab.ids_for(word)
                 if not ids:
