@@ -38,7 +38,7 @@ def quantize_gguf(source: Path, out: Path, kind: str, threads: int | None = None
     import llama_cpp
 
     from ijt_local.models import check_gguf
-    from ijt_local.runtime import capture_llama_logs
+    from ijt_local.llama_log import capture_llama_logs
 
     source, out = Path(source), Path(out)
     ftype = _ftype(kind)

@@ -11,11 +11,12 @@ cells and the next waiting prompt starts in its slot, so the batch stays full; o
 remaining sequences move down to ids 0..n-1, because llama.cpp computes a step in one pass only when its
 sequence ids are one increasing run (`_compact`).
 
-Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells. With
-up to 3 rows per step the logits are bit-identical to one-at-a-time decoding (`tests/test_batched.py`);
-from 4 rows on llama.cpp's CPU backend switches to multi-row matmul kernels whose logits differ by up to
-~1 on gemma-3, so greedy text can part from the `--parallel 1` text at a near tie (how often: README,
-Performance).
+Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells. Every
+llama_decode carries whole groups of rows (`decode_rows`): a step with fewer running sequences is topped
+up with one-token pad sequences, and prompts are decoded in whole groups, so a reply is the same at any
+width, in any order and beside any neighbours. The single-stream loop of `Session.generate` decodes one
+row per step, llama.cpp's faster one-row kernels, whose text can part from this at a near tie;
+`generate_all(..., exact=True)` runs a lone prompt through this generator instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import collections
 import heapq
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -30,14 +32,15 @@ import numpy as np
 
 from .errors import UserError
 from .rules import RuleConfig, RuleState
-from .runtime import Generation, ReplyText, SamplingParams, Session, free_sampler, pick_token
+from .decode_rows import prefill_ranges, prompt_rows, step_rows
+from .runtime import Generation, ReplyText, SamplingParams, Session, decode_rows, free_sampler, pick_token
 
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
 
 
 @dataclass
-class _Sequence:
+class Sequence:
     """One prompt in flight."""
 
     index: int  # in the caller's list
@@ -50,11 +53,20 @@ class _Sequence:
     started: float
     prefill_seconds: float = 0.0
     request: object = None  # the server's request this sequence answers (ijt_local/engine.py)
+    shown: int = 0  # characters of the reply already handed out by `new_text`
 
     @property
     def position(self) -> int:
         """Position of the next token to decode."""
         return len(self.prompt) + len(self.reply.tokens) - 1
+
+    def new_text(self, final: bool = False) -> str:
+        """The reply's text that became safe to show (never the start of a role tag) since the last call;
+        with `final`, all that is left."""
+        visible = len(self.reply.text) if final else self.reply.safe_length()
+        piece = self.reply.text[self.shown:visible]
+        self.shown = max(self.shown, visible)
+        return piece
 
 
 class BatchGenerator:
@@ -72,13 +84,14 @@ class BatchGenerator:
         if width < 1:
             raise UserError(f"--parallel must be at least 1 (got {width})")
         limit = llama_cpp.llama_max_parallel_sequences()
-        if width > limit:
+        if step_rows(width) > limit:
             raise UserError(f"--parallel {width}: llama.cpp runs at most {limit} sequences at once")
         self.session = session
         self.width = width
         self.seq_ctx = 0  # no context yet
         self._context = None
         self._batch = llama_cpp.llama_batch_init(session.n_batch, 0, 1)
+        session.add_context_hooks(self.set_threads, self.close)
 
     def fit(self, seq_ctx: int) -> None:
         """Make sure every sequence has room for `seq_ctx` tokens."""
@@ -92,9 +105,9 @@ class BatchGenerator:
             self._context.close()
         session = self.session
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = seq_ctx * self.width
+        params.n_ctx = seq_ctx * step_rows(self.width)  # every stream, pad ones included, gets seq_ctx cells
         params.n_batch = params.n_ubatch = session.n_batch
-        params.n_seq_max = self.width
+        params.n_seq_max = step_rows(self.width)  # room for the pad sequences of a step
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = session.threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the session's own context
@@ -133,10 +146,12 @@ class BatchGenerator:
         rules: RuleConfig | None = None,
         stop_at_role_tags: bool = True,
         ignore_eos: bool = False,
+        on_text: Callable[[int, str], None] | None = None,
     ) -> Iterator[tuple[int, Generation]]:
         """(index, Generation) for each conversation, in the order they finish, with the stop handling,
-        rule state and sampler (seeded per prompt) of `Session.generate`. Every prompt is checked against
-        the per-sequence context before any decoding."""
+        rule state and sampler (seeded per prompt) of `Session.generate`; `on_text(index, piece)` gets
+        each reply as it grows. Every prompt is checked against the per-sequence context before any
+        decoding."""
         session = self.session
         sampling = sampling or SamplingParams()
         prompts = [session.prompt_tokens(messages) for messages in conversations]
@@ -157,18 +172,23 @@ class BatchGenerator:
                 chosen = []
                 while waiting and slots.free:
                     index = waiting.popleft()
-                    chosen.append(slots.start(lambda seq_id: _Sequence(
-                        index, seq_id, prompts[index], budgets[index], session._rule_state(rules, conversations[index]),
+                    chosen.append(slots.start(lambda seq_id: Sequence(
+                        index, seq_id, prompts[index], budgets[index], session.rule_state(rules, conversations[index]),
                         session.sampler(sampling), ReplyText(session, tags), time.perf_counter())))
                 for seq, token in chosen or slots.step():
                     finish = slots.advance(seq, token, ignore_eos)
                     if finish is not None:
                         slots.release(seq)
-                        yield seq.index, _generation(seq, finish)
+                        generation = _generation(seq, finish)
+                        if on_text is not None and seq.shown < len(generation.text):
+                            on_text(seq.index, seq.new_text(final=True))
+                        yield seq.index, generation
+                    elif on_text is not None and seq.reply.safe_length() > seq.shown:
+                        on_text(seq.index, seq.new_text())
         finally:
             slots.clear()
 
-    def _compact(self, running: dict[int, _Sequence], free_ids: list[int]) -> None:
+    def _compact(self, running: dict[int, Sequence], free_ids: list[int]) -> None:
         """Move the highest sequences down into free lower ids until the running ids are 0..n-1.
 
         llama.cpp splits a step whose sequence ids are not one increasing run (each sequence has its own KV
@@ -185,39 +205,38 @@ class BatchGenerator:
             seq.seq_id = target
             running[target] = seq
 
-    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
-        """One llama_decode of (token, position, seq_id, wants_logits) entries."""
+    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, seq_id, wants_logits) rows."""
+        self.session.follow_load()
+        decode_rows(self._ctx, self._batch, rows, f"{self.width} sequences of {self.seq_ctx} tokens")
+
+    def _prefill(self, seq: Sequence) -> tuple[Sequence, int]:
+        """Decode a starting sequence's prompt in calls of its own, in whole row groups (see decode_rows):
+        the same calls whatever else runs, so its cells and first logits never depend on the batch."""
         import llama_cpp
 
-        self.session.follow_load()
-        batch = self._batch
-        for n, (token, position, seq_id, wants_logits) in enumerate(entries):
-            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
-            batch.seq_id[n][0], batch.logits[n] = seq_id, int(wants_logits)
-        batch.n_tokens = len(entries)
-        code = llama_cpp.llama_decode(self._ctx, batch)
-        if code != 0:
-            raise UserError(f"llama.cpp decode failed (code {code}; {self.width} sequences of "
-                            f"{self.seq_ctx} tokens)")
+        total = len(seq.prompt)
+        for start, end in prefill_ranges(0, total, self.session.n_batch):
+            llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, start, -1)
+            self._decode(prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
+            llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, end, -1)  # a short prompt's padding
+        return seq, total - 1 - start
 
-    def _prefill(self, seq: _Sequence) -> tuple[_Sequence, int]:
-        """Decode a starting sequence's prompt in calls of its own: a prompt decoded in one call with
-        other sequences' tokens gets logits that differ from its own prefill (by up to ~0.9 on gemma-3,
-        llama.cpp's uneven per-sequence ubatch split), so its first token would depend on the batch."""
-        size = self.session.n_batch
-        for start in range(0, len(seq.prompt), size):
-            chunk = seq.prompt[start : start + size]
-            self._decode([(token, start + offset, seq.seq_id, start + offset == len(seq.prompt) - 1)
-                          for offset, token in enumerate(chunk)])
-        return seq, len(chunk) - 1
+    def _step(self, sequences: list[Sequence]) -> list[tuple[Sequence, int]]:
+        """One llama_decode of the last sampled token of every running sequence, topped up to whole row
+        groups with one-token pad sequences in the free ids just above the running ones (which are
+        0..n-1, see `_compact`); (sequence, batch index) for each logits row."""
+        import llama_cpp
 
-    def _step(self, sequences: list[_Sequence]) -> list[tuple[_Sequence, int]]:
-        """One llama_decode of the last sampled token of every running sequence; (sequence, batch index)
-        for each logits row."""
-        self._decode([(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences])
+        rows = [(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences]
+        assert [seq.seq_id for seq in sequences] == list(range(len(sequences)))
+        pads = range(len(sequences), step_rows(len(sequences)))
+        self._decode(rows + [(self.session.eos_id, 0, seq_id, False) for seq_id in pads])
+        for seq_id in pads:
+            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
         return [(seq, n) for n, seq in enumerate(sequences)]
 
-    def _choose(self, outputs: list[tuple[_Sequence, int]]) -> list[tuple[_Sequence, int]]:
+    def _choose(self, outputs: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
         """The next token of each sequence that produced logits: rule scores added to its row in place,
         then argmax over all rows at once (greedy) or each sequence's own sampler."""
         import llama_cpp
@@ -232,7 +251,7 @@ class BatchGenerator:
         return [(seq, pick_token(self._ctx, seq.sampler, logits[row], index))
                 for row, (seq, index) in enumerate(outputs)]
 
-    def _release(self, seq: _Sequence) -> None:
+    def _release(self, seq: Sequence) -> None:
         import llama_cpp
 
         llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
@@ -251,22 +270,22 @@ class Slots:
 
         self.generator = generator
         self.free = list(range(generator.width))
-        self.running: dict[int, _Sequence] = {}
+        self.running: dict[int, Sequence] = {}
         llama_cpp.llama_memory_clear(generator._memory, True)
 
-    def start(self, make: Callable[[int], _Sequence]) -> tuple[_Sequence, int]:
+    def start(self, make: Callable[[int], Sequence]) -> tuple[Sequence, int]:
         """Start the sequence `make(seq_id)` in the lowest free slot; (sequence, its first token)."""
         seq = make(heapq.heappop(self.free))
         self.running[seq.seq_id] = seq
         return self.generator._choose([self.generator._prefill(seq)])[0]
 
-    def step(self) -> list[tuple[_Sequence, int]]:
+    def step(self) -> list[tuple[Sequence, int]]:
         """One decode step of every running sequence; (sequence, next token) for each."""
         generator = self.generator
         generator._compact(self.running, self.free)
         return generator._choose(generator._step([self.running[seq_id] for seq_id in sorted(self.running)]))
 
-    def advance(self, seq: _Sequence, token: int, ignore_eos: bool) -> str | None:
+    def advance(self, seq: Sequence, token: int, ignore_eos: bool) -> str | None:
         """Take the sampled token; the finish reason if the reply is over, else None."""
         if not seq.reply.tokens:
             seq.prefill_seconds = time.perf_counter() - seq.started
@@ -278,7 +297,7 @@ class Slots:
             return "stop"
         return "length" if len(seq.reply.tokens) >= seq.max_tokens else None
 
-    def release(self, seq: _Sequence) -> None:
+    def release(self, seq: Sequence) -> None:
         """A finished (or abandoned) sequence gives back its KV cells, sampler and id."""
         del self.running[seq.seq_id]
         self.generator._release(seq)
@@ -293,10 +312,23 @@ class Slots:
         llama_cpp.llama_memory_clear(self.generator._memory, True)
 
 
-def _generation(seq: _Sequence, finish: str) -> Generation:
+def _generation(seq: Sequence, finish: str) -> Generation:
     seq.reply.close()
     return Generation(seq.reply.text, finish, len(seq.reply.tokens), time.perf_counter() - seq.started,
                       seq.reply.tokens, len(seq.prompt), seq.prefill_seconds)
+
+
+_generators: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> its BatchGenerator
+
+
+def batch_generator(session: Session, width: int) -> BatchGenerator:
+    """The session's BatchGenerator with `width` sequences (made once per width; the last one is kept)."""
+    generator = _generators.get(session)
+    if generator is None or generator.width != width:
+        if generator is not None:
+            generator.close()
+        generator = _generators[session] = BatchGenerator(session, width)
+    return generator
 
 
 DEFAULT_PARALLEL = 32  # see default_parallel
@@ -309,19 +341,19 @@ def default_parallel() -> int:
     return DEFAULT_PARALLEL
 
 
-def generate_all(session: Session, conversations: list[list[dict]], parallel: int | None = None, **options
-                 ) -> Iterator[tuple[int, Generation]]:
-    """(index, Generation) for every conversation: one at a time through `Session.generate` when
-    `parallel` is 1, else up to `parallel` at once through a BatchGenerator (in the order they finish).
-    None means `default_parallel()`."""
+def generate_all(session: Session, conversations: list[list[dict]], parallel: int | None = None,
+                 exact: bool = False, **options) -> Iterator[tuple[int, Generation]]:
+    """(index, Generation) for every conversation: up to `parallel` at once through a BatchGenerator (in
+    the order they finish), or one at a time through `Session.generate`'s one-row steps when `parallel`
+    is 1 and not `exact`. None means `default_parallel()`. Any width gives the same replies; the one-row
+    path is faster for a lone prompt but may part from them at a near tie (see decode_rows)."""
     if parallel is None:
         parallel = default_parallel()
     parallel = min(parallel, max(len(conversations), 1))
     if parallel < 1:
         raise UserError(f"--parallel must be at least 1 (got {parallel})")
-    if parallel == 1:
+    if parallel == 1 and not exact:
         for index, messages in enumerate(conversations):
             yield index, session.generate(messages, **options)
         return
-    generator = session.batch_generator(parallel)
-    yield from generator.generate(conversations, **options)
+    yield from batch_generator(session, parallel).generate(conversations, **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .batched import generate_all
+from .batched import batch_generator, generate_all
 from .prompts import recent_turns
 from .rules import RuleConfig
 from .runtime import Generation
@@ -25,10 +25,15 @@ def history_window(rules: RuleConfig | None, history: int | None = None) -> int 
 
 
 def generate_reply(session, messages: list[dict], rules: RuleConfig | None = None, history: int | None = None,
-                   **generate_options) -> Generation:
-    """One assistant reply to a conversation that ends with a user message (single stream, for chat)."""
+                   exact: bool = False, on_text=None, **generate_options) -> Generation:
+    """One assistant reply to a conversation that ends with a user message (single stream, for chat and
+    `generate --prompt`). `exact` decodes it as the batched paths do (whole row groups, see decode_rows),
+    so it is the reply `generate --input` and `serve` give; otherwise llama.cpp's faster one-row steps."""
     window = recent_turns(messages, history_window(rules, history))
-    return session.generate(window, rules=rules, **generate_options)
+    if not exact:
+        return session.generate(window, rules=rules, on_text=on_text, **generate_options)
+    stream = None if on_text is None else (lambda _, piece: on_text(piece))
+    return next(batch_generator(session, 1).generate([window], rules=rules, on_text=stream, **generate_options))[1]
 
 
 def turns_to_answer(messages: list[dict], turns: list[str] | None) -> tuple[list[dict], list[str]]:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .batched import BatchGenerator, Slots, _Sequence
+from .batched import BatchGenerator, Slots, Sequence
 from .errors import UserError
 from .rules import RuleConfig
 from .runtime import ReplyText, SamplingParams, Session
@@ -50,7 +50,6 @@ class Request:
     on_event: Callable[[Event], None]
     stream: bool = True  # report text as it grows; False: only the last event
     cancelled: threading.Event = field(default_factory=threading.Event)
-    sent: int = 0  # characters of the reply already reported
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -137,26 +136,21 @@ class Engine:
         for seq in failed:
             self._finish(seq, "error", "the server is shutting down")
 
-    def _sequence(self, seq_id: int, request: Request) -> _Sequence:
-        seq = _Sequence(0, seq_id, request.prompt, request.max_tokens,
-                        self.session._rule_state(request.rules, request.messages),
+    def _sequence(self, seq_id: int, request: Request) -> Sequence:
+        seq = Sequence(0, seq_id, request.prompt, request.max_tokens,
+                        self.session.rule_state(request.rules, request.messages),
                         self.session.sampler(request.sampling),
                         ReplyText(self.session, self.tags + request.stop), time.perf_counter())
         seq.request = request
         return seq
 
-    def _report(self, seq: _Sequence) -> None:
-        if not seq.request.stream:
-            return
-        visible = seq.reply.safe_length()
-        if visible > seq.request.sent:
-            seq.request.on_event(Event(delta=seq.reply.text[seq.request.sent:visible]))
-            seq.request.sent = visible
+    def _report(self, seq: Sequence) -> None:
+        if seq.request.stream and seq.reply.safe_length() > seq.shown:
+            seq.request.on_event(Event(delta=seq.new_text()))
 
-    def _finish(self, seq: _Sequence, finish: str, error: str | None = None) -> None:
+    def _finish(self, seq: Sequence, finish: str, error: str | None = None) -> None:
         """The last event of a sequence that has left its slot."""
         seq.reply.close()
-        request = seq.request
-        request.on_event(Event(delta=seq.reply.text[request.sent:], finish_reason=finish, text=seq.reply.text,
-                               prompt_tokens=len(seq.prompt), completion_tokens=len(seq.reply.tokens), error=error))
-        request.sent = len(seq.reply.text)
+        seq.request.on_event(Event(delta=seq.new_text(final=True), finish_reason=finish, text=seq.reply.text,
+                                   prompt_tokens=len(seq.prompt), completion_tokens=len(seq.reply.tokens),
+                                   error=error))

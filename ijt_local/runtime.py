@@ -8,7 +8,6 @@ buffer. Plain and PoE decoding therefore share one loop and differ by a single v
 from __future__ import annotations
 
 import codecs
-import collections
 import ctypes
 import os
 import time
@@ -19,44 +18,15 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import UserError
+from .llama_log import capture_llama_logs, clear_llama_log, first_llama_error
 from .models import ResolvedModel, resolve_model
 from .poe import poe_logprob
 from .prompts import ChatTemplate, get_template
 from .rules import RuleConfig, RuleExpert, Vocabulary
+from .decode_rows import prefill_ranges, prompt_rows
+from .vocab_cache import load_vocabulary
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
-
-_log_lines: collections.deque = collections.deque(maxlen=20)
-_log_callback = None
-
-
-def capture_llama_logs() -> None:
-    """Route llama.cpp's log into a buffer (shown with IJT_LOCAL_VERBOSE=1) so that a failed load can
-    be explained in one line instead of a screenful."""
-    global _log_callback
-    import llama_cpp
-
-    if _log_callback is not None:
-        return
-    verbose = bool(os.environ.get("IJT_LOCAL_VERBOSE"))
-
-    @llama_cpp.llama_log_callback
-    def callback(level, text, user_data):
-        line = text.decode("utf-8", errors="replace")
-        if level in (3, 4) and line.strip():  # ggml's WARN and ERROR
-            _log_lines.append(line.strip())
-        if verbose:
-            print(line, end="", file=__import__("sys").stderr)
-
-    _log_callback = callback
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-
-
-def _first_error() -> str:
-    """The first error llama.cpp logged since the log was last cleared: the root cause, usually."""
-    errors = [line for line in _log_lines if "error" in line.lower() or "fail" in line.lower()]
-    return errors[0] if errors else (_log_lines[0] if _log_lines else "")
-
 
 @dataclass
 class SamplingParams:
@@ -122,7 +92,7 @@ class Session:
         self.n_batch = n_batch
         threads_given = threads is not None
         self.threads = threads = threads or default_threads()
-        _log_lines.clear()
+        clear_llama_log()
         try:
             self.llama = llama_cpp.Llama(
                 model_path=str(self.model.path),
@@ -134,7 +104,7 @@ class Session:
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            detail = _first_error() or str(exc)
+            detail = first_llama_error() or str(exc)
             raise UserError(f"{self.model.path}: llama.cpp cannot load this model ({detail})") from None
         self._ctx = self.llama._ctx.ctx
         self._vocab = self.llama._model.vocab
@@ -148,9 +118,13 @@ class Session:
         self.apply_adapters(self._ctx)
         self._piece_buffer = ctypes.create_string_buffer(64)
         self._kv_tokens: list[int] = []  # what the KV cache holds, for prefix reuse across turns
+        self._kv_prefilled = 0  # how many of them prompt calls wrote (the rest: decode steps)
+        self._rows_batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.llama._stack.callback(llama_cpp.llama_batch_free, self._rows_batch)
         self._vocabulary: Vocabulary | None = None
         self._experts: dict[int, RuleExpert] = {}
-        self._batch_generator = None
+        self._on_threads: list[Callable[[int], None]] = []  # other contexts over this model
+        self._on_close: list[Callable[[], None]] = []
         self._threads_given = threads_given
         self._threads_checked = time.monotonic()
 
@@ -169,8 +143,14 @@ class Session:
             return
         self.threads = threads
         llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
-        if self._batch_generator is not None:
-            self._batch_generator.set_threads(threads)
+        for follow in self._on_threads:
+            follow(threads)
+
+    def add_context_hooks(self, on_threads: Callable[[int], None], on_close: Callable[[], None]) -> None:
+        """Another llama.cpp context over this session's model (a BatchGenerator's) follows its thread
+        count and is closed with it."""
+        self._on_threads.append(on_threads)
+        self._on_close.append(on_close)
 
     def apply_adapters(self, ctx) -> None:
         """Apply this session's LoRA adapters to a llama.cpp context (the session's own, or a batch one)."""
@@ -188,10 +168,10 @@ class Session:
 
         if not path.is_file():
             raise UserError(f"{path}: no such adapter file")
-        _log_lines.clear()
+        clear_llama_log()
         handle = llama_cpp.llama_adapter_lora_init(self.llama._model.model, str(path).encode())
         if not handle:
-            detail = _first_error()
+            detail = first_llama_error()
             raise UserError(f"{path}: llama.cpp cannot load this LoRA adapter for {self.model.name}"
                             + (f" ({detail})" if detail else ""))
         self._adapters.append((handle, scale))
@@ -221,10 +201,12 @@ class Session:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def vocabulary(self) -> Vocabulary:
-        """The text of each token id (built once per session; ~1 s for a 262k vocabulary)."""
+        """The text of each token id: read from llama.cpp once per model file (~1 s for a 262k vocabulary),
+        then from the on-disk cache (`vocab_cache`)."""
         if self._vocabulary is None:
-            pieces = [self.token_bytes(i).decode("utf-8", errors="replace") for i in range(self.n_vocab)]
-            self._vocabulary = Vocabulary(pieces, self.eos_id)
+            self._vocabulary = load_vocabulary(
+                self.model.path, self.n_vocab, self.eos_id,
+                lambda: [self.token_bytes(i).decode("utf-8", errors="replace") for i in range(self.n_vocab)])
         return self._vocabulary
 
     def rule_expert(self, config: RuleConfig) -> RuleExpert:
@@ -238,7 +220,7 @@ class Session:
     def forget_rules(self, config: RuleConfig) -> None:
         self._experts.pop(id(config), None)
 
-    def _rule_state(self, rules: RuleConfig | None, messages: list[dict] | None):
+    def rule_state(self, rules: RuleConfig | None, messages: list[dict] | None):
         """A fresh rule state for a reply to `messages`: the last user turn seeds the diversity rule, and the
         assistant replies before it the conversation's earlier-replies score (when the config sets one)."""
         if rules is None:
@@ -282,37 +264,40 @@ class Session:
             if rc != 0:
                 raise UserError(f"llama.cpp decode failed (code {rc}; context {self.n_ctx} tokens)")
 
+    def _decode_rows(self, rows: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, seq_id, wants_logits) rows."""
+        self.follow_load()
+        decode_rows(self._ctx, self._rows_batch, rows, f"context {self.n_ctx} tokens")
+
     def _logits_view(self, index: int = -1) -> np.ndarray:
         import llama_cpp
 
         pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
-    def _prefill(self, tokens: list[int], any_prefix: bool = False) -> None:
-        """Bring the KV cache to `tokens`. When they continue what the cache holds (the next turn of a
-        chat), only the new tokens are decoded; otherwise the prompt is decoded from scratch, so that
-        the same prompt and seed always give the same text. With `any_prefix`, whatever prefix the cache
-        shares with `tokens` is kept and only the rest decoded: the last logits then differ slightly from a
-        fresh prefill's (judge preferences by up to 0.009, scripts/bench_judge.py), which scoring can
-        afford and generation (exact replay) cannot."""
+    def _prefill(self, tokens: list[int]) -> None:
+        """Bring the KV cache to `tokens`, reusing whatever prefix it shares with them that earlier prompt
+        calls wrote (a chat's earlier turns, a judge's other order). Every call carries whole row groups
+        (`decode_rows.prefill_ranges`), so the cells and the last logits are the same as a fresh prefill's;
+        cells written by decode steps (an earlier reply) are decoded again, since attention over one
+        query row differs from attention over many (see decode_rows)."""
         import llama_cpp
 
-        cached = self._kv_tokens
-        if 0 < len(cached) < len(tokens) and tokens[: len(cached)] == cached:
-            self._decode(tokens[len(cached):], n_past=len(cached))
-            self._kv_tokens = list(tokens)
-            return
-        shared = _shared_prefix(cached, tokens) if any_prefix else 0
-        shared = min(shared, len(tokens) - 1)  # the last token is decoded again for its logits
+        shared = _shared_prefix(self._kv_tokens[: self._kv_prefilled], tokens)
+        ranges = prefill_ranges(shared, len(tokens), self.n_batch)
+        first = ranges[0][0]
         # A sliding-window cache that has dropped early cells (pos_min > 0) may lack cells the kept
         # prefix's window needs; decode from scratch then (llama.cpp's server checks the same).
-        if (shared > 0 and llama_cpp.llama_memory_seq_rm(self._memory, 0, shared, -1)
+        if not (first > 0 and llama_cpp.llama_memory_seq_rm(self._memory, 0, first, -1)
                 and llama_cpp.llama_memory_seq_pos_min(self._memory, 0) <= 0):
-            self._decode(tokens[shared:], n_past=shared)
-        else:  # nothing shared, a cache that cannot drop a suffix, or one missing early cells
             llama_cpp.llama_memory_clear(self._memory, True)
-            self._decode(tokens, n_past=0)
-        self._kv_tokens = list(tokens)
+            ranges = prefill_ranges(0, len(tokens), self.n_batch)
+        self._kv_tokens, self._kv_prefilled = [], 0
+        for start, end in ranges:
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, start, -1)
+            self._decode_rows(prompt_rows(tokens, start, end, 0, logits_last=end == len(tokens)))
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, end, -1)  # the padding of a short prompt
+        self._kv_tokens, self._kv_prefilled = list(tokens), len(tokens)
 
     def sampler(self, sampling: SamplingParams):
         """A llama.cpp sampler chain for `sampling`, or None for greedy (an argmax over the logits row, the
@@ -350,7 +335,7 @@ class Session:
         if prompt_tokens is None:
             prompt_tokens = self.prompt_tokens(messages)
         max_tokens = self.reply_budget(len(prompt_tokens), max_tokens)
-        state = self._rule_state(rules, messages)
+        state = self.rule_state(rules, messages)
         reply = ReplyText(self, self.template.role_tags if stop_at_role_tags else ())
         sampler = self.sampler(sampling)
         shown, finish = 0, "length"
@@ -402,7 +387,7 @@ class Session:
         import llama_cpp
 
         llama_cpp.llama_memory_clear(self._memory, True)
-        self._kv_tokens = []
+        self._kv_tokens, self._kv_prefilled = [], 0
         out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
@@ -415,10 +400,12 @@ class Session:
     def next_token_logprobs(self, tokens: list[int], reuse_prefix: bool = True) -> np.ndarray:
         """log p(next token | tokens) over the whole vocabulary (float64): one prefill, nothing sampled;
         a prefix shared with the previous call is not decoded again (a judge's two orders share the
-        instructions and the question)."""
+        instructions and the question), which gives the same numbers as decoding it again."""
         if not tokens or len(tokens) >= self.n_ctx:
             raise UserError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
-        self._prefill(tokens, any_prefix=reuse_prefix)
+        if not reuse_prefix:
+            self._kv_prefilled = 0
+        self._prefill(tokens)
         logits = self._logits_view().astype(np.float64)
         top = logits.max()
         return logits - (top + np.log(np.exp(logits - top).sum()))
@@ -433,9 +420,9 @@ class Session:
         if not response_tokens:
             return ResponseScore(0.0, 0)
         tokens = (prompt + response_tokens)[: self.n_ctx]
-        state = self._rule_state(rules, messages)
+        state = self.rule_state(rules, messages)
         llama_cpp.llama_memory_clear(self._memory, True)
-        self._kv_tokens = []
+        self._kv_tokens, self._kv_prefilled = [], 0
         total, n = 0.0, 0
         first = len(prompt) - 1  # the position whose logits predict the first response token
         for start in range(0, len(tokens), self.n_batch):
@@ -454,20 +441,10 @@ class Session:
         llama_cpp.llama_memory_clear(self._memory, True)
         return ResponseScore(total, n)
 
-    def batch_generator(self, width: int):
-        """A BatchGenerator with `width` sequences over this model (made once per width)."""
-        from .batched import BatchGenerator
-
-        if self._batch_generator is None or self._batch_generator.width != width:
-            if self._batch_generator is not None:
-                self._batch_generator.close()
-            self._batch_generator = BatchGenerator(self, width)
-        return self._batch_generator
-
     def close(self) -> None:
-        if self._batch_generator is not None:
-            self._batch_generator.close()
-            self._batch_generator = None
+        for close in reversed(self._on_close):
+            close()
+        self._on_close.clear()
         self.llama.close()
 
 
@@ -524,6 +501,19 @@ def pick_token(ctx, sampler, logits: np.ndarray, index: int) -> int:
     if sampler is None:
         return int(np.argmax(logits))
     return llama_cpp.llama_sampler_sample(sampler, ctx, index)
+
+
+def decode_rows(ctx, batch, rows: list[tuple[int, int, int, bool]], where: str) -> None:
+    """One llama_decode of (token, position, seq_id, wants_logits) rows through a raw llama_batch."""
+    import llama_cpp
+
+    for n, (token, position, seq_id, wants_logits) in enumerate(rows):
+        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
+        batch.seq_id[n][0], batch.logits[n] = seq_id, int(wants_logits)
+    batch.n_tokens = len(rows)
+    code = llama_cpp.llama_decode(ctx, batch)
+    if code != 0:
+        raise UserError(f"llama.cpp decode failed (code {code}; {where})")
 
 
 def free_sampler(sampler) -> None:

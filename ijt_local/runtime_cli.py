@@ -46,6 +46,12 @@ def model_options(function):
     return function
 
 
+exact_option = click.option(
+    "--batch-invariant", "exact", is_flag=True,
+    help="Decode a lone reply the way batched decoding does (steps of 8 rows), so it is the reply "
+         "`generate --input` and `serve` give; slower. Default: llama.cpp's faster one-row steps.")
+
+
 def _check_parallel(ctx, param, value):
     if value is not None and value < 1:
         raise UserError(f"--parallel must be at least 1 (got {value})")
@@ -106,7 +112,8 @@ def models():
 @model_options
 @click.option("--independent", is_flag=True,
               help="Each input line is a fresh one-turn conversation (for a file of unrelated questions).")
-def chat(independent, **opts):
+@exact_option
+def chat(independent, exact, **opts):
     """Chat with a model in the terminal (streaming; /reset, /quit, Ctrl-D).
 
     Input lines are the user's messages in one conversation, typed or piped alike: each reply sees the
@@ -135,7 +142,7 @@ def chat(independent, **opts):
                 click.echo("(history cleared)", err=True)
                 continue
         history.append({"role": "user", "content": text})
-        generation = generate_reply(session, history, rules, opts["history"], max_tokens=opts["max_tokens"],
+        generation = generate_reply(session, history, rules, opts["history"], exact, max_tokens=opts["max_tokens"],
                                     sampling=sampling, on_text=lambda piece: click.echo(piece, nl=False))
         click.echo()
         history.append({"role": "assistant", "content": generation.text})
@@ -151,20 +158,24 @@ def chat(independent, **opts):
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="JSONL to append results to; rows already there are skipped (resume).")
 @parallel_option
-def generate(prompt, input_path, output_path, parallel, **opts):
+@exact_option
+def generate(prompt, input_path, output_path, parallel, exact, **opts):
     """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
     if (prompt is None) == (input_path is None):
         raise UserError("give either --prompt TEXT or --input F.jsonl --output F.jsonl")
     if input_path is not None and output_path is None:
         raise UserError("--input needs --output")
     if prompt is not None:
+        from .conversation import generate_reply
+
         session, rules, sampling, _ = open_session(opts)
-        session.generate([{"role": "user", "content": prompt}], opts["max_tokens"], sampling, rules,
-                         on_text=lambda piece: click.echo(piece, nl=False))
+        generate_reply(session, [{"role": "user", "content": prompt}], rules, None, exact,
+                       max_tokens=opts["max_tokens"], sampling=sampling,
+                       on_text=lambda piece: click.echo(piece, nl=False))
         click.echo()
         return
     rows = load_instructions(input_path)
-    _generate_file(rows, Path(output_path), opts, parallel)
+    _generate_file(rows, Path(output_path), opts, parallel, exact)
 
 
 def load_instructions(path) -> list[tuple[str, list[dict], list[str] | None]]:
@@ -197,7 +208,7 @@ def _row_key(instruction, turns) -> tuple:
     return instruction, tuple(turns) if turns else None
 
 
-def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) -> None:
+def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, exact: bool = False) -> None:
     """Append a row per instruction as each reply finishes (any order when decoding in parallel, so an
     interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
@@ -220,8 +231,8 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None) ->
     stops = tokens = 0
     started = time.perf_counter()
     prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]
-    replies = answer_turns(session, prompts, rules, opts["history"], parallel, max_tokens=opts["max_tokens"],
-                           sampling=sampling)
+    replies = answer_turns(session, prompts, rules, opts["history"], parallel, exact=exact,
+                           max_tokens=opts["max_tokens"], sampling=sampling)
     with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:
         for written, (index, generations) in enumerate(bar, 1):  # bar.n lags inside a fast loop
             instruction, _, turns = todo[index]

@@ -10,19 +10,24 @@ Two measurements, side by side in one process on one loaded model:
          of its own), then `--steps` greedy steps of one token per sequence (EOS ignored). `plain` is a bare
          llama_decode + argmax loop with no project code; `ours` is the BatchGenerator with the rule
          expert on. Their ratio is what the rule hook and per-row Python work cost.
+  unpadded  the `run` PoE measurement again with the row-group padding switched off (steps carry only
+         their running sequences, prompts go in n_batch pieces from position 0): what batch invariance
+         (ijt_local/decode_rows.py) costs, side by side.
 The last line is one JSON object; per-width details go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 
 import numpy as np
 
-from ijt_local.batched import generate_all
+from ijt_local import batched
+from ijt_local.batched import batch_generator, generate_all
 from ijt_local.jsonl import read_jsonl
 from ijt_local.rules import load_rules
 from ijt_local.runtime import Session
@@ -38,11 +43,23 @@ def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rule
     return tokens / (time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def unpadded():
+    """The batched generator without decode_rows' padding: today's rows, yesterday's kernels regimes."""
+    saved = batched.step_rows, batched.prefill_ranges
+    batched.step_rows = lambda n: n
+    batched.prefill_ranges = lambda cached, total, n_batch: [(s, min(s + n_batch, total)) for s in range(0, total, n_batch)]
+    try:
+        yield
+    finally:
+        batched.step_rows, batched.prefill_ranges = saved
+
+
 def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: int) -> tuple[float, float]:
     """(prefill seconds, decode seconds) of a bare multi-sequence greedy loop in the batch context."""
     import llama_cpp
 
-    generator = session.batch_generator(len(prompts))
+    generator = batch_generator(session, len(prompts))
     generator.fit(max(len(p) for p in prompts) + steps + 1)
     ctx, batch = generator._ctx, generator._batch
     llama_cpp.llama_memory_clear(generator._memory, True)
@@ -94,12 +111,15 @@ def main() -> None:
     session.rule_expert(rules)  # resolve the vocabulary outside the timed region
     generate_all(session, conversations[:2], 2, max_tokens=4)  # warm-up: page in the weights
 
-    run = {"plain": {}, "poe": {}}
+    run = {"plain": {}, "poe": {}, "poe_unpadded": {}}
     for width in widths:
         for name, rule_config in (("plain", None), ("poe", rules)):
             run[name][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rule_config), 1)
-        print(f"run width {width}: plain {run['plain'][width]} tok/s, poe {run['poe'][width]} tok/s",
-              file=sys.stderr, flush=True)
+        if width > 1:
+            with unpadded():
+                run["poe_unpadded"][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rules), 1)
+        print(f"run width {width}: plain {run['plain'][width]} tok/s, poe {run['poe'][width]} tok/s, poe "
+              f"unpadded {run['poe_unpadded'].get(width)} tok/s", file=sys.stderr, flush=True)
 
     limit = {}
     for width in widths:
@@ -120,6 +140,8 @@ def main() -> None:
         "model": args.model, "prompts": len(conversations), "max_tokens": args.max_tokens,
         "threads": session.threads, "single_tok_s": single, "best_width": best, "best_tok_s": run["poe"][best],
         "speedup": round(run["poe"][best] / single, 2) if single else None,
+        "speedup_by_width": {w: round(run["poe"][w] / single, 2) for w in widths} if single else None,
+        "padding_cost": {w: round(run["poe"][w] / run["poe_unpadded"][w], 3) for w in run["poe_unpadded"]},
         "run_tok_s": run, "limit_steps": args.steps, "limit": limit,
     }))
 

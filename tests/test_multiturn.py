@@ -187,10 +187,10 @@ def test_session_seeds_earlier_replies_of_the_window(smollm_session, tmp_path):
     tokens = smollm_session.tokenize(reply, special=False)
     messages = [{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": reply},
                 {"role": "user", "content": "Name a color."}]
-    assert (smollm_session._rule_state(rules, messages).scores()[tokens] == -2.0).all()
-    assert (smollm_session._rule_state(rules, messages[2:]).scores()[tokens] == 0.0).all()
+    assert (smollm_session.rule_state(rules, messages).scores()[tokens] == -2.0).all()
+    assert (smollm_session.rule_state(rules, messages[2:]).scores()[tokens] == 0.0).all()
     exact = load_rules("diversity", config, paper_exact=True)
-    assert (smollm_session._rule_state(exact, messages).scores()[tokens] == 0.0).all()
+    assert (smollm_session.rule_state(exact, messages).scores()[tokens] == 0.0).all()
 
 
 # ---- the real embedded models ------------------------------------------------------------------------

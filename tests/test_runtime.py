@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ijt_local.batched import batch_generator
 from ijt_local.rules import load_rules
 from ijt_local.runtime import SamplingParams, _partial_tag_suffix
 
@@ -172,17 +173,17 @@ def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_give
     following, fixed = Session("smollm2-135m-instruct", n_ctx=512), Session("smollm2-135m-instruct", n_ctx=512, threads=1)
     try:
         for session in (following, fixed):  # both contexts live before the load changes
-            list(session.batch_generator(2).generate([ask("Hi."), ask("Bye.")], max_tokens=2))
+            list(batch_generator(session, 2).generate([ask("Hi."), ask("Bye.")], max_tokens=2))
         free = 2 if following.threads == 1 else 1  # whatever it started with, the load now says otherwise
         monkeypatch.setattr(runtime, "default_threads", lambda: free)
         for session in (following, fixed):
             session.generate(ask("Name a colour."), max_tokens=2)
         assert following.threads == free
         assert llama_cpp.llama_n_threads(following._ctx) == free
-        assert llama_cpp.llama_n_threads(following.batch_generator(2)._ctx) == free
+        assert llama_cpp.llama_n_threads(batch_generator(following, 2)._ctx) == free
         assert fixed.threads == 1
         assert llama_cpp.llama_n_threads(fixed._ctx) == 1
-        assert llama_cpp.llama_n_threads(fixed.batch_generator(2)._ctx) == 1
+        assert llama_cpp.llama_n_threads(batch_generator(fixed, 2)._ctx) == 1
     finally:
         following.close()
         fixed.close()

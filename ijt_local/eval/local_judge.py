@@ -40,7 +40,7 @@ def gguf_chat_template(path: Path) -> str:
     without one is not instruction-tuned and cannot be a judge."""
     import llama_cpp
 
-    from ..runtime import capture_llama_logs
+    from ..llama_log import capture_llama_logs
 
     capture_llama_logs()
     try:

@@ -1,0 +1,92 @@
+"""One prompt, one reply: a reply depends on the model, rules, messages, sampling and seed, never on the
+batch width, its neighbours, their order, refills, or how its prompt reached the KV cache (decode_rows).
+On gemma-3-270m Q4_K_M, llama.cpp's CPU kernels give different logits for 1-3, 4-7 and 8+ rows a call,
+and near-ties in its greedy text show it within a few dozen tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ijt_local.batched import generate_all
+from ijt_local.conversation import generate_reply
+from ijt_local.decode_rows import MIN_ROWS, ROW_GROUP, prefill_ranges, step_rows
+from ijt_local.rules import load_rules
+from ijt_local.runtime import SamplingParams, Session
+from test_runtime import ask, val_instructions
+
+
+def texts(session, conversations, width, **options):
+    replies = dict(generate_all(session, conversations, width, **options))
+    return [replies[i].tokens for i in range(len(conversations))]
+
+
+@pytest.mark.parametrize("sampling", [None, SamplingParams(temperature=0.8, top_p=0.95, seed=11)],
+                         ids=["greedy", "seeded"])
+def test_same_reply_at_any_width_and_in_any_order(gemma_session, sampling):
+    conversations = [ask(text) for text in val_instructions(7)]
+    options = dict(max_tokens=48, rules=load_rules(), sampling=sampling)
+    narrow = texts(gemma_session, conversations, 2, **options)  # 2 rows a step, topped up to 8
+    wide = texts(gemma_session, conversations, 7, **options)  # 7 rows, topped up to 8, then draining
+    reordered = texts(gemma_session, conversations[::-1], 5, **options)[::-1]  # other neighbours, refills
+    assert wide == narrow
+    assert reordered == narrow
+
+
+def test_a_lone_exact_reply_is_the_batched_reply(gemma_session):
+    conversations = [ask(text) for text in val_instructions(3)]
+    rules = load_rules()
+    batched = texts(gemma_session, conversations, 3, max_tokens=48, rules=rules)
+    one_at_a_time = texts(gemma_session, conversations, 1, exact=True, max_tokens=48, rules=rules)
+    streamed = []
+    chat = generate_reply(gemma_session, conversations[0], rules, exact=True, max_tokens=48,
+                          on_text=streamed.append)
+    assert one_at_a_time == batched
+    assert chat.tokens == batched[0] and "".join(streamed) == chat.text
+
+
+def test_a_judge_prompt_gives_the_same_numbers_with_or_without_a_reused_prefix(gemma_session):
+    shared = "<|user|>\nWhich reply is better? Question: why is the sky blue?\n"
+    first = gemma_session.tokenize(shared + "Reply A: scattering.\nReply B: the sea.\n<|assistant|>\n")
+    second = gemma_session.tokenize(shared + "Reply A: the sea.\nReply B: scattering.\n<|assistant|>\n")
+    gemma_session.next_token_logprobs(first)
+    reused = gemma_session.next_token_logprobs(second)  # keeps the shared prefix's cells
+    fresh = gemma_session.next_token_logprobs(second, reuse_prefix=False)
+    assert np.array_equal(reused, fresh)
+
+
+def test_a_prompt_gives_the_same_logits_however_it_is_cut_into_calls():
+    tokens_per_call = []
+    for n_batch in (512, 12):  # one call, or calls of 12 tokens with an overlapping last one
+        session = Session("default", n_ctx=512, n_batch=n_batch)
+        tokens = session.prompt_tokens(ask(" ".join(val_instructions(3))))
+        tokens_per_call.append(session.next_token_logprobs(tokens, reuse_prefix=False))
+        session.close()
+    assert len(tokens) > 40
+    assert np.array_equal(*tokens_per_call)
+
+
+def test_a_conversation_turn_is_the_same_with_or_without_the_cache_of_earlier_turns(gemma_session):
+    rules = load_rules()
+    first = ask("Name a large city in Japan.")
+    reply = gemma_session.generate(first, max_tokens=24, rules=rules)
+    follow_up = first + [{"role": "assistant", "content": reply.text},
+                         {"role": "user", "content": "What is it famous for?"}]
+    continued = gemma_session.generate(follow_up, max_tokens=40, rules=rules)  # the cache holds turn 1
+    gemma_session.next_token_logprobs(gemma_session.tokenize("Unrelated text to evict the cache."))
+    fresh = gemma_session.generate(follow_up, max_tokens=40, rules=rules)
+    assert continued.tokens == fresh.tokens
+
+
+def test_every_call_is_whole_row_groups():
+    assert [step_rows(n) for n in (1, 3, 7, 8, 9, 12, 13, 32)] == [8, 8, 8, 8, 12, 12, 16, 32]
+    for cached in range(0, 40, 3):
+        for total in range(MIN_ROWS, 1100, 7):
+            ranges = prefill_ranges(min(cached, total), total, 512)
+            assert ranges[-1][1] == total and ranges[0][0] <= cached
+            assert all((end - start) % ROW_GROUP == 0 and MIN_ROWS <= end - start <= 512 for start, end in ranges)
+            filled = ranges[0][0]  # the caller keeps the cells before the first range
+            for start, end in ranges:
+                assert start <= filled  # no gap: a range may go back over decoded tokens, never skip one
+                filled = end
+    assert prefill_ranges(0, 5, 512) == [(0, 5)]  # padded to 8 rows by the caller
