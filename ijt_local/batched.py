@@ -25,7 +25,7 @@ import collections
 import heapq
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -34,9 +34,11 @@ from .errors import UserError
 from .rules import RuleConfig, RuleState
 from .decode_rows import prefill_ranges, prompt_rows, step_rows
 from .runtime import Generation, ReplyText, SamplingParams, Session, decode_rows, free_sampler, pick_token
+from .token_logprobs import TokenChoice, observe
 
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
+PROMPT_SCORE_ROWS = 64  # rows per call when every prompt row's logits are wanted (see prompt_logprobs)
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Sequence:
     prefill_seconds: float = 0.0
     request: object = None  # the server's request this sequence answers (ijt_local/engine.py)
     shown: int = 0  # characters of the reply already handed out by `new_text`
+    logprobs: int | None = None  # top-k of the logprobs to keep per token; None = none asked
+    choices: list[TokenChoice] = field(default_factory=list)  # one per chosen token, when logprobs asked
 
     @property
     def position(self) -> int:
@@ -243,13 +247,41 @@ class BatchGenerator:
 
         pointer = llama_cpp.llama_get_logits(self._ctx)
         logits = np.ctypeslib.as_array(pointer, shape=(len(outputs), self.session.n_vocab))
+        asked = {row: logits[row].copy() if seq.state is not None else None  # the base row, before the rules
+                 for row, (seq, _) in enumerate(outputs) if seq.logprobs is not None}
         for row, (seq, _) in enumerate(outputs):
             if seq.state is not None:
                 seq.state.apply(logits[row])
         if all(seq.sampler is None for seq, _ in outputs):
-            return [(seq, int(token)) for (seq, _), token in zip(outputs, logits.argmax(axis=1))]
-        return [(seq, pick_token(self._ctx, seq.sampler, logits[row], index))
-                for row, (seq, index) in enumerate(outputs)]
+            chosen = [(seq, int(token)) for (seq, _), token in zip(outputs, logits.argmax(axis=1))]
+        else:
+            chosen = [(seq, pick_token(self._ctx, seq.sampler, logits[row], index))
+                      for row, (seq, index) in enumerate(outputs)]
+        for row, base in asked.items():
+            seq, token = chosen[row]
+            seq.choices.append(observe(base, logits[row], token, seq.logprobs))
+        return chosen
+
+    def prompt_logprobs(self, seq_id: int, tokens: list[int], top: int) -> list[TokenChoice | None]:
+        """The base model's logprob of every prompt token after the first (None for the first), from calls
+        of whole row groups with logits on every row (at most PROMPT_SCORE_ROWS rows, bounding llama.cpp's
+        output buffer to that many vocabulary rows). Leaves sequence `seq_id` empty: the reply's prefill
+        follows as for any request, so asking for these never changes the reply."""
+        import llama_cpp
+
+        scored: list[TokenChoice | None] = [None] * len(tokens)
+        for start, end in prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
+            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, start, -1)
+            rows = [(token, position, seq, position < end)
+                    for token, position, seq, _ in prompt_rows(tokens, start, end, seq_id, logits_last=False)]
+            self._decode(rows)
+            pointer = llama_cpp.llama_get_logits(self._ctx)
+            logits = np.ctypeslib.as_array(pointer, shape=(end - start, self.session.n_vocab))
+            for row, position in enumerate(range(start, end)):
+                if position + 1 < len(tokens) and scored[position + 1] is None:
+                    scored[position + 1] = observe(None, logits[row], tokens[position + 1], top)
+        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+        return scored
 
     def _release(self, seq: Sequence) -> None:
         import llama_cpp

@@ -27,6 +27,7 @@ from .batched import BatchGenerator, Slots, Sequence
 from .errors import UserError
 from .rules import RuleConfig
 from .runtime import ReplyText, SamplingParams, Session
+from .token_logprobs import TokenChoice
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Event:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    choices: list[TokenChoice] = field(default_factory=list)  # logprobs of the tokens since the last event
+    prompt_choices: list[TokenChoice | None] | None = None  # on the first event, when prompt logprobs asked
 
 
 @dataclass
@@ -49,7 +52,12 @@ class Request:
     stop: tuple[str, ...]
     on_event: Callable[[Event], None]
     stream: bool = True  # report text as it grows; False: only the last event
+    logprobs: int | None = None  # top-k per generated token; None = no logprobs
+    prompt_logprobs: int | None = None  # top-k per prompt token (echo); None = none
+    tags: tuple[str, ...] | None = None  # role tags that end the reply; None = the template's
     cancelled: threading.Event = field(default_factory=threading.Event)
+    choices_sent: int = 0
+    prompt_scores: list[TokenChoice | None] | None = None
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -73,17 +81,36 @@ class Engine:
 
     def submit(self, messages: list[dict], on_event: Callable[[Event], None], max_tokens: int | None = None,
                sampling: SamplingParams | None = None, rules: RuleConfig | None = None,
-               stop: tuple[str, ...] = (), stream: bool = True) -> Request:
+               stop: tuple[str, ...] = (), stream: bool = True, logprobs: int | None = None) -> Request:
         """Queue a reply to `messages`. Raises UserError (before queueing) when the prompt and the reply
-        budget do not fit a sequence's context. `max_tokens` None = all the room left."""
-        prompt = self.session.prompt_tokens(messages)
+        budget do not fit a sequence's context. `max_tokens` None = all the room left; `logprobs` = top-k
+        of each reply token's logprobs (0: the chosen token's only) reported with the text."""
+        return self._queue(self.session.prompt_tokens(messages), messages, on_event, max_tokens, sampling,
+                           rules, stop, stream, logprobs=logprobs)
+
+    def submit_text(self, text: str, on_event: Callable[[Event], None], max_tokens: int | None = None,
+                    sampling: SamplingParams | None = None, rules: RuleConfig | None = None,
+                    stop: tuple[str, ...] = (), stream: bool = True, logprobs: int | None = None,
+                    prompt_logprobs: int | None = None) -> Request:
+        """Queue a continuation of raw text (no chat template, no role tags ending it); the rule expert's
+        diversity rule is seeded with the text. `prompt_logprobs`: also the base model's logprobs of the
+        prompt's tokens (top-k), on the first event."""
+        session = self.session
+        prompt = session.tokenize(text, add_bos=session._adds_bos())
+        if not prompt:
+            raise UserError("the prompt is empty")
+        return self._queue(prompt, [{"role": "user", "content": text}], on_event, max_tokens, sampling, rules,
+                           stop, stream, logprobs=logprobs, prompt_logprobs=prompt_logprobs, tags=())
+
+    def _queue(self, prompt: list[int], messages: list[dict], on_event, max_tokens, sampling, rules, stop,
+               stream, **options) -> Request:
         room = self.seq_ctx - len(prompt) - 1
         if room < 1 or (max_tokens is not None and max_tokens > room):
             asked = f"{max_tokens} reply tokens" if max_tokens is not None else "any reply"
             raise UserError(f"the prompt has {len(prompt)} tokens; with {asked} it does not fit the "
                             f"{self.seq_ctx}-token context of a sequence (serve --ctx)")
         request = Request(messages, prompt, max_tokens or room, sampling or SamplingParams(), rules,
-                          tuple(stop), on_event, stream)
+                          tuple(stop), on_event, stream, **options)
         with self._wake:
             self._incoming.append(request)
             self._wake.notify()
@@ -137,20 +164,40 @@ class Engine:
             self._finish(seq, "error", "the server is shutting down")
 
     def _sequence(self, seq_id: int, request: Request) -> Sequence:
+        tags = self.tags if request.tags is None else request.tags
+        if request.prompt_logprobs is not None:
+            request.prompt_scores = self.generator.prompt_logprobs(seq_id, request.prompt, request.prompt_logprobs)
         seq = Sequence(0, seq_id, request.prompt, request.max_tokens,
-                        self.session.rule_state(request.rules, request.messages),
-                        self.session.sampler(request.sampling),
-                        ReplyText(self.session, self.tags + request.stop), time.perf_counter())
+                       self.session.rule_state(request.rules, request.messages),
+                       self.session.sampler(request.sampling),
+                       ReplyText(self.session, tags + request.stop), time.perf_counter(),
+                       logprobs=request.logprobs)
         seq.request = request
         return seq
 
     def _report(self, seq: Sequence) -> None:
         if seq.request.stream and seq.reply.safe_length() > seq.shown:
-            seq.request.on_event(Event(delta=seq.new_text()))
+            seq.request.on_event(Event(delta=seq.new_text(), choices=self._new_choices(seq),
+                                       prompt_choices=self._prompt_choices(seq.request)))
 
     def _finish(self, seq: Sequence, finish: str, error: str | None = None) -> None:
         """The last event of a sequence that has left its slot."""
         seq.reply.close()
-        seq.request.on_event(Event(delta=seq.new_text(final=True), finish_reason=finish, text=seq.reply.text,
+        request = seq.request
+        request.on_event(Event(delta=seq.new_text(final=True), finish_reason=finish, text=seq.reply.text,
                                    prompt_tokens=len(seq.prompt), completion_tokens=len(seq.reply.tokens),
-                                   error=error))
+                                   error=error, choices=self._new_choices(seq),
+                                   prompt_choices=self._prompt_choices(request)))
+
+    @staticmethod
+    def _new_choices(seq: Sequence) -> list[TokenChoice]:
+        """The logprobs of reply tokens not reported yet (never the end-of-text token that ended it)."""
+        request = seq.request
+        new = seq.choices[request.choices_sent:len(seq.reply.tokens)]
+        request.choices_sent += len(new)
+        return new
+
+    @staticmethod
+    def _prompt_choices(request: Request) -> list[TokenChoice | None] | None:
+        scores, request.prompt_scores = request.prompt_scores, None  # handed out once, on the first event
+        return scores

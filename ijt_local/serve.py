@@ -3,11 +3,14 @@
     ijt-local serve --model default+poe                       # http://127.0.0.1:8000/v1
     ijt-local serve --model poe=default+poe --model tuned=default+poetry-lora.gguf@0.5 --parallel 8
 
-Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (streamed as server-sent events with
-"stream": true). Each model has one Engine (ijt_local/engine.py): concurrent requests for it are decoded
-together in one llama.cpp batch. The rule expert runs per request exactly as in `chat`, its state seeded
+Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions and POST /v1/completions (raw text, no
+chat template; `echo`, legacy `logprobs`), both streamed as server-sent events with "stream": true.
+Each model has one Engine (ijt_local/engine.py): concurrent requests for it are decoded together in one
+llama.cpp batch. The rule expert runs per request exactly as in `chat`, its state seeded
 from that request's messages. Beyond OpenAI's fields a request may send `"ijt_rules"`: "off" (the model
 alone), or rule names such as "eos,uniform" (an ablation); without it a `+poe` model uses its spec's rules.
+Logprobs are OpenAI's, over the product of experts, with the base model's beside them when rules ran
+(`ijt_base_logprobs`, see ijt_local/serve_logprobs.py).
 
 FastAPI validates the body; every refusal is an OpenAI-style {"error": {...}} with a 4xx status.
 """
@@ -27,6 +30,8 @@ from .engine import Engine, Event
 from .errors import UserError
 from .rules import RuleConfig, load_rules
 from .runtime import SamplingParams
+from .serve_logprobs import base_logprobs, chat_logprobs, completion_logprobs, prompt_choices
+from .token_logprobs import MAX_TOP
 
 
 @dataclass
@@ -68,6 +73,24 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: dict | None = None
     n: int = Field(default=1, ge=1, le=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP)
+    ijt_rules: str | None = None
+
+
+class CompletionRequest(BaseModel):
+    model: str | None = None
+    prompt: str | list[str]
+    max_tokens: int | None = Field(default=16, ge=0)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP)
+    echo: bool = False
     ijt_rules: str | None = None
 
 
@@ -130,8 +153,8 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None):
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "ijt-local",
                                             "spec": m.spec} for name, m in models.items()]}
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest, request: Request):
+    def open_job(body, submit_job):
+        """Queue a request on its model's engine: (served model, job, queue of its events)."""
         served = pick_model(models, body.model)
         try:
             rules = served.rules_for(body.ijt_rules)
@@ -142,56 +165,139 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None):
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         sampling = SamplingParams(temperature=body.temperature, top_p=body.top_p,
                                   seed=body.seed if body.seed is not None else secrets.randbelow(2**31))
+        options = {"on_event": lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+                   "sampling": sampling, "rules": rules, "stop": tuple(s for s in stop if s), "stream": body.stream}
         try:
-            job = served.engine.submit([m.model_dump() for m in body.messages],
-                                       lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
-                                       max_tokens=body.max_completion_tokens or body.max_tokens,
-                                       sampling=sampling, rules=rules, stop=tuple(s for s in stop if s),
-                                       stream=body.stream)
+            job = submit_job(served.engine, options)
         except UserError as exc:
-            raise APIError(400, str(exc), code="context_length_exceeded", param="messages") from None
-        reply_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+            param = "messages" if isinstance(body, ChatRequest) else "prompt"
+            raise APIError(400, str(exc), code="context_length_exceeded", param=param) from None
+        return served, job, events
 
-        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-            payload = {"id": reply_id, "object": "chat.completion.chunk", "created": created, "model": served.name,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            if usage is not None:
-                payload["usage"] = usage
-            return json.dumps(payload)
-
-        if body.stream:
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
-
-            async def stream():
-                try:
-                    yield {"data": chunk({"role": "assistant", "content": ""})}
-                    while True:
-                        event = await events.get()
-                        if event.delta:
-                            yield {"data": chunk({"content": event.delta})}
-                        if event.finish_reason:
-                            yield {"data": chunk({}, finish_of(event), usage_of(event) if include_usage else None)}
-                            yield {"data": "[DONE]"}
-                            return
-                finally:
-                    job.cancel()  # a client that went away frees its slot at the next step
-
-            return EventSourceResponse(stream(), ping=15)
-
-        while True:  # not streamed: the engine reports once, at the end
+    async def last_event(request: Request, job, events: asyncio.Queue) -> Event:
+        """A request not streamed: the engine reports once, at the end."""
+        while True:
             try:
-                event = await asyncio.wait_for(events.get(), timeout=0.5)
-                break
+                return await asyncio.wait_for(events.get(), timeout=0.5)
             except asyncio.TimeoutError:
                 if await request.is_disconnected():
                     job.cancel()
                     raise APIError(499, "client closed the connection") from None
+
+    def streamed(job, events: asyncio.Queue, first: dict | None, chunk, include_usage: bool):
+        """Server-sent events: `first` (if any), then chunk(event) per engine event, then [DONE]."""
+        async def stream():
+            try:
+                if first is not None:
+                    yield {"data": json.dumps(first)}
+                while True:
+                    event = await events.get()
+                    if event.delta or event.choices or event.prompt_choices or event.finish_reason:
+                        yield {"data": json.dumps(chunk(event, include_usage))}
+                    if event.finish_reason:
+                        yield {"data": "[DONE]"}
+                        return
+            finally:
+                job.cancel()  # a client that went away frees its slot at the next step
+
+        return EventSourceResponse(stream(), ping=15)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest, request: Request):
+        top = (body.top_logprobs or 0) if body.logprobs else None
+        served, job, events = open_job(body, lambda engine, options: engine.submit(
+            [m.model_dump() for m in body.messages], max_tokens=body.max_completion_tokens or body.max_tokens,
+            logprobs=top, **options))
+        session = served.engine.session
+        reply_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+
+        def logprob_fields(event: Event) -> dict:
+            if top is None:
+                return {}
+            fields = {"logprobs": chat_logprobs(session, event.choices, top)}
+            base = base_logprobs(session, event.choices, top)
+            if base is not None:
+                fields["ijt_base_logprobs"] = base
+            return fields
+
+        def payload(choice: dict, usage: dict | None = None, kind: str = "chat.completion.chunk") -> dict:
+            body = {"id": reply_id, "object": kind, "created": created, "model": served.name, "choices": [choice]}
+            if usage is not None:
+                body["usage"] = usage
+            return body
+
+        if body.stream:
+            def chunk(event: Event, include_usage: bool) -> dict:
+                delta = {"content": event.delta} if event.delta else {}
+                choice = {"index": 0, "delta": delta, **logprob_fields(event),
+                          "finish_reason": finish_of(event) if event.finish_reason else None}
+                return payload(choice, usage_of(event) if include_usage and event.finish_reason else None)
+
+            first = payload({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+            return streamed(job, events, first, chunk, bool((body.stream_options or {}).get("include_usage")))
+
+        event = await last_event(request, job, events)
         if event.finish_reason == "error":
             return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
-        return {"id": reply_id, "object": "chat.completion", "created": created, "model": served.name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": event.text},
-                             "finish_reason": finish_of(event)}],
-                "usage": usage_of(event)}
+        choice = {"index": 0, "message": {"role": "assistant", "content": event.text}, **logprob_fields(event),
+                  "finish_reason": finish_of(event)}
+        return payload(choice, usage_of(event), "chat.completion")
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        prompt = body.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise APIError(400, f"prompt: one string per request (got a list of {len(prompt)})", param="prompt")
+            prompt = prompt[0]
+        if body.max_tokens == 0 and not body.echo:
+            raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
+        scoring_only = body.max_tokens == 0
+        served, job, events = open_job(body, lambda engine, options: engine.submit_text(
+            prompt, max_tokens=1 if scoring_only else body.max_tokens, logprobs=body.logprobs,
+            prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None, **options))
+        session = served.engine.session
+        reply_id, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
+
+        def text_and_logprobs(event: Event, offset: int) -> tuple[str, dict | None]:
+            """This event's text (the echoed prompt first) and its legacy logprobs, offsets from `offset`."""
+            text, choices = ("", []) if scoring_only else (event.delta, event.choices)
+            if event.prompt_choices is not None or (body.echo and body.logprobs is None and offset == 0):
+                text = prompt + text
+                if event.prompt_choices is not None:
+                    choices = prompt_choices(session, job.prompt, event.prompt_choices) + choices
+            if body.logprobs is None:
+                return text, None
+            return text, completion_logprobs(session, choices, offset)
+
+        def payload(text: str, logprobs: dict | None, finish: str | None, usage: dict | None = None) -> dict:
+            body = {"id": reply_id, "object": "text_completion", "created": created, "model": served.name,
+                    "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
+            if usage is not None:
+                body["usage"] = usage
+            return body
+
+        def finish_for(event: Event) -> str:
+            return "length" if scoring_only else finish_of(event)
+
+        if body.stream:
+            offset = 0
+
+            def chunk(event: Event, include_usage: bool) -> dict:
+                nonlocal offset
+                text, logprobs = text_and_logprobs(event, offset)
+                offset += len(text)
+                usage = usage_of(event, scoring_only) if include_usage and event.finish_reason else None
+                return payload(text, logprobs, finish_for(event) if event.finish_reason else None, usage)
+
+            return streamed(job, events, None, chunk, bool((body.stream_options or {}).get("include_usage")))
+
+        event = await last_event(request, job, events)
+        if event.finish_reason == "error":
+            return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
+        event.delta = event.text
+        text, logprobs = text_and_logprobs(event, 0)
+        return payload(text, logprobs, finish_for(event), usage_of(event, scoring_only))
 
     return app
 
@@ -200,9 +306,10 @@ def finish_of(event: Event) -> str:
     return "stop" if event.finish_reason == "error" else event.finish_reason
 
 
-def usage_of(event: Event) -> dict:
-    return {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
-            "total_tokens": event.prompt_tokens + event.completion_tokens}
+def usage_of(event: Event, scoring_only: bool = False) -> dict:
+    completion = 0 if scoring_only else event.completion_tokens
+    return {"prompt_tokens": event.prompt_tokens, "completion_tokens": completion,
+            "total_tokens": event.prompt_tokens + completion}
 
 
 def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:

@@ -1,0 +1,68 @@
+"""Log-probabilities of a chosen token: under the product of experts (what was sampled from) and under the
+base model alone, and the rule score that moved it. Computed in the engine thread from a logits row before
+and after the rule expert added its scores (`observe`), only for requests that ask for logprobs: one
+vectorised top-k (np.argpartition) and one log-sum-exp per row and distribution.
+
+The product's log-probabilities are log_softmax(logits + rule scores), the distribution the sampler draws
+from before temperature and top-p (as OpenAI's and llama.cpp's servers report them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_TOP = 20  # OpenAI's bound for top_logprobs
+
+
+@dataclass
+class TopK:
+    """The k most likely tokens of a distribution, most likely first."""
+
+    tokens: list[int]
+    logprobs: list[float]
+
+
+@dataclass
+class TokenChoice:
+    """One position: the token taken and where it stood under the product and under the base model."""
+
+    token: int
+    logprob: float  # under the product (= the base model when no rules ran)
+    top: TopK
+    base_logprob: float | None = None  # None: no rules ran, the product is the base model
+    rule_score: float = 0.0  # what the rules added to the token's logit
+    base_top: TopK | None = None
+
+    @property
+    def changed(self) -> bool:
+        """The base model's own top token was another one: the rules changed the choice."""
+        return self.base_top is not None and bool(self.base_top.tokens) and self.base_top.tokens[0] != self.token
+
+
+def log_normaliser(row: np.ndarray) -> float:
+    top = float(row.max())
+    return top + float(np.log(np.exp(row - top, dtype=np.float32).sum(dtype=np.float64)))
+
+
+def top_k(row: np.ndarray, k: int, normaliser: float) -> TopK:
+    if k <= 0:
+        return TopK([], [])
+    k = min(k, row.shape[0])
+    part = np.argpartition(row, -k)[-k:]
+    order = part[np.argsort(-row[part], kind="stable")]
+    return TopK([int(t) for t in order], [float(row[t]) - normaliser for t in order])
+
+
+def observe(base: np.ndarray | None, product: np.ndarray, token: int, k: int) -> TokenChoice:
+    """`token`'s place under `product` (the row the choice was made from) and, when rules ran, under
+    `base` (a copy of the row before they did). The base top-k has at least one entry, for `changed`."""
+    product_norm = log_normaliser(product)
+    choice = TokenChoice(token, float(product[token]) - product_norm, top_k(product, k, product_norm))
+    if base is not None:
+        base_norm = log_normaliser(base)
+        choice.base_logprob = float(base[token]) - base_norm
+        choice.rule_score = float(product[token]) - float(base[token])
+        choice.base_top = top_k(base, max(k, 1), base_norm)
+    return choice
