@@ -43,8 +43,8 @@ from pathlib import Path
 from ijt_local.errors import UserError
 from ijt_local.eval.judge import ORDERS, JudgementCache
 from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS, REFERENCE_FORM
-from ijt_local.eval.reference_answers import ReferenceAnswers
 from ijt_local.eval.local_judge import DEFAULT_MAX_OUTPUT_TOKENS, LocalJudge
+from ijt_local.eval.reference_answers import ReferenceAnswers
 from ijt_local.jsonl import iter_jsonl
 from ijt_local.shared_data import shared_data_path
 
@@ -250,8 +250,16 @@ def reference_judges(args) -> list[dict]:
     import numpy as np
 
     from ijt_local.eval.judge import judgement_key
-    from ijt_local.eval.reference_judges import (REFERENCE_JUDGES, fit_symmetric_logistic, length_feature,
-                                                 llm_feature, similarity_function)
+    from ijt_local.eval.reference_judges import (
+        DEFAULT_REFERENCE_JUDGE,
+        REFERENCE_JUDGES,
+        fit_symmetric_logistic,
+        length_feature,
+        llm_feature,
+        similarity_function,
+    )
+
+    default_metric = REFERENCE_JUDGES[DEFAULT_REFERENCE_JUDGE].metric
     from ijt_local.jsonl import read_completed_rows
 
     reference_path = args.reference_answers or DEFAULT_REFERENCES
@@ -297,6 +305,12 @@ def reference_judges(args) -> list[dict]:
         picks = [float((scores[k] > 0) == (columns["length"][i] > 0)) for k, i in enumerate(index)
                  if scores[k] != 0 and columns["length"][i] != 0]
         entry["judge_picks_longer"] = _mean(picks)
+        if len(index) < len(pairs):  # a subset: the default judge on the same pairs, paired
+            default = [_verdict_agreement(columns[default_metric][i], pairs[i]["gpt4"]) for i in index]
+            difference, difference_se = mean_se([a - b for a, b in zip(agree, default)])
+            entry[f"{DEFAULT_REFERENCE_JUDGE}_same_pairs"] = round(statistics.fmean(default), 4)
+            entry[f"difference_vs_{DEFAULT_REFERENCE_JUDGE}"] = round(difference, 4)
+            entry[f"difference_vs_{DEFAULT_REFERENCE_JUDGE}_se"] = round(difference_se, 4)
         entry["by_file"] = {}
         for name_ in files:
             ks = [k for k, i in enumerate(index) if pairs[i]["file"] == name_]

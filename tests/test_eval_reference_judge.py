@@ -16,8 +16,14 @@ from ijt_local.errors import UserError
 from ijt_local.eval.judge import OpenAIJudge, judge_instructions, parse_verdict, summarize
 from ijt_local.eval.judge_prompts import get_form
 from ijt_local.eval.reference_answers import ReferenceAnswers
-from ijt_local.eval.reference_judges import (DEFAULT_REFERENCE_JUDGE, REFERENCE_JUDGES, JudgeRecipe,
-                                             ReferenceJudge, fit_symmetric_logistic, llm_feature)
+from ijt_local.eval.reference_judges import (
+    DEFAULT_REFERENCE_JUDGE,
+    REFERENCE_JUDGES,
+    JudgeRecipe,
+    ReferenceJudge,
+    fit_symmetric_logistic,
+    llm_feature,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

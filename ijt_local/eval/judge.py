@@ -33,8 +33,12 @@ from pathlib import Path
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
-from .winrate_stats import (judged_both_ways, length_controlled_win_rate, mean_and_standard_error,
-                            position_free_preference)
+from .winrate_stats import (
+    judged_both_ways,
+    length_controlled_win_rate,
+    mean_and_standard_error,
+    position_free_preference,
+)
 
 
 def judge_messages(instruction: str, output_1: str, output_2: str, reference: str | None = None) -> list[dict]:
