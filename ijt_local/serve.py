@@ -9,6 +9,8 @@ Each model has one Engine (ijt_local/engine.py): concurrent requests for it are 
 llama.cpp batch. The rule expert runs per request exactly as in `chat`, its state seeded
 from that request's messages. Beyond OpenAI's fields a request may send `"ijt_rules"`: "off" (the model
 alone), or rule names such as "eos,uniform" (an ablation); without it a `+poe` model uses its spec's rules.
+With `--allow-specs` a request's `model` may also be any SPEC over a loaded model (`default+poe:eos,uniform`,
+`default+runs/x.gguf@0.8`; see ijt_local/spec_engines.py for how adapter sets are scheduled and bounded).
 Logprobs are OpenAI's, over the product of experts, with the base model's beside them when rules ran
 (`ijt_base_logprobs`, see ijt_local/serve_logprobs.py).
 
@@ -21,6 +23,8 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
 from typing import Literal
 
 import click
@@ -31,6 +35,7 @@ from .errors import UserError
 from .rules import RuleConfig, load_rules
 from .runtime import SamplingParams
 from .serve_logprobs import base_logprobs, chat_logprobs, completion_logprobs, prompt_choices
+from .spec_engines import BusyError, SpecEngines
 from .token_logprobs import MAX_TOP
 
 
@@ -104,10 +109,11 @@ def error_body(message: str, kind: str = "invalid_request_error", code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def create_app(models: dict[str, ServedModel], api_key: str | None = None):
+def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs: SpecEngines | None = None):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
     from sse_starlette.sse import EventSourceResponse
     from starlette.exceptions import HTTPException
 
@@ -143,19 +149,52 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None):
                                                "authentication_error", "invalid_api_key"), status_code=401)
         return await call_next(request)
 
+    static = files("ijt_local") / "static"
+
+    @app.middleware("http")
+    async def page_headers(request: Request, call_next):
+        response = await call_next(request)
+        if not request.url.path.startswith("/v1/"):  # the page runs its own scripts only, and no inline ones
+            response.headers["content-security-policy"] = ("default-src 'self'; script-src 'self'; "
+                                                           "style-src 'self'; img-src 'self' data:")
+            response.headers["x-content-type-options"] = "nosniff"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(str(static / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": {name: {"running": m.engine.running, "waiting": m.engine.waiting}
-                                           for name, m in models.items()}}
+        status = {"status": "ok", "models": {name: {"running": m.engine.running, "waiting": m.engine.waiting}
+                                             for name, m in models.items()}}
+        if specs is not None:
+            status["spec_engines"] = {name: {"running": e.running, "waiting": e.waiting}
+                                      for name, e in specs.engines.items()}
+        return status
 
     @app.get("/v1/models")
     async def list_models():
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "ijt-local",
-                                            "spec": m.spec} for name, m in models.items()]}
+                                            "spec": m.spec} for name, m in models.items()],
+                "ijt_allow_specs": specs is not None}
 
-    def open_job(body, submit_job):
+    async def pick(name: str | None) -> ServedModel:
+        """The served model `name`, or with --allow-specs the spec `name` over a loaded model."""
+        if specs is None or name in models or name is None:
+            return pick_model(models, name)
+        try:
+            found = await asyncio.to_thread(specs.resolve, name)
+        except UserError as exc:
+            raise APIError(400, f"model: {exc}", param="model") from None
+        except BusyError as exc:
+            raise APIError(429, str(exc), param="model") from None
+        return ServedModel(name, name, found.engine, found.rules, specs.rules_config, specs.chosen_rules)
+
+    def open_job(served: ServedModel, body, submit_job):
         """Queue a request on its model's engine: (served model, job, queue of its events)."""
-        served = pick_model(models, body.model)
         try:
             rules = served.rules_for(body.ijt_rules)
         except UserError as exc:
@@ -205,7 +244,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None):
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
         top = (body.top_logprobs or 0) if body.logprobs else None
-        served, job, events = open_job(body, lambda engine, options: engine.submit(
+        served, job, events = open_job(await pick(body.model), body, lambda engine, options: engine.submit(
             [m.model_dump() for m in body.messages], max_tokens=body.max_completion_tokens or body.max_tokens,
             logprobs=top, **options))
         session = served.engine.session
@@ -253,7 +292,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None):
         if body.max_tokens == 0 and not body.echo:
             raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
         scoring_only = body.max_tokens == 0
-        served, job, events = open_job(body, lambda engine, options: engine.submit_text(
+        served, job, events = open_job(await pick(body.model), body, lambda engine, options: engine.submit_text(
             prompt, max_tokens=1 if scoring_only else body.max_tokens, logprobs=body.logprobs,
             prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None, **options))
         session = served.engine.session
@@ -338,7 +377,15 @@ def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:
               help="TOML file overriding rule words, weights and ramps.")
 @click.option("--api-key", default=None, envvar="IJT_LOCAL_API_KEY",
               help="Require `Authorization: Bearer KEY` on /v1/ (also $IJT_LOCAL_API_KEY).")
-def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_config, api_key):
+@click.option("--allow-specs", is_flag=True,
+              help="Let a request's `model` be any SPEC over a loaded model: rules, ablations and LoRA adapters "
+              "per request (adapters from --adapter-dir, loaded once).")
+@click.option("--adapter-dir", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
+              help="With --allow-specs: the folder request adapters must lie in.")
+@click.option("--spec-engines", default=2, show_default=True, type=click.IntRange(min=1),
+              help="With --allow-specs: adapter sets kept loaded at once, one engine (and KV cache) each.")
+def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_config, api_key, allow_specs,
+          adapter_dir, spec_engines):
     """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
     import uvicorn
 
@@ -348,15 +395,24 @@ def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(f"warning: serving on {host} without authentication; anyone who can reach the port can use "
                    "it (pass --api-key)", err=True)
-    served = {}
+    served, spec_engines_open = {}, None
     try:
+        bases = {}
         for name, spec in specs:
             session, rules = open_spec(spec, n_ctx=seq_ctx, threads=threads, gpu_layers=gpu_layers,
                                        rules_config=rules_config)
             served[name] = ServedModel(name, spec.text, Engine(session, parallel, seq_ctx), rules, rules_config)
+            if not spec.adapters or spec.model not in bases:
+                bases[spec.model] = (session, None if spec.adapters else served[name].engine)
             click.echo(f"serving {name} ({spec.text}) at http://{host}:{port}/v1", err=True)
-        uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="warning")
+        if allow_specs:
+            spec_engines_open = SpecEngines(bases, parallel, seq_ctx, Path(adapter_dir), rules_config, spec_engines)
+            click.echo(f"any spec over {', '.join(bases)} per request; adapters from {Path(adapter_dir).resolve()}",
+                       err=True)
+        uvicorn.run(create_app(served, api_key, spec_engines_open), host=host, port=port, log_level="warning")
     finally:
+        if spec_engines_open is not None:
+            spec_engines_open.close()
         for model in served.values():
             model.engine.close()
             model.engine.session.close()
