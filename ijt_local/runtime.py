@@ -17,13 +17,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .decode_rows import prefill_ranges, prompt_rows
 from .errors import UserError
 from .llama_log import capture_llama_logs, clear_llama_log, first_llama_error
 from .models import ResolvedModel, resolve_model
 from .poe import poe_logprob
 from .prompts import ChatTemplate, get_template
 from .rules import RuleConfig, RuleExpert, Vocabulary
-from .decode_rows import prefill_ranges, prompt_rows
 from .vocab_cache import load_vocabulary
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
