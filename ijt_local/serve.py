@@ -193,8 +193,9 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
             raise APIError(429, str(exc), param="model") from None
         return ServedModel(name, name, found.engine, found.rules, specs.rules_config, specs.chosen_rules)
 
-    def open_job(served: ServedModel, body, submit_job):
-        """Queue a request on its model's engine: (served model, job, queue of its events)."""
+    async def open_job(served: ServedModel, body, submit_job):
+        """Queue a request on its model's engine: (served model, job, queue of its events). The prompt is
+        tokenized in a worker thread: a huge one must not stall the other requests' streams."""
         try:
             rules = served.rules_for(body.ijt_rules)
         except UserError as exc:
@@ -207,7 +208,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         options = {"on_event": lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
                    "sampling": sampling, "rules": rules, "stop": tuple(s for s in stop if s), "stream": body.stream}
         try:
-            job = submit_job(served.engine, options)
+            job = await asyncio.to_thread(submit_job, served.engine, options)
         except UserError as exc:
             param = "messages" if isinstance(body, ChatRequest) else "prompt"
             raise APIError(400, str(exc), code="context_length_exceeded", param=param) from None
@@ -244,7 +245,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
         top = (body.top_logprobs or 0) if body.logprobs else None
-        served, job, events = open_job(await pick(body.model), body, lambda engine, options: engine.submit(
+        served, job, events = await open_job(await pick(body.model), body, lambda engine, options: engine.submit(
             [m.model_dump() for m in body.messages], max_tokens=body.max_completion_tokens or body.max_tokens,
             logprobs=top, **options))
         session = served.engine.session
@@ -292,7 +293,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         if body.max_tokens == 0 and not body.echo:
             raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
         scoring_only = body.max_tokens == 0
-        served, job, events = open_job(await pick(body.model), body, lambda engine, options: engine.submit_text(
+        served, job, events = await open_job(await pick(body.model), body, lambda engine, options: engine.submit_text(
             prompt, max_tokens=1 if scoring_only else body.max_tokens, logprobs=body.logprobs,
             prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None, **options))
         session = served.engine.session
