@@ -163,6 +163,8 @@ def test_api_key_and_the_open_host_warning():
             client(url, "wrong").models.list()
         assert [m.id for m in client(url, "s3cret").models.list().data] == ["smollm2-135m-instruct"]
         assert httpx.get(f"{url}/health").status_code == 200  # health needs no key
+        assert httpx.get(f"{url}/").status_code == 200  # nor the page; its calls to /v1/ send the key typed in it
+        assert httpx.post(f"{url}/v1/completions", json={"prompt": "hi"}).status_code == 401
     finally:
         stop(process)
     process, _ = start_server("--model", "smollm2-135m-instruct", "--host", "0.0.0.0", "--parallel", "1",
