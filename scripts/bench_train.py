@@ -10,12 +10,12 @@ the longest example, and the output head run only on labelled positions, in chun
 The two sides run alternately for --rounds rounds (baseline first in odd rounds, ours first in even ones),
 so a machine whose load drifts slows both alike; the JSON line gives each side's median over rounds and
 the ratio of the medians. Tokens/s counts real (non-padding) input tokens over the timed steps (the first
---warmup steps are not timed). Each worker also counts the matmul FLOPs of its warm-up step (torch's
-FlopCounterMode), and a short torch matmul benchmark at the model's shapes gives the machine's bf16 and
-fp32 peak, so the line says what share of the peak each side reaches. The last line printed is one JSON
-object.
+--warmup steps are not timed). Each worker also counts the matmul FLOPs of its last warm-up step (torch's
+FlopCounterMode); a short torch matmul benchmark at the model's shapes, before and after the rounds, gives
+the machine's bf16 and fp32 peak (the better of the two), so the line says what share of its peak each
+side reaches. The last line printed is one JSON object.
 
-    python scripts/bench_train.py [--base default] [--seq 256] [--batch 4] [--rank 16] [--steps 4] [--rounds 3]
+    python scripts/bench_train.py [--base default] [--seq 256] [--batch 4] [--rank 16] [--steps 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -47,14 +47,16 @@ def step_timer(warmup: int):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall time and non-padding input tokens of each optimizer step; matmul FLOPs of the warm-up steps."""
+        """Wall time and non-padding input tokens of each optimizer step; matmul FLOPs of the last warm-up
+        step (the first one compiles what ijt-local compiles, which a FLOP-counting mode would get in the
+        way of)."""
 
         def __init__(self):
             self.steps, self.warmup_flops = [], 0
             self._counter = None
 
         def on_step_begin(self, args, state, control, **kwargs):
-            if len(self.steps) < warmup:
+            if len(self.steps) == warmup - 1:
                 self._counter = FlopCounterMode(display=False)
                 self._counter.__enter__()
             self._start = (time.perf_counter(), state.num_input_tokens_seen)
@@ -75,7 +77,7 @@ def summarize(timer, warmup: int) -> dict:
     timed = timer.steps[warmup:]
     seconds = sum(s for s, _ in timed)
     tokens = sum(t for _, t in timed)
-    warmup_tokens = sum(t for _, t in timer.steps[:warmup])
+    warmup_tokens = timer.steps[warmup - 1][1] if warmup else 0
     flops_per_token = timer.warmup_flops / warmup_tokens if warmup_tokens else None
     return {"timed_steps": len(timed), "tokens": tokens, "seconds": round(seconds, 2),
             "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
@@ -89,9 +91,11 @@ def run_ours(opts, data: Path, out: Path) -> dict:
     timer = step_timer(opts.warmup)
     config = TrainConfig(base=opts.base, data=str(data), out=str(out), max_seq_len=opts.seq, batch_size=opts.batch,
                          rank=opts.rank, alpha=2 * opts.rank, max_steps=opts.steps + opts.warmup,
-                         save_steps=10**6, seed=0, progress=False, dtype=opts.dtype)
+                         save_steps=10**6, seed=0, progress=False, dtype=opts.dtype,
+                         compile_head={"auto": None, "on": True, "off": False}[opts.compile_head])
     manifest = train_lora(config, callbacks=[timer])
-    return {**summarize(timer, opts.warmup), "dtype": manifest["dtype"], "peak_rss_mb": peak_rss_mb()}
+    return {**summarize(timer, opts.warmup), "dtype": manifest["dtype"], "compiled_head": manifest["compiled_head"],
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def run_baseline(opts, data: Path, out: Path) -> dict:
@@ -183,7 +187,8 @@ def worker(opts) -> None:
 def spawn(opts, which: str, data: Path) -> dict:
     command = [sys.executable, __file__, "--worker", which, "--data", str(data), "--base", opts.base,
                "--seq", str(opts.seq), "--batch", str(opts.batch), "--rank", str(opts.rank),
-               "--steps", str(opts.steps), "--warmup", str(opts.warmup), "--dtype", opts.dtype]
+               "--steps", str(opts.steps), "--warmup", str(opts.warmup), "--dtype", opts.dtype,
+               "--compile-head", opts.compile_head]
     # Both workers wait passively for OpenMP work, as `ijt-local train` does (see train/cli.py).
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     load_before = os.getloadavg()[0]
@@ -221,12 +226,15 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per run (after the warm-up)")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per run (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/ours rounds")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="ijt-local's base dtype (the baseline is always float32); float32 isolates the "
                              "gain of the labelled-only chunked head from that of bf16 matmuls")
+    parser.add_argument("--compile-head", default="auto", choices=["auto", "on", "off"],
+                        help="ijt-local's torch.compile of the loss's per-chunk softmax (auto: on for large "
+                             "vocabularies on the CPU)")
     parser.add_argument("--worker", choices=["ours", "baseline", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -243,12 +251,18 @@ def main() -> None:
 
         base_folder(opts.base)  # dequantize/cache a GGUF base once, outside both timings
         started, load_start = time.time(), os.getloadavg()[0]
-        peak = spawn(opts, "peak", data)
+        peaks = [spawn(opts, "peak", data)]
         runs = {"baseline": [], "ours": []}
         for round_index in range(opts.rounds):
             order = ("baseline", "ours") if round_index % 2 == 0 else ("ours", "baseline")
             for which in order:
                 runs[which].append(spawn(opts, which, data))
+        peaks.append(spawn(opts, "peak", data))
+    # The machine's peak is the best it showed: once before the rounds and once after.
+    peak = {dtype: {"by_shape": {name: max(p[dtype]["by_shape"][name] for p in peaks)
+                                 for name in peaks[0][dtype]["by_shape"]}} for dtype in peaks[0]}
+    for entry in peak.values():
+        entry["peak_gflops"] = max(entry["by_shape"].values())
     baseline = side_summary(runs["baseline"], peak[runs["baseline"][0]["dtype"]]["peak_gflops"])
     ours = side_summary(runs["ours"], peak[runs["ours"][0]["dtype"]]["peak_gflops"])
     per_round = [o["tokens_per_second"] / b["tokens_per_second"] for o, b in zip(runs["ours"], runs["baseline"])]
@@ -258,7 +272,8 @@ def main() -> None:
         "device": "cpu",
         "cpu_count": os.cpu_count(),
         "seq": opts.seq, "batch": opts.batch, "rank": opts.rank, "steps": opts.steps, "warmup": opts.warmup,
-        "rounds": opts.rounds, "dtype_option": opts.dtype, "examples": opts.examples,
+        "rounds": opts.rounds,
+        "dtype_option": opts.dtype, "compile_head_option": opts.compile_head, "examples": opts.examples,
         "tokens_per_second_ratio": round(ours["tokens_per_second_median"] / baseline["tokens_per_second_median"], 3),
         "tokens_per_second_ratio_rounds": [round(r, 3) for r in per_round],
         "peak_rss_ratio": round(ours["peak_rss_mb_median"] / baseline["peak_rss_mb_median"], 3),
