@@ -76,11 +76,16 @@ class SpecEngines:
         self._adapters: dict[Path, object] = {}  # adapter file -> llama.cpp handle, loaded once
         self._engines: collections.OrderedDict[tuple, Engine] = collections.OrderedDict()  # LRU order
         self._lock = threading.Lock()
+        self._snapshot: dict[str, Engine] = {}
 
     @property
     def engines(self) -> dict[str, Engine]:
-        return {"+".join(f"{path.name}@{scale:g}" for path, scale in key) or "(no adapters)": engine
-                for key, engine in self._engines.items()}
+        """The open adapter-set engines by adapter set (a snapshot: /health reads it without the lock)."""
+        return self._snapshot
+
+    def _changed(self) -> None:
+        self._snapshot = {"+".join(f"{path.name}@{scale:g}" for path, scale in key) or "(no adapters)": engine
+                          for key, engine in self._engines.items()}
 
     def resolve(self, text: str) -> SpecModel:
         """The engine and rules for spec `text`. UserError (one line) for a bad spec, a model not loaded
@@ -114,6 +119,7 @@ class SpecEngines:
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
+            self._changed()
             self._free_unused_adapters()
 
     def _adapter_path(self, text: str) -> Path:
@@ -132,9 +138,11 @@ class SpecEngines:
             if idle is None:
                 raise BusyError(f"all {self.limit} adapter-set engines are busy (serve --spec-engines); try again")
             self._engines.pop(idle).close()
+            self._changed()
             self._free_unused_adapters(keep={path for path, _ in key})
         engine = Engine(AdapterSession(session, adapters), self.width, self.seq_ctx)
         self._engines[key] = engine
+        self._changed()
         return engine
 
     def _load(self, session, path: Path):
