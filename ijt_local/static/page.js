@@ -221,7 +221,7 @@ async function runPane(pane, instruction) {
       status.textContent = `${tokens} tokens` + (seconds > 0 ? `, ${(tokens / seconds).toFixed(1)} tok/s` : "");
     }
     const tokens = usage ? usage.completion_tokens : view.tokens.length;
-    const seconds = ((first === null ? performance.now() : performance.now()) - (first || started)) / 1000;
+    const seconds = (performance.now() - (first === null ? started : first)) / 1000;  // decoding, after the first token
     const ttft = first === null ? "" : `, first token ${((first - started) / 1000).toFixed(2)} s`;
     status.textContent = `${tokens} tokens, ${(tokens / Math.max(seconds, 1e-3)).toFixed(1)} tok/s${ttft}, ` +
       `finish: ${finish}` + (view.tokens.some((t) => t.base) ? `, rules changed ${view.changedCount}` : "");
