@@ -6,6 +6,7 @@ holding `<script>` shows as text."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from test_serve import start_server, stop
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("websocket")
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve-page.png"
+# IJT_PAGE_SCREENSHOT=docs/serve-page.png python -m pytest tests/test_serve_page.py  renews the docs' screenshot
+SCREENSHOT = os.environ.get("IJT_PAGE_SCREENSHOT")
 # The base model echoes it and the instruction-tuned one writes a script element: real model output
 # that a page using innerHTML would turn into HTML.
 INSTRUCTION = "Write a minimal HTML page with a <script> tag that calls alert."
@@ -41,7 +43,7 @@ def test_the_page_is_static_files_with_a_strict_content_policy(server):
 
 @pytest.mark.slow
 @pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server):
+def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server, tmp_path):
     browser = Browser()
     try:
         browser.open(f"{server}/")
@@ -84,7 +86,8 @@ def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server):
         browser.evaluate("document.querySelector('.pane .copy-curl').click(); true")
         curl = browser.evaluate("document.querySelector('.pane .copied').textContent")
         assert curl.startswith("curl -sN ") and '"model":"poe"' in curl and "/v1/chat/completions" in curl
-        browser.screenshot(SCREENSHOT)
-        assert SCREENSHOT.stat().st_size > 10_000
+        screenshot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "page.png"
+        browser.screenshot(screenshot)
+        assert screenshot.stat().st_size > 10_000
     finally:
         browser.close()
