@@ -22,29 +22,62 @@ def default_chunk(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
     return max(16, budget_bytes // (4 * vocab_size))
 
 
+def _softmax_loss_and_grad(logits, targets, softcap: float):
+    """One chunk's (sum of -log softmax at the targets, gradient of that sum with respect to `logits`),
+    written for torch.compile: it fuses the float32 upcast, softcap, logsumexp and softmax - onehot into
+    two passes over the chunk's logits instead of a dozen eager ones."""
+    x = logits.float()
+    if softcap:
+        capped = torch.tanh(x / softcap)
+        x = capped * softcap
+    lse = torch.logsumexp(x, dim=-1)
+    picked = x.gather(1, targets[:, None]).squeeze(1)
+    grad = torch.exp(x - lse[:, None]) - torch.nn.functional.one_hot(targets, x.shape[1]).to(x.dtype)
+    if softcap:
+        grad = grad * (1.0 - capped * capped)
+    return (lse - picked).sum(), grad.to(logits.dtype)
+
+
+_compiled_softmax_loss_and_grad = None
+
+
+def compiled_softmax_loss_and_grad():
+    global _compiled_softmax_loss_and_grad
+    if _compiled_softmax_loss_and_grad is None:
+        _compiled_softmax_loss_and_grad = torch.compile(_softmax_loss_and_grad, dynamic=True)
+    return _compiled_softmax_loss_and_grad
+
+
+def _eager_softmax_loss_and_grad(logits, targets, softcap: float):
+    """The same as _softmax_loss_and_grad, in place on one float32 buffer (eager memory stays one chunk)."""
+    logits = logits.float()
+    if softcap:
+        capped = torch.tanh(logits / softcap)
+        logits = capped * softcap
+    lse = torch.logsumexp(logits, dim=-1)
+    total = (lse - logits.gather(1, targets[:, None]).squeeze(1)).sum()
+    # d(lse - logit_t)/d logits = softmax - onehot(t), reusing the logits buffer in place.
+    grad = logits.sub_(lse[:, None]).exp_()
+    grad[torch.arange(targets.shape[0], device=targets.device), targets] -= 1.0
+    if softcap:
+        grad.mul_(1.0 - capped * capped)
+    return total, grad
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, softcap, chunk):
+    def forward(ctx, hidden, weight, targets, softcap, chunk, compiled):
         need_hidden_grad = ctx.needs_input_grad[0]
         need_weight_grad = ctx.needs_input_grad[1]
+        loss_and_grad = compiled_softmax_loss_and_grad() if compiled else _eager_softmax_loss_and_grad
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need_hidden_grad else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight_grad else None
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start:start + chunk]
-            t = targets[start:start + chunk]
-            logits = (h @ weight.T).float()
-            if softcap:
-                capped = torch.tanh(logits / softcap)
-                logits = capped * softcap
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            loss, grad = loss_and_grad(h @ weight.T, targets[start:start + chunk], softcap)
+            total += loss
             if need_hidden_grad or need_weight_grad:
-                # d(lse - logit_t)/d logits = softmax - onehot(t), reusing the logits buffer in place.
-                grad = logits.sub_(lse[:, None]).exp_()
-                grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
-                if softcap:
-                    grad.mul_(1.0 - capped * capped)
                 grad = grad.to(weight.dtype)
                 if need_hidden_grad:
                     grad_hidden[start:start + chunk] = grad @ weight
@@ -61,16 +94,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_output.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                             softcap: float | None = None, chunk: int | None = None) -> torch.Tensor:
-    """Sum over rows of -log softmax(hidden @ weight.T)[target]; hidden (N, H), weight (V, H), targets (N,)."""
+                             softcap: float | None = None, chunk: int | None = None,
+                             compiled: bool = False) -> torch.Tensor:
+    """Sum over rows of -log softmax(hidden @ weight.T)[target]; hidden (N, H), weight (V, H), targets (N,).
+    `compiled` runs each chunk's softmax and its gradient through torch.compile (same numbers)."""
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     chunk = chunk or default_chunk(weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap or 0.0, chunk)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap or 0.0, chunk, compiled)
 
 
 def labelled_positions(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
