@@ -99,8 +99,12 @@ def fit_symmetric_logistic(features: np.ndarray, wins: np.ndarray, ridge: float 
     return w
 
 
-JUDGE_COMBINATION_WEIGHTS = {"similarity": 8.0, "length": 0.0, "judge": 0.0}  # filled in below
-JUDGE_COMBINATION_AGREEMENT = None
+# chrf1+length+judge, fitted on the 178 dev pairs (a fixed random subset, seed 0) that the reference-guided
+# 1.5B judge has read in both orders (docs/judge-agreement-reference-cache.jsonl): NOT validated on all pairs.
+# On those pairs it agrees 0.770 out of sample against 0.798 for chrf1 alone (-2.8 +- 2.0 points).
+JUDGE_COMBINATION_WEIGHTS = {"similarity": 15.2046, "length": -0.291, "judge": 3.2141}
+JUDGE_COMBINATION_AGREEMENT = {"agreement": 0.7697, "agreement_se": 0.0316, "length_baseline": 0.6882,
+                               "difference_se": 0.0326, "pairs": 178}
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,7 @@ REFERENCE_JUDGES = {
         JudgeRecipe("chrf1+length", {"similarity": 7.9468, "length": 0.1792}, "chrf1",
                     "chrF (beta 1) to the reference and length, calibrated together (no position term)",
                     _measured(0.7338, 0.0111, 0.0109)),
-        # fitted on the dev pairs the reference-guided 1.5B judge has judged so far (a fixed random subset,
-        # docs/judge-agreement-reference-cache.jsonl); see the README before relying on it
+        # fitted and measured on a subset only (above)
         JudgeRecipe("chrf1+length+judge", JUDGE_COMBINATION_WEIGHTS, "chrf1",
                     "chrF (beta 1) to the reference, length and the 1.5B judge's reference-guided verdict "
                     "read in both orders, calibrated together (no position term)", JUDGE_COMBINATION_AGREEMENT),
