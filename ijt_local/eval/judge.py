@@ -33,6 +33,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
+from .prompt_sets import load_outputs
 from .winrate_stats import (
     judged_both_ways,
     length_controlled_win_rate,
@@ -152,19 +153,6 @@ def lacks_reference(judge, instruction: str) -> bool:
     """A reference-guided judge has no reference answer for this instruction: it cannot judge it."""
     references = reference_answers_of(judge)
     return references is not None and instruction not in references
-
-
-def load_outputs(path: str | Path) -> dict[str, str]:
-    """instruction -> output from an AlpacaEval-style JSONL (instruction/output, or messages)."""
-    from .prompt_sets import load_prompts
-
-    table = {}
-    for prompt in load_prompts(path):
-        output = prompt.row.get("output", prompt.reference)
-        if output is None:
-            raise UserError(f"{path}: row {prompt.id} has no output")
-        table[prompt.instruction] = str(output)
-    return table
 
 
 ORDERS = ("output_first", "reference_first")

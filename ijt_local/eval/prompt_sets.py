@@ -58,3 +58,14 @@ def load_prompts(path: str | Path, limit: int | None = None) -> list[EvalPrompt]
         if limit is not None and len(prompts) >= limit:
             break
     return prompts
+
+
+def load_outputs(path: str | Path) -> dict[str, str]:
+    """instruction -> output from an AlpacaEval-style JSONL (instruction/output, or messages)."""
+    table = {}
+    for prompt in load_prompts(path):
+        output = prompt.row.get("output", prompt.reference)
+        if output is None:
+            raise UserError(f"{path}: row {prompt.id} has no output")
+        table[prompt.instruction] = str(output)
+    return table

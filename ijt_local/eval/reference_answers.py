@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from .prompt_sets import load_outputs
 
 
 class ReferenceAnswers:
@@ -29,8 +30,6 @@ class ReferenceAnswers:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceAnswers:
-        from .judge import load_outputs
-
         path = Path(path)
         if not path.is_file():
             raise UserError(f"--reference-answers {path}: no such file")
