@@ -178,3 +178,32 @@ def test_a_stage_fails_with_the_library_s_one_line(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     error = result.stderr.splitlines()[-1]
     assert error.startswith("Error: ") and "lima_data.jsonl" in error, result.stderr
+
+
+def test_reference_guided_stage_judges_the_same_pairs_again_beside_the_first_judge(tmp_path):
+    # winrate-reference: no model, GPT-4's answers from the data root, its own folder (the first judge's stays)
+    from ijt_local.replicate.report import winrate_rows
+    from ijt_local.replicate.stages import REFERENCE_ANSWERS
+
+    run = make_run(tmp_path / "out", data_root=tmp_path / "data")
+    assert run.stage_inputs("winrate-reference")["judge"] == "chrf1 (reference-guided)"
+    assert run.stage_inputs("winrate-reference")["pairs"] == run.lineup.judged_pairs()
+    answers = {"Name a colour.": "Blue is a colour of the sky.", "Count to three.": "One, two, three."}
+    references = tmp_path / "data" / REFERENCE_ANSWERS
+    references.parent.mkdir(parents=True)
+    references.write_text("".join(json.dumps({"instruction": q, "output": a}) + "\n" for q, a in answers.items()))
+    pairs = run.lineup.judged_pairs()
+    generations = run.out / "compare-alpaca" / "generations"
+    generations.mkdir(parents=True)
+    for name in {*pairs, *(n for names in pairs.values() for n in names)}:
+        close = name != "base"  # base's replies are far from GPT-4's answers, every other model's close
+        rows = [{"instruction": q, "output": a if close and name not in pairs else ("zzz" if close else "qqq")}
+                for q, a in answers.items()]
+        (generations / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    record = run.winrate_reference()
+    assert record["judge"] == "chrf1 (reference-guided)" and record["reference_answers"] == REFERENCE_ANSWERS
+    assert not (run.out / "winrate").exists()
+    summaries = record["winrate"]["instruct-s0"]
+    assert summaries["rules"]["win_rate"] > 0.5 and summaries["rules"]["order_consistent"] == 1.0
+    rows = winrate_rows(record, run.out, "winrate-reference")
+    assert rows["rules"][0]["winrate_verdicts"] == 1.0 and rows["base"][0]["winrate_verdicts"] == 0.5  # a tie

@@ -32,19 +32,27 @@ def test_committed_archive_rebuilds_the_committed_report(tmp_path):
                               "--budget", "laptop", "--out", str(out), "--judge", "judge", "--seeds", "3",
                               "--data-root", str(DATA)], capture_output=True, text=True, env=env, timeout=300)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    assert rebuilt.stderr.count("done earlier, skipped") == 5
+    assert rebuilt.stderr.count("done earlier, skipped") == 6  # winrate-reference too
     assert not (tmp_path / "no-models").exists()
-    # after a change to the report, regenerate the docs: rerun the laptop command on the unpacked archive
+    # after a change to the report, regenerate the docs: rerun the laptop command on the unpacked archive (a new
+    # stage runs there; pack the folder again with --archive so the committed run holds its record)
     assert without_command_line((out / "results.md").read_text()) == \
         without_command_line((DOCS / "laptop-results.md").read_text())
     committed = json.loads((DOCS / "results.json").read_text())
     again = json.loads((out / "results.json").read_text())
     assert again["seeds"] == committed["seeds"] == [0, 1, 2]
     assert again["table"] == committed["table"] and again["judge"] == committed["judge"]
+    assert again["reference_judge"] == committed["reference_judge"]
     # every row of the paper's table has a win rate with a spread over the three references
     for name, row in committed["table"].items():
         if name != "instruct":
             assert row["winrate_position_free"]["n"] == 3, name
+    # the same pairs judged again by the reference-guided judge, with no model: three references a row too
+    reference_judge = committed["reference_judge"]
+    assert reference_judge["model"] == "chrf1 (reference-guided)"
+    assert set(reference_judge["table"]) == set(committed["table"]) - {"instruct"}
+    assert all(row["winrate"]["n"] == row["winrate_verdicts"]["n"] == 3 for row in reference_judge["table"].values())
+    assert reference_judge["follows"]["pairs"] == committed["judge"]["follows"]["pairs"]
 
 
 def test_committed_results_render_to_the_committed_report():

@@ -224,6 +224,7 @@ def render_replication(result: dict) -> str:
             lines.append(f"Note: {judge['note']}.")
         lines += winrate_markdown(table)
         lines += follows_markdown(judge.get("follows"))
+    lines += reference_judge_markdown(result.get("reference_judge"))
     lines += style_markdown(result["style"])
     lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
               f"metrics, IFEval prompts, held-out LIMA pairs for ranking, {result['alpaca_sample']['prompts']} "
@@ -266,6 +267,44 @@ def winrate_markdown(table: dict) -> list[str]:
               "the bias taken out (ijt_local/eval/winrate_stats.py); same side of 50 % as the win rate, "
               "not shrunk toward it."]
     return lines
+
+
+def reference_judge_markdown(judge: dict | None) -> list[str]:
+    """The same pairs judged again by a reference-guided judge (the winrate-reference stage): its win rates
+    beside the paper's, and what it follows."""
+    if not judge:
+        return []
+    table = judge["table"]
+
+    def cell(cells: dict, key: str, spread: bool = True) -> str:
+        value = cells.get(key)
+        if value is None:
+            return "–"
+        text = f"{value['mean'] * 100:.1f}"
+        return text + (f" ± {value['std'] * 100:.1f}" if spread and value["n"] > 1 else "")
+
+    agreement = judge["agreement_with_gpt4"]
+    lines = ["", f"## Win rates judged again: {judge['model']}", "",
+             f"The same pairs judged by {judge['model']}: of the two replies, the one closer to GPT-4's answer "
+             f"(`{judge['reference_answers']}` under the data root) wins, with probability sigmoid(w × similarity "
+             "difference); swapping the replies swaps the verdict, so it has no position bias "
+             "(ijt_local/eval/reference_judges.py)."]
+    if agreement:
+        lines.append(f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± {agreement['agreement_se']:.1%} "
+                     f"of {agreement['pairs']:,} AlpacaEval dev pairs, against {agreement['length_baseline']:.1%} "
+                     "for 'the longer output wins' on the same pairs.")
+    lines += ["", "| model | seeds | win rate % vs instruct | s.e. (instructions) | LC win rate % | "
+              "closer to GPT-4's answer % | paper win rate vs instruct (Llama-2-7B) |", "| --- " * 7 + "|"]
+    for group, cells in table.items():
+        paper = cells.get("paper_win_rate_vs_instruct")
+        lines.append(f"| {group} | {cells['winrate']['n']} | {cell(cells, 'winrate')} | "
+                     f"{cell(cells, 'winrate_se', spread=False)} | {cell(cells, 'winrate_lc')} | "
+                     f"{cell(cells, 'winrate_verdicts')} | " + (f"{paper} % |" if paper is not None else " |"))
+    lines += ["", "± is the standard deviation over the references (seeds); s.e. is over instructions, averaged "
+              "over the references. The win rate is the mean of the judge's probabilities, which stay near 50 % "
+              "because two replies' similarities to the same answer differ little; 'closer to GPT-4's answer' counts "
+              "verdicts instead: the share of instructions on which the reply is the closer one (ties half)."]
+    return lines + follows_markdown(judge.get("follows"))
 
 
 def follows_markdown(follows: dict | None) -> list[str]:

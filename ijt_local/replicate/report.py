@@ -17,8 +17,10 @@ from .budgets import ADAPTER_ROUTE, ALPACA_SEED
 PAPER_WIN_RATES = {"response": 43.3, "poetry": 23.7, "rules": 24.4}
 
 
-def write_report(run, evaluation: dict, training: dict, judged: dict | None) -> dict:
-    """`run` is a stages.Replication; `evaluation`, `training` and `judged` are its stage records."""
+def write_report(run, evaluation: dict, training: dict, judged: dict | None,
+                 reference_judged: dict | None = None) -> dict:
+    """`run` is a stages.Replication; `evaluation`, `training`, `judged` and `reference_judged` (the
+    winrate-reference stage) are its stage records."""
     rows = {}  # group -> one dict of metrics per model (seed)
     for name in run.lineup.model_specs():
         metrics = dict(evaluation["compare"][name]["metrics"])
@@ -26,16 +28,7 @@ def write_report(run, evaluation: dict, training: dict, judged: dict | None) -> 
         metrics["ifeval_loose_no_echo"] = evaluation["ifeval"][name].get("prompt_level_loose_no_echo")
         metrics["ranking_accuracy"] = evaluation["ranking"][name]["ranking_accuracy"]
         rows.setdefault(table_row(name), []).append(metrics)
-    judged_rows = {}  # group -> one dict of win-rate figures per (model, reference) pair
-    for ref, results in (judged["winrate"] if judged else {}).items():
-        for name, summary in results.items():
-            judged_rows.setdefault(table_row(name), []).append({
-                "winrate": summary["win_rate"], "winrate_lc": summary.get("length_controlled_win_rate"),
-                "winrate_se": summary.get("standard_error"),
-                "winrate_lc_se": summary.get("length_controlled_standard_error"),
-                "winrate_order_consistent": summary.get("order_consistent"),
-                "winrate_position_free": summary.get("position_free_win_rate"),
-                "winrate_position_free_se": summary.get("position_free_standard_error")})
+    judged_rows = winrate_rows(judged)
     table = {}
     for group, per_seed in rows.items():
         cells = {**spread_cells(per_seed), **spread_cells(judged_rows.get(group, []))}
@@ -44,16 +37,49 @@ def write_report(run, evaluation: dict, training: dict, judged: dict | None) -> 
     judge = judge_summary(judged)
     if judge:
         judge["follows"] = judge_follows(run.out, judged)
+    reference_judge = judge_summary(reference_judged)
+    if reference_judge:
+        reference_judge["reference_answers"] = reference_judged["reference_answers"]
+        reference_judge["table"] = {group: {**spread_cells(per_seed),
+                                            "paper_win_rate_vs_instruct": PAPER_WIN_RATES.get(group)}
+                                    for group, per_seed in winrate_rows(reference_judged, run.out,
+                                                                        "winrate-reference").items()}
+        reference_judge["follows"] = judge_follows(run.out, reference_judged, "winrate-reference")
     result = {"budget": run.options.budget, "base": run.options.base, "seeds": run.lineup.seed_list,
               "style": style(run),
               "alpaca_sample": {"prompts": run.budget.alpaca_prompts, "seed": ALPACA_SEED},
               "adapter_route": ADAPTER_ROUTE, "models": run.lineup.model_specs(), "table": table,
               "training": training["runs"], "training_data": training_data(run),
               "command": command_line(), "stage_seconds": round(run.folder.stage_seconds(), 1),
-              "judge": judge}
+              "judge": judge, **({"reference_judge": reference_judge} if reference_judge else {})}
     write_atomic(run.out / "results.json", json.dumps(result, indent=1))
     write_atomic(run.out / "results.md", render_replication(result))
     return result
+
+
+def winrate_rows(judged: dict | None, out: Path | None = None,
+                 folder: str | None = None) -> dict[str, list[dict]]:
+    """Table row -> one dict of win-rate figures per (model, reference) pair of a winrate stage's record.
+    With the stage's folder under `out`, also `winrate_verdicts`: the share of instructions on which the
+    judge's order-averaged preference names the reply (ties and identical replies count half), read from
+    its preferences files: a soft judge's mean probability stays near 50 % however often it decides."""
+    rows: dict[str, list[dict]] = {}
+    for ref, results in (judged["winrate"] if judged else {}).items():
+        for name, summary in results.items():
+            verdicts = {}
+            if folder is not None:
+                path = out / folder / "judgements" / f"{name}-vs-{ref}.preferences.jsonl"
+                preferences = [row["preference"] for row in read_jsonl(path) if row["preference"] is not None]
+                verdicts["winrate_verdicts"] = (statistics.mean((p > 0.5) + 0.5 * (p == 0.5) for p in preferences)
+                                                if preferences else None)
+            rows.setdefault(table_row(name), []).append({**verdicts,
+                "winrate": summary["win_rate"], "winrate_lc": summary.get("length_controlled_win_rate"),
+                "winrate_se": summary.get("standard_error"),
+                "winrate_lc_se": summary.get("length_controlled_standard_error"),
+                "winrate_order_consistent": summary.get("order_consistent"),
+                "winrate_position_free": summary.get("position_free_win_rate"),
+                "winrate_position_free_se": summary.get("position_free_standard_error")})
+    return rows
 
 
 def command_line() -> str:
@@ -83,7 +109,7 @@ def judge_summary(judged: dict | None) -> dict | None:
             "agreement_with_gpt4": some.get("judge_agreement_with_gpt4"), "note": some.get("note")}
 
 
-def judge_follows(out, judged: dict) -> dict:
+def judge_follows(out, judged: dict, folder: str = "winrate") -> dict:
     """What the judge's preferences follow (ijt_local/eval/judge_signals.py): correlations over every
     judged pair, and per row the position-free win rate of its echoing replies and of the others, and
     over its pairs whose two replies repeat about equally."""
@@ -98,7 +124,7 @@ def judge_follows(out, judged: dict) -> dict:
         reference = replies(ref)
         for name in results:
             reply = replies(name)
-            rows = read_jsonl(out / "winrate" / "judgements" / f"{name}-vs-{ref}.preferences.jsonl")
+            rows = read_jsonl(out / folder / "judgements" / f"{name}-vs-{ref}.preferences.jsonl")
             pairs.setdefault(table_row(name), []).extend(
                 (row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows)
     everything = [pair for group in pairs.values() for pair in group]

@@ -7,6 +7,10 @@ clear line; only training runs as `ijt-local train` in a subprocess (under torch
   evaluate  compare on held-out instructions (behaviour metrics), IFEval, ranking
   winrate   with a judge: each model's replies judged against those of the instruction-tuned model of
             the same seed (the untrained base and rule models against every seed's), both orders
+  winrate-reference
+            with a judge, the same pairs judged again by the default reference-guided judge (chrf1: the
+            reply closer to GPT-4's answer wins, ijt_local/eval/reference_judges.py), into OUT/winrate-reference;
+            it needs no model, so a run restored from its archive adds it
   report    OUT/results.md and OUT/results.json (report.py)
 """
 
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..eval.judge_prompts import DEFAULT_FORM
+from ..eval.reference_judges import DEFAULT_REFERENCE_JUDGE
 from ..jsonl import read_jsonl, write_atomic
 from ..shared_data import shared_data_path
 from .budgets import ADAPTER_ROUTE, ALPACA_SEED, BUDGETS
@@ -30,6 +35,8 @@ from .run_folder import RunFolder, data_fingerprint
 
 LIMA_ROWS = 1030  # all of LIMA's training conversations
 POOL_FACTOR = 16  # single-task rows read per training example wanted (short ones are rarer for poems)
+REFERENCE_ANSWERS = "alpaca_eval/references/gpt4.jsonl"  # under --data-root: GPT-4 0314's answers
+REFERENCE_JUDGE = f"{DEFAULT_REFERENCE_JUDGE} (reference-guided)"  # make_judge's default with reference answers
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,10 @@ class Replication:
                 "evaluate": {"seeds": seeds, "budget": self.budget.evaluation(),
                              "alpaca_models": list(self.lineup.model_specs())},
                 "winrate": {"seeds": seeds, "judge": self.options.judge_name, "pairs": self.lineup.judged_pairs(),
-                            "prompts": self.budget.alpaca_prompts}}[name]
+                            "prompts": self.budget.alpaca_prompts},
+                "winrate-reference": {"seeds": seeds, "judge": REFERENCE_JUDGE, "pairs": self.lineup.judged_pairs(),
+                                      "prompts": self.budget.alpaca_prompts,
+                                      "reference_answers": REFERENCE_ANSWERS}}[name]
 
     def stage(self, name: str, work) -> dict:
         return self.folder.stage(name, self.stage_inputs(name), work)
@@ -99,7 +109,9 @@ class Replication:
         self.stage("convert", self.convert)
         evaluation = self.stage("evaluate", self.evaluate)
         judged = self.stage("winrate", self.winrate) if self.options.judge_name else None
-        write_report(self, evaluation, training, judged)
+        reference_judged = (self.stage("winrate-reference", self.winrate_reference)
+                            if self.options.judge_name and self.reference_answers_path().is_file() else None)
+        write_report(self, evaluation, training, judged, reference_judged)
         self.say(f"total stage time {self.folder.stage_seconds() / 60:.1f} min")
         self.say(f"done: {self.out / 'results.md'}")
 
@@ -303,6 +315,24 @@ class Replication:
             for ref, summaries in judge_against_references(judge, chosen, generations, self.out / "winrate").items():
                 results[ref].update(summaries)
         return {"judge": judge.model, "winrate": results}
+
+    def reference_answers_path(self) -> Path:
+        return self.data_root / REFERENCE_ANSWERS
+
+    def winrate_reference(self) -> dict:
+        """The winrate stage's pairs judged again by the default reference-guided judge (no model: it compares
+        each reply with GPT-4's answer), into OUT/winrate-reference so the first judge's files stay."""
+        from ..eval.judge import judge_against_references, make_judge
+
+        judge = make_judge(None, None, None, reference_answers=self.reference_answers_path())
+        pairs = self.lineup.judged_pairs()
+        models = sorted({name for names in pairs.values() for name in names})
+        self.say(f"winrate-reference: {len(models)} models against {', '.join(pairs)} on "
+                 f"{self.budget.alpaca_prompts} AlpacaEval instructions, judge {judge.model}")
+        generations = {name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+                       for name in [*models, *pairs]}
+        results = judge_against_references(judge, pairs, generations, self.out / "winrate-reference")
+        return {"judge": judge.model, "reference_answers": REFERENCE_ANSWERS, "winrate": results}
 
     def archive(self, path: Path) -> int:
         """OUT packed without what is large and remade from the shared data (run_folder.RunFolder.archive)."""
