@@ -176,7 +176,7 @@ class BatchGenerator:
                 chosen = []
                 while waiting and slots.free:
                     index = waiting.popleft()
-                    chosen.append(slots.start(lambda seq_id: Sequence(
+                    chosen.append(slots.start(lambda seq_id, index=index: Sequence(
                         index, seq_id, prompts[index], budgets[index], session.rule_state(rules, conversations[index]),
                         session.sampler(sampling), ReplyText(session, tags), time.perf_counter())))
                 for seq, token in chosen or slots.step():

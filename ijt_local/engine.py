@@ -144,7 +144,7 @@ class Engine:
                 while self._incoming and slots.free:
                     request = self._incoming.popleft()
                     if not request.cancelled.is_set():
-                        chosen.append(slots.start(lambda seq_id: self._sequence(seq_id, request)))
+                        chosen.append(slots.start(lambda seq_id, request=request: self._sequence(seq_id, request)))
                 for seq, token in chosen or (slots.step() if slots.running else []):
                     finish = slots.advance(seq, token, ignore_eos=False)
                     if finish is None:

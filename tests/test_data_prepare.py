@@ -145,7 +145,7 @@ def test_cli_prepare_and_its_errors(tmp_path):
                                "--variant", "response"])
     assert done.exit_code == 0, done.output
     assert "wrote 3 response rows of chess" in done.output
-    assert all(json.loads(l)["messages"][0]["role"] == "assistant" for l in out.read_text().splitlines())
+    assert all(json.loads(line)["messages"][0]["role"] == "assistant" for line in out.read_text().splitlines())
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")

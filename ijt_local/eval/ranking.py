@@ -76,7 +76,7 @@ def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None,
         session, rules = open_spec(spec, threads=threads)
         appender = JsonlAppender(out) if out is not None else None
         try:
-            for count, i in enumerate(todo, 1):
+            for i in todo:
                 prompt, other = prompts[i], prompts[others[i]]
                 own_text = cut_to_tokens(session, prompt.reference, max_response_tokens)
                 other_text = cut_to_tokens(session, other.reference, max_response_tokens)
