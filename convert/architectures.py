@@ -13,8 +13,8 @@ the per-tensor changes llama.cpp's graph for that architecture assumes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ijt_local.errors import UserError
 
@@ -51,8 +51,11 @@ class HParams:
         if layer_type == "sliding_attention":
             theta = self.config.get("rope_local_base_freq", 10000.0)
         scaling = self.config.get("rope_scaling") or {}
-        return {"rope_theta": theta, "rope_type": scaling.get("rope_type", scaling.get("type", "default")),
-                **({"factor": scaling["factor"]} if "factor" in scaling else {})}
+        return {
+            "rope_theta": theta,
+            "rope_type": scaling.get("rope_type", scaling.get("type", "default")),
+            **({"factor": scaling["factor"]} if "factor" in scaling else {}),
+        }
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """HF tensor name suffix (after model.layers.N.) -> expected shape."""
@@ -168,11 +171,7 @@ def permute_rotary(weight, heads: int):
     """HF keeps each head's rotary halves apart ([x0..x63, y0..y63]); llama.cpp's llama graph rotates
     adjacent pairs ([x0, y0, x1, y1, ...]). Reorder the output rows (works for biases and LoRA B too)."""
     rows = weight.shape[0]
-    return (
-        weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(weight.shape)
-    )
+    return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
 def _llama_tensor(name: str, data, hp: HParams):
@@ -200,8 +199,10 @@ def _no_shape_changes(hp: HParams) -> dict:
 
 def _olmo2_shapes(hp: HParams) -> dict:
     # OLMo 2 normalises the whole q and k projections, not each head
-    return {"self_attn.q_norm.weight": (hp.heads * hp.head_dim,),
-            "self_attn.k_norm.weight": (hp.kv_heads * hp.head_dim,)}
+    return {
+        "self_attn.q_norm.weight": (hp.heads * hp.head_dim,),
+        "self_attn.k_norm.weight": (hp.kv_heads * hp.head_dim,),
+    }
 
 
 @dataclass(frozen=True)
@@ -222,8 +223,13 @@ class Architecture:
 
 
 _PROJECTIONS = (
-    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
 )
 _LLAMA_BLOCK = ("input_layernorm.weight", "post_attention_layernorm.weight") + _PROJECTIONS
 
@@ -231,26 +237,50 @@ ARCHITECTURES = {
     "llama": Architecture("llama", "LLAMA", _write_llama, _llama_tensor, _LLAMA_BLOCK, rope_permuted=True),
     "mistral": Architecture("llama", "LLAMA", _write_llama, _llama_tensor, _LLAMA_BLOCK, rope_permuted=True),
     "qwen2": Architecture(
-        "qwen2", "QWEN2", _write_qwen2, _unchanged,
+        "qwen2",
+        "QWEN2",
+        _write_qwen2,
+        _unchanged,
         _LLAMA_BLOCK + ("self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"),
     ),
     "gemma3_text": Architecture(
-        "gemma3", "GEMMA3", _write_gemma3, _gemma3_tensor,
-        _LLAMA_BLOCK + ("pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
-                        "self_attn.q_norm.weight", "self_attn.k_norm.weight"),
+        "gemma3",
+        "GEMMA3",
+        _write_gemma3,
+        _gemma3_tensor,
+        _LLAMA_BLOCK
+        + (
+            "pre_feedforward_layernorm.weight",
+            "post_feedforward_layernorm.weight",
+            "self_attn.q_norm.weight",
+            "self_attn.k_norm.weight",
+        ),
     ),
-    "olmo": Architecture("olmo", "OLMO", _write_olmo, _llama_tensor, _PROJECTIONS, rope_permuted=True,
-                         final_norm=False),
+    "olmo": Architecture(
+        "olmo", "OLMO", _write_olmo, _llama_tensor, _PROJECTIONS, rope_permuted=True, final_norm=False
+    ),
     "olmo2": Architecture(
-        "olmo2", "OLMO2", _write_olmo2, _unchanged,
-        _PROJECTIONS + ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight",
-                        "self_attn.q_norm.weight", "self_attn.k_norm.weight"),
+        "olmo2",
+        "OLMO2",
+        _write_olmo2,
+        _unchanged,
+        _PROJECTIONS
+        + (
+            "post_attention_layernorm.weight",
+            "post_feedforward_layernorm.weight",
+            "self_attn.q_norm.weight",
+            "self_attn.k_norm.weight",
+        ),
         block_shapes=_olmo2_shapes,
     ),
 }
 ARCHITECTURE_CLASSES = {
-    "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-    "Gemma3ForCausalLM": "gemma3_text", "OlmoForCausalLM": "olmo", "OLMoForCausalLM": "olmo",
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+    "Gemma3ForCausalLM": "gemma3_text",
+    "OlmoForCausalLM": "olmo",
+    "OLMoForCausalLM": "olmo",
     "Olmo2ForCausalLM": "olmo2",
 }
 
@@ -266,6 +296,6 @@ def architecture_of(config: dict, where: str) -> Architecture:
     named = model_type or (classes[0] if classes else "none given")
     hint = " (the multimodal gemma3: save its text model, Gemma3ForCausalLM)" if model_type == "gemma3" else ""
     raise UserError(
-        f"{where}: architecture {named!r} is not supported{hint}; supported: llama, mistral, qwen2, gemma3_text, olmo, olmo2"
+        f"{where}: architecture {named!r} is not supported{hint}; "
+        "supported: llama, mistral, qwen2, gemma3_text, olmo, olmo2"
     )
-

@@ -14,10 +14,17 @@ def _echo(summary: dict) -> None:
 
 
 @click.command("merge")
-@click.option("--base", required=True,
-              help="The base the adapter was trained on: `default`, a GGUF file, a Hugging Face folder or repo id.")
-@click.option("--adapter", required=True, type=click.Path(file_okay=False),
-              help="PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), e.g. a `train` --out.")
+@click.option(
+    "--base",
+    required=True,
+    help="The base the adapter was trained on: `default`, a GGUF file, a Hugging Face folder or repo id.",
+)
+@click.option(
+    "--adapter",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), e.g. a `train` --out.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Hugging Face folder to write the merged model to.")
 def merge_command(base, adapter, out):
     """Merge a LoRA adapter into its base; writes safetensors + config + tokenizer."""
@@ -29,10 +36,20 @@ def merge_command(base, adapter, out):
 @click.command("convert")
 @click.argument("hf_dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="GGUF file to write.")
-@click.option("--outtype", type=click.Choice(OUTTYPES), default="f16", show_default=True,
-              help="Encoding of the weight matrices (norms stay f32).")
-@click.option("--quantize", "quantize_type", metavar="TYPE", default=None,
-              help="Then quantize with llama.cpp (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...).")
+@click.option(
+    "--outtype",
+    type=click.Choice(OUTTYPES),
+    default="f16",
+    show_default=True,
+    help="Encoding of the weight matrices (norms stay f32).",
+)
+@click.option(
+    "--quantize",
+    "quantize_type",
+    metavar="TYPE",
+    default=None,
+    help="Then quantize with llama.cpp (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def convert_command(hf_dir, out, outtype, quantize_type, no_progress):
     """Convert a Hugging Face llama / qwen2 / gemma3 / olmo / olmo2 folder to GGUF."""
@@ -59,8 +76,13 @@ def quantize_command(source, out, kind, threads):
 @click.argument("adapter_dir", type=click.Path())
 @click.option("--base", required=True, help="The base model GGUF the adapter will run on (`default` or a path).")
 @click.option("--out", required=True, type=click.Path(), help="GGUF adapter file to write.")
-@click.option("--outtype", type=click.Choice(["f32", "f16"]), default="f16", show_default=True,
-              help="f16 runs faster; f32 is exact (for parity checks).")
+@click.option(
+    "--outtype",
+    type=click.Choice(["f32", "f16"]),
+    default="f16",
+    show_default=True,
+    help="f16 runs faster; f32 is exact (for parity checks).",
+)
 def export_adapter_command(adapter_dir, base, out, outtype):
     """Write a PEFT LoRA as a GGUF LoRA adapter for `--adapter` at run time."""
     from .export_adapter import export_adapter

@@ -86,7 +86,7 @@ def export_adapter(adapter, base: str, out, outtype: str = "f16") -> dict:
     entries = index_tensors(adapter)
     pairs: dict[str, dict[str, object]] = {}
     for name, entry in entries.items():
-        stem = name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name
+        stem = name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
         for part in ("lora_A", "lora_B"):
             marker = f".{part}."
             if marker in stem:
@@ -139,5 +139,12 @@ def export_adapter(adapter, base: str, out, outtype: str = "f16") -> dict:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-    return {"out": str(out), "base": str(base_path), "architecture": arch_name, "pairs": len(planned),
-            "rank": rank, "alpha": alpha, "bytes": out.stat().st_size}
+    return {
+        "out": str(out),
+        "base": str(base_path),
+        "architecture": arch_name,
+        "pairs": len(planned),
+        "rank": rank,
+        "alpha": alpha,
+        "bytes": out.stat().st_size,
+    }

@@ -44,8 +44,9 @@ class _StreamedTensor:
         source = self.item.source
         rows = source.shape[0]
         # row-wise changes (norm +1, nothing) can go in blocks; the q/k permutation needs whole tensors
-        permuted = self.arch.rope_permuted and source.name.endswith(("q_proj.weight", "k_proj.weight",
-                                                                     "q_proj.bias", "k_proj.bias"))
+        permuted = self.arch.rope_permuted and source.name.endswith(
+            ("q_proj.weight", "k_proj.weight", "q_proj.bias", "k_proj.bias")
+        )
         whole = permuted or len(source.shape) == 1 or source.row_bytes * rows <= ROW_BLOCK_BYTES
         step = rows if whole else max(1, ROW_BLOCK_BYTES // source.row_bytes)
         written = 0

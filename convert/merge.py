@@ -43,8 +43,12 @@ def check_trained_on(adapter: Path, base_info: dict) -> None:
         trained = json.loads(run.read_text()).get("base") or {}
     except (OSError, ValueError):
         return
-    if (trained.get("sha256") and base_info.get("sha256") and trained.get("kind") == base_info.get("kind")
-            and trained["sha256"] != base_info["sha256"]):
+    if (
+        trained.get("sha256")
+        and base_info.get("sha256")
+        and trained.get("kind") == base_info.get("kind")
+        and trained["sha256"] != base_info["sha256"]
+    ):
         raise UserError(
             f"{adapter}: trained on base {trained.get('spec')} (sha256 {trained['sha256'][:12]}…), "
             f"not on {base_info.get('spec')} (sha256 {base_info['sha256'][:12]}…)"
@@ -74,8 +78,9 @@ def save_hf_folder(model, tokenizer, out: Path, extra_config: dict | None = None
         state = model.state_dict()
         if getattr(model.config, "tie_word_embeddings", False):
             state.pop("lm_head.weight", None)  # tied: the embedding is the head
-        save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp / "model.safetensors",
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v.detach().contiguous() for k, v in state.items()}, tmp / "model.safetensors", metadata={"format": "pt"}
+        )
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         if not config.get("architectures"):
@@ -121,8 +126,11 @@ def merge(base: str, adapter, out) -> dict:
     check_trained_on(adapter, base_info)
     peft_model = attach_adapter(model, adapter)
     merged = peft_model.merge_and_unload()
-    source = {"base": base_info.get("spec", base), "base_sha256": base_info.get("sha256"),
-              "adapter": str(adapter.resolve())}
+    source = {
+        "base": base_info.get("spec", base),
+        "base_sha256": base_info.get("sha256"),
+        "adapter": str(adapter.resolve()),
+    }
     save_hf_folder(merged, tokenizer, out, {"ijt_local_merged": source})
     return {
         "out": str(out),

@@ -13,10 +13,24 @@ from .gguf_output import atomic_output, check_writable
 
 # the names llama.cpp's quantize tool accepts -> llama_ftype constant names
 QUANT_TYPES = {
-    "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_0": "Q5_0", "Q5_1": "Q5_1", "Q8_0": "Q8_0",
-    "Q2_K": "Q2_K", "Q3_K_S": "Q3_K_S", "Q3_K_M": "Q3_K_M", "Q3_K_L": "Q3_K_L",
-    "Q4_K_S": "Q4_K_S", "Q4_K_M": "Q4_K_M", "Q5_K_S": "Q5_K_S", "Q5_K_M": "Q5_K_M", "Q6_K": "Q6_K",
-    "IQ4_NL": "IQ4_NL", "IQ4_XS": "IQ4_XS", "F16": "F16", "BF16": "BF16",
+    "Q4_0": "Q4_0",
+    "Q4_1": "Q4_1",
+    "Q5_0": "Q5_0",
+    "Q5_1": "Q5_1",
+    "Q8_0": "Q8_0",
+    "Q2_K": "Q2_K",
+    "Q3_K_S": "Q3_K_S",
+    "Q3_K_M": "Q3_K_M",
+    "Q3_K_L": "Q3_K_L",
+    "Q4_K_S": "Q4_K_S",
+    "Q4_K_M": "Q4_K_M",
+    "Q5_K_S": "Q5_K_S",
+    "Q5_K_M": "Q5_K_M",
+    "Q6_K": "Q6_K",
+    "IQ4_NL": "IQ4_NL",
+    "IQ4_XS": "IQ4_XS",
+    "F16": "F16",
+    "BF16": "BF16",
 }
 
 
@@ -37,8 +51,8 @@ def quantize_gguf(source: Path, out: Path, kind: str, threads: int | None = None
     """Quantize `source` to `out` with llama.cpp; one clear error if llama.cpp refuses."""
     import llama_cpp
 
-    from ijt_local.models import check_gguf
     from ijt_local.llama_log import capture_llama_logs
+    from ijt_local.models import check_gguf
 
     source, out = Path(source), Path(out)
     ftype = _ftype(kind)

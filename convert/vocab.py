@@ -27,7 +27,8 @@ QWEN2_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 LLAMA3_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 SPLIT_PATTERNS = {QWEN2_PATTERN: "qwen2", LLAMA3_PATTERN: "llama-bpe"}
 
@@ -70,9 +71,7 @@ def _id_to_token(tokenizer: dict, vocab_size: int, where: Path) -> dict[int, tup
         by_id[added["id"]] = (added["content"], added)
     top = max(by_id) + 1
     if top > vocab_size:
-        raise UserError(
-            f"{where}: the tokenizer has {top} tokens but the model's embedding has only {vocab_size} rows"
-        )
+        raise UserError(f"{where}: the tokenizer has {top} tokens but the model's embedding has only {vocab_size} rows")
     return by_id
 
 

@@ -25,17 +25,16 @@ import collections
 import heapq
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
+from .decode_rows import prefill_ranges, prompt_rows, step_rows
 from .errors import UserError
 from .rules import RuleConfig, RuleState
-from .decode_rows import prefill_ranges, prompt_rows, step_rows
 from .runtime import Generation, ReplyText, SamplingParams, Session, decode_rows, free_sampler, pick_token
 from .token_logprobs import TokenChoice, observe
-
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
 PROMPT_SCORE_ROWS = 64  # rows per call when every prompt row's logits are wanted (see prompt_logprobs)
@@ -68,7 +67,7 @@ class Sequence:
         """The reply's text that became safe to show (never the start of a role tag) since the last call;
         with `final`, all that is left."""
         visible = len(self.reply.text) if final else self.reply.safe_length()
-        piece = self.reply.text[self.shown:visible]
+        piece = self.reply.text[self.shown : visible]
         self.shown = max(self.shown, visible)
         return piece
 
@@ -119,8 +118,10 @@ class BatchGenerator:
             self._context = _internals.LlamaContext(model=session.llama._model, params=params, verbose=False)
         except ValueError as exc:
             self._context, self.seq_ctx = None, 0
-            raise UserError(f"llama.cpp cannot make a context for {self.width} sequences of {seq_ctx} "
-                            f"tokens ({exc}); lower --parallel or --ctx") from None
+            raise UserError(
+                f"llama.cpp cannot make a context for {self.width} sequences of {seq_ctx} "
+                f"tokens ({exc}); lower --parallel or --ctx"
+            ) from None
         self.seq_ctx = seq_ctx
         self._ctx = self._context.ctx
         session.apply_adapters(self._ctx)
@@ -176,9 +177,20 @@ class BatchGenerator:
                 chosen = []
                 while waiting and slots.free:
                     index = waiting.popleft()
-                    chosen.append(slots.start(lambda seq_id, index=index: Sequence(
-                        index, seq_id, prompts[index], budgets[index], session.rule_state(rules, conversations[index]),
-                        session.sampler(sampling), ReplyText(session, tags), time.perf_counter())))
+                    chosen.append(
+                        slots.start(
+                            lambda seq_id, index=index: Sequence(
+                                index,
+                                seq_id,
+                                prompts[index],
+                                budgets[index],
+                                session.rule_state(rules, conversations[index]),
+                                session.sampler(sampling),
+                                ReplyText(session, tags),
+                                time.perf_counter(),
+                            )
+                        )
+                    )
                 for seq, token in chosen or slots.step():
                     finish = slots.advance(seq, token, ignore_eos)
                     if finish is not None:
@@ -247,16 +259,21 @@ class BatchGenerator:
 
         pointer = llama_cpp.llama_get_logits(self._ctx)
         logits = np.ctypeslib.as_array(pointer, shape=(len(outputs), self.session.n_vocab))
-        asked = {row: logits[row].copy() if seq.state is not None else None  # the base row, before the rules
-                 for row, (seq, _) in enumerate(outputs) if seq.logprobs is not None}
+        asked = {
+            row: logits[row].copy() if seq.state is not None else None  # the base row, before the rules
+            for row, (seq, _) in enumerate(outputs)
+            if seq.logprobs is not None
+        }
         for row, (seq, _) in enumerate(outputs):
             if seq.state is not None:
                 seq.state.apply(logits[row])
         if all(seq.sampler is None for seq, _ in outputs):
             chosen = [(seq, int(token)) for (seq, _), token in zip(outputs, logits.argmax(axis=1))]
         else:
-            chosen = [(seq, pick_token(self._ctx, seq.sampler, logits[row], index))
-                      for row, (seq, index) in enumerate(outputs)]
+            chosen = [
+                (seq, pick_token(self._ctx, seq.sampler, logits[row], index))
+                for row, (seq, index) in enumerate(outputs)
+            ]
         for row, base in asked.items():
             seq, token = chosen[row]
             seq.choices.append(observe(base, logits[row], token, seq.logprobs))
@@ -272,8 +289,10 @@ class BatchGenerator:
         scored: list[TokenChoice | None] = [None] * len(tokens)
         for start, end in prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
             llama_cpp.llama_memory_seq_rm(self._memory, seq_id, start, -1)
-            rows = [(token, position, seq, position < end)
-                    for token, position, seq, _ in prompt_rows(tokens, start, end, seq_id, logits_last=False)]
+            rows = [
+                (token, position, seq, position < end)
+                for token, position, seq, _ in prompt_rows(tokens, start, end, seq_id, logits_last=False)
+            ]
             self._decode(rows)
             pointer = llama_cpp.llama_get_logits(self._ctx)
             logits = np.ctypeslib.as_array(pointer, shape=(end - start, self.session.n_vocab))
@@ -346,8 +365,15 @@ class Slots:
 
 def _generation(seq: Sequence, finish: str) -> Generation:
     seq.reply.close()
-    return Generation(seq.reply.text, finish, len(seq.reply.tokens), time.perf_counter() - seq.started,
-                      seq.reply.tokens, len(seq.prompt), seq.prefill_seconds)
+    return Generation(
+        seq.reply.text,
+        finish,
+        len(seq.reply.tokens),
+        time.perf_counter() - seq.started,
+        seq.reply.tokens,
+        len(seq.prompt),
+        seq.prefill_seconds,
+    )
 
 
 _generators: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> its BatchGenerator
@@ -373,8 +399,9 @@ def default_parallel() -> int:
     return DEFAULT_PARALLEL
 
 
-def generate_all(session: Session, conversations: list[list[dict]], parallel: int | None = None,
-                 exact: bool = False, **options) -> Iterator[tuple[int, Generation]]:
+def generate_all(
+    session: Session, conversations: list[list[dict]], parallel: int | None = None, exact: bool = False, **options
+) -> Iterator[tuple[int, Generation]]:
     """(index, Generation) for every conversation: up to `parallel` at once through a BatchGenerator (in
     the order they finish), or one at a time through `Session.generate`'s one-row steps when `parallel`
     is 1 and not `exact`. None means `default_parallel()`. Any width gives the same replies; the one-row

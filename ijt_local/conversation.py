@@ -8,7 +8,7 @@ in the window) is made by the Session.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .batched import batch_generator, generate_all
 from .prompts import recent_turns
@@ -24,8 +24,15 @@ def history_window(rules: RuleConfig | None, history: int | None = None) -> int 
     return rules.history_turns if rules is not None else None
 
 
-def generate_reply(session, messages: list[dict], rules: RuleConfig | None = None, history: int | None = None,
-                   exact: bool = False, on_text=None, **generate_options) -> Generation:
+def generate_reply(
+    session,
+    messages: list[dict],
+    rules: RuleConfig | None = None,
+    history: int | None = None,
+    exact: bool = False,
+    on_text=None,
+    **generate_options,
+) -> Generation:
     """One assistant reply to a conversation that ends with a user message (single stream, for chat and
     `generate --prompt`). `exact` decodes it as the batched paths do (whole row groups, see decode_rows),
     so it is the reply `generate --input` and `serve` give; otherwise llama.cpp's faster one-row steps."""
@@ -44,9 +51,14 @@ def turns_to_answer(messages: list[dict], turns: list[str] | None) -> tuple[list
     return messages[:-1], [messages[-1]["content"]]
 
 
-def answer_turns(session, prompts: list[tuple[list[dict], list[str]]], rules: RuleConfig | None = None,
-                 history: int | None = None, parallel: int | None = None, **generate_options
-                 ) -> Iterator[tuple[int, list[Generation]]]:
+def answer_turns(
+    session,
+    prompts: list[tuple[list[dict], list[str]]],
+    rules: RuleConfig | None = None,
+    history: int | None = None,
+    parallel: int | None = None,
+    **generate_options,
+) -> Iterator[tuple[int, list[Generation]]]:
     """Answer each prompt's user turns in order, every reply with the model's own earlier replies in
     context. A prompt is (messages before its first turn, user turns). Turn k of every prompt that has one
     is decoded in one batched round (`parallel` at once); (index, one Generation per turn) is yielded as
@@ -67,7 +79,8 @@ def answer_turns(session, prompts: list[tuple[list[dict], list[str]]], rules: Ru
                 yield i, replies[i]
 
 
-def generate_turns(session, turns: list[str], rules: RuleConfig | None = None, history: int | None = None,
-                   **generate_options) -> list[Generation]:
+def generate_turns(
+    session, turns: list[str], rules: RuleConfig | None = None, history: int | None = None, **generate_options
+) -> list[Generation]:
     """The replies to one conversation's user turns, in order."""
     return next(answer_turns(session, [([], turns)], rules, history, 1, **generate_options))[1]

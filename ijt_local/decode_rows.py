@@ -54,8 +54,9 @@ def prefill_ranges(cached: int, total: int, n_batch: int) -> list[tuple[int, int
     return ranges
 
 
-def prompt_rows(tokens: list[int], start: int, end: int, seq_id: int, logits_last: bool
-                ) -> list[tuple[int, int, int, bool]]:
+def prompt_rows(
+    tokens: list[int], start: int, end: int, seq_id: int, logits_last: bool
+) -> list[tuple[int, int, int, bool]]:
     """(token, position, seq_id, wants_logits) rows decoding tokens[start:end] of one sequence, topped up
     to MIN_ROWS with copies of its last token at the following positions (a prompt shorter than MIN_ROWS;
     causal attention keeps them out of the real rows, and the caller removes their cells afterwards)."""

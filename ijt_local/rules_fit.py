@@ -47,24 +47,33 @@ class Constraints:
 
     def violations(self, metrics: dict) -> list[float]:
         """Optuna's convention: each value <= 0 when that constraint holds."""
-        return [self.min_stop - metrics["stop_rate"], metrics["role_leak_rate"] - self.max_leak,
-                metrics["echo_rate"] - self.max_echo]
+        return [
+            self.min_stop - metrics["stop_rate"],
+            metrics["role_leak_rate"] - self.max_leak,
+            metrics["echo_rate"] - self.max_echo,
+        ]
 
 
 def default_params() -> dict:
     settings = load_rules().settings
-    return {"eos_max_bonus": float(settings["eos"]["max_bonus"]), "eos_ramp_tokens": int(settings["eos"]["ramp_tokens"]),
-            "uniform_scale": 1.0, "diversity_penalty": float(settings["diversity"]["penalty"]),
-            "start_scale": float(settings["start"]["scale"])}
+    return {
+        "eos_max_bonus": float(settings["eos"]["max_bonus"]),
+        "eos_ramp_tokens": int(settings["eos"]["ramp_tokens"]),
+        "uniform_scale": 1.0,
+        "diversity_penalty": float(settings["diversity"]["penalty"]),
+        "start_scale": float(settings["start"]["scale"]),
+    }
 
 
 def overrides(params: dict) -> dict:
     """The rule-config TOML tables these numbers change (everything else keeps its default)."""
     words = load_rules().settings["uniform"]["words"]
-    return {"eos": {"max_bonus": round(params["eos_max_bonus"], 4), "ramp_tokens": int(params["eos_ramp_tokens"])},
-            "uniform": {"words": {word: round(weight * params["uniform_scale"], 4) for word, weight in words.items()}},
-            "diversity": {"penalty": round(params["diversity_penalty"], 4)},
-            "start": {"scale": round(params["start_scale"], 4)}}
+    return {
+        "eos": {"max_bonus": round(params["eos_max_bonus"], 4), "ramp_tokens": int(params["eos_ramp_tokens"])},
+        "uniform": {"words": {word: round(weight * params["uniform_scale"], 4) for word, weight in words.items()}},
+        "diversity": {"penalty": round(params["diversity_penalty"], 4)},
+        "start": {"scale": round(params["start_scale"], 4)},
+    }
 
 
 def write_config(path: Path, params: dict, header: list[str]) -> None:
@@ -93,10 +102,15 @@ class Scorer:
 
         conversations = [[{"role": "user", "content": text}] for text in self.data.behaviour]
         rows = [None] * len(conversations)
-        for index, generation in generate_all(self.session, conversations, rules=rules, max_tokens=self.max_tokens,
-                                              stop_at_role_tags=False):  # leaks are measured, as in compare
-            rows[index] = {"instruction": self.data.behaviour[index], "output": generation.text,
-                           "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens}
+        for index, generation in generate_all(
+            self.session, conversations, rules=rules, max_tokens=self.max_tokens, stop_at_role_tags=False
+        ):  # leaks are measured, as in compare
+            rows[index] = {
+                "instruction": self.data.behaviour[index],
+                "output": generation.text,
+                "finish_reason": generation.finish_reason,
+                "n_tokens": generation.n_tokens,
+            }
         return behaviour_metrics(rows)
 
     def objective(self, rules: RuleConfig | None, split: str) -> float:
@@ -116,8 +130,11 @@ class Scorer:
         conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
         replies = dict(generate_all(self.session, conversations, rules=rules, max_tokens=self.max_tokens))
         result = accuracy([score_response(row, replies[i].text) for i, row in enumerate(rows)])
-        return {"score": result["prompt_level_loose"], "no_echo": result["prompt_level_loose_no_echo"],
-                "echo_rate": result["echo_rate"]}
+        return {
+            "score": result["prompt_level_loose"],
+            "no_echo": result["prompt_level_loose_no_echo"],
+            "echo_rate": result["echo_rate"],
+        }
 
     def _ranking(self, rules, pairs) -> float:
         wins = 0
@@ -128,9 +145,17 @@ class Scorer:
         return wins / len(pairs)
 
 
-def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev_size: int,
-                  ifeval_path: Path | None, ranking_path: Path | None, max_tokens: int, session,
-                  test_size: int | None = None) -> FitData:
+def load_fit_data(
+    objective: str,
+    behaviour_path: Path,
+    behaviour_size: int,
+    dev_size: int,
+    ifeval_path: Path | None,
+    ranking_path: Path | None,
+    max_tokens: int,
+    session,
+    test_size: int | None = None,
+) -> FitData:
     """Even rows of the objective's file are dev, odd rows test: fixed halves, never the same prompts.
     The first `dev_size` even rows are searched on; the first `test_size` odd rows (None: all of them)
     report. A small dev split keeps trials quick; a large test split keeps the final comparison honest."""
@@ -147,38 +172,60 @@ def load_fit_data(objective: str, behaviour_path: Path, behaviour_size: int, dev
         return FitData(behaviour, rows[0::2][:dev_size], rows[1::2][:test_size], objective)
     if objective == "ranking":
         if ranking_path is None or not Path(ranking_path).is_file():
-            raise UserError("--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
-                            "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows")
+            raise UserError(
+                "--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
+                "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows"
+            )
         from .eval.ranking import cut_to_tokens, pick_others
 
         prompts = load_prompts(ranking_path)
         if any(not (p.reference or "").strip() for p in prompts) or len(prompts) < 4:
             raise UserError(f"{ranking_path}: ranking needs at least 4 rows, each with a response")
         others = pick_others(len(prompts), 0)
-        pairs = [(p, cut_to_tokens(session, p.reference, max_tokens),
-                  cut_to_tokens(session, prompts[others[i]].reference, max_tokens))
-                 for i, p in enumerate(prompts)]
+        pairs = [
+            (
+                p,
+                cut_to_tokens(session, p.reference, max_tokens),
+                cut_to_tokens(session, prompts[others[i]].reference, max_tokens),
+            )
+            for i, p in enumerate(prompts)
+        ]
         return FitData(behaviour, pairs[0::2][:dev_size], pairs[1::2][:test_size], objective)
     raise UserError(f"--objective {objective}: choose ifeval or ranking")
 
 
 def search_seconds(study) -> float:
     """Decoding time of every finished trial, over all the runs that continued this search."""
-    return sum((t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials
-               if t.state.is_finished() and t.datetime_start and t.datetime_complete)
+    return sum(
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.trials
+        if t.state.is_finished() and t.datetime_start and t.datetime_complete
+    )
 
 
 def check_vocabulary(session) -> None:
     expert = session.rule_expert(load_rules())
     words = load_rules().settings["uniform"]["words"]
     if len([w for w in words if w in expert.unresolved]) > len(words) / 2:
-        raise UserError(f"the model's vocabulary spells only {len(words) - len(expert.unresolved & set(words))} of "
-                        f"the {len(words)} uniform rule words as single tokens; fitting their weights would mean "
-                        "little (unresolved: " + ", ".join(sorted(expert.unresolved)[:8]) + ")")
+        raise UserError(
+            f"the model's vocabulary spells only {len(words) - len(expert.unresolved & set(words))} of "
+            f"the {len(words)} uniform rule words as single tokens; fitting their weights would mean "
+            "little (unresolved: " + ", ".join(sorted(expert.unresolved)[:8]) + ")"
+        )
 
 
-def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | None, seed: int,
-        constraints: Constraints, max_tokens: int, model_name: str, log) -> dict:
+def fit(
+    session,
+    data: FitData,
+    out: Path,
+    trials: int | None,
+    minutes: float | None,
+    seed: int,
+    constraints: Constraints,
+    max_tokens: int,
+    model_name: str,
+    log,
+) -> dict:
     try:
         import optuna
         import tomli_w  # noqa: F401  (write_config needs it; fail before the search, not after)
@@ -192,17 +239,24 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
     scorer = Scorer(session, data, max_tokens)
     scratch = out.with_name(f".{out.name}.trial.toml")
     sampler = optuna.samplers.TPESampler(seed=seed)  # constrained: trials report set_constraint values
-    study = optuna.create_study(study_name="rules-fit", direction="maximize", sampler=sampler,
-                                storage=f"sqlite:///{out.with_name(out.name + '.trials.db')}", load_if_exists=True)
+    study = optuna.create_study(
+        study_name="rules-fit",
+        direction="maximize",
+        sampler=sampler,
+        storage=f"sqlite:///{out.with_name(out.name + '.trials.db')}",
+        load_if_exists=True,
+    )
     if not study.trials:
         study.enqueue_trial(default_params())
 
     def objective(trial) -> float:
-        params = {"eos_max_bonus": trial.suggest_float("eos_max_bonus", 2.0, 40.0),
-                  "eos_ramp_tokens": trial.suggest_int("eos_ramp_tokens", 50, 600),
-                  "uniform_scale": trial.suggest_float("uniform_scale", 0.0, 2.0),
-                  "diversity_penalty": trial.suggest_float("diversity_penalty", -4.0, 0.0),
-                  "start_scale": trial.suggest_float("start_scale", 0.0, 10.0)}
+        params = {
+            "eos_max_bonus": trial.suggest_float("eos_max_bonus", 2.0, 40.0),
+            "eos_ramp_tokens": trial.suggest_int("eos_ramp_tokens", 50, 600),
+            "uniform_scale": trial.suggest_float("uniform_scale", 0.0, 2.0),
+            "diversity_penalty": trial.suggest_float("diversity_penalty", -4.0, 0.0),
+            "start_scale": trial.suggest_float("start_scale", 0.0, 10.0),
+        }
         rules = config_for(params, scratch)
         metrics = scorer.behaviour(rules)
         violations = constraints.violations(metrics)
@@ -212,9 +266,11 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
         trial.set_user_attr("behaviour", metrics)
         score = scorer.objective(rules, "dev") if max(violations) <= 0 else 0.0
         session.forget_rules(rules)  # one resolved expert (a few MB) per trial would pile up
-        log(f"trial {trial.number}: dev {data.objective} {score:.3f}, stop {metrics['stop_rate']:.2f} leak "
+        log(
+            f"trial {trial.number}: dev {data.objective} {score:.3f}, stop {metrics['stop_rate']:.2f} leak "
             f"{metrics['role_leak_rate']:.2f} echo {metrics['echo_rate']:.2f}"
-            + ("" if max(violations) <= 0 else " (breaks the constraints)"))
+            + ("" if max(violations) <= 0 else " (breaks the constraints)")
+        )
         return score
 
     done = len([t for t in study.trials if t.state.is_finished()])
@@ -225,37 +281,54 @@ def fit(session, data: FitData, out: Path, trials: int | None, minutes: float | 
     feasible = [t for t in study.trials if t.state.is_finished() and max(t.user_attrs["violations"]) <= 0]
     if not feasible:
         best = min((t for t in study.trials if t.state.is_finished()), key=lambda t: max(t.user_attrs["violations"]))
-        raise UserError(f"no configuration of {len(study.trials)} tried meets the constraints; the closest: "
-                        f"{best.user_attrs['behaviour']} (relax --min-stop/--max-leak/--max-echo or search longer)")
+        raise UserError(
+            f"no configuration of {len(study.trials)} tried meets the constraints; the closest: "
+            f"{best.user_attrs['behaviour']} (relax --min-stop/--max-leak/--max-echo or search longer)"
+        )
     best = max(feasible, key=lambda t: (t.value, -t.number))
     fitted = {name: best.params[name] for name in PARAMETERS}
     log("scoring the fitted rules, the paper's and none on the test split")
     defaults_dev = scorer.objective(load_rules(), "dev")  # its trial skipped dev if it broke the constraints
-    test_scores = {"fitted": scorer.scores(config_for(fitted, scratch), "test"),
-                   "paper defaults": scorer.scores(load_rules(), "test"),
-                   "base model (no rules)": scorer.scores(None, "test")}
+    test_scores = {
+        "fitted": scorer.scores(config_for(fitted, scratch), "test"),
+        "paper defaults": scorer.scores(load_rules(), "test"),
+        "base model (no rules)": scorer.scores(None, "test"),
+    }
     scratch.unlink(missing_ok=True)
     test = {name: scores["score"] for name, scores in test_scores.items()}
     defaults_trial = study.trials[0]
-    result = {"model": model_name, "objective": data.objective, "trials": len(study.trials),
-              "search_minutes": round(search_seconds(study) / 60, 1), "params": fitted,
-              "dev": {"fitted": best.value, "paper defaults": defaults_dev},
-              "paper_defaults_behaviour": defaults_trial.user_attrs.get("behaviour"),
-              "test": test, "behaviour": best.user_attrs["behaviour"],
-              "test_details": test_scores,
-              "splits": {"dev": len(data.dev), "test": len(data.test), "behaviour": len(data.behaviour)},
-              "constraints": vars(constraints)}
-    header = [f"Rule expert fitted to {model_name} by `ijt-local rules fit` (load with --rules-config).",
-              f"objective: {data.objective}, {result['splits']['dev']} dev / {result['splits']['test']} test "
-              f"items (even / odd rows); constraints on {len(data.behaviour)} instructions: stop >= "
-              f"{constraints.min_stop}, role leak <= {constraints.max_leak}, echo <= {constraints.max_echo}",
-              f"{result['trials']} trials (TPE, seed {seed}); dev: fitted {best.value:.3f}, paper defaults "
-              f"{defaults_dev:.3f}",
-              "test: " + ", ".join(f"{k} {v:.3f}" for k, v in test.items()),
-              *(["test, echoes of the prompt counted as failures: " + ", ".join(
-                  f"{k} {v['no_echo']:.3f}" for k, v in test_scores.items())] if data.objective == "ifeval" else []),
-              "behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()),
-              "numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items())]
+    result = {
+        "model": model_name,
+        "objective": data.objective,
+        "trials": len(study.trials),
+        "search_minutes": round(search_seconds(study) / 60, 1),
+        "params": fitted,
+        "dev": {"fitted": best.value, "paper defaults": defaults_dev},
+        "paper_defaults_behaviour": defaults_trial.user_attrs.get("behaviour"),
+        "test": test,
+        "behaviour": best.user_attrs["behaviour"],
+        "test_details": test_scores,
+        "splits": {"dev": len(data.dev), "test": len(data.test), "behaviour": len(data.behaviour)},
+        "constraints": vars(constraints),
+    }
+    header = [
+        f"Rule expert fitted to {model_name} by `ijt-local rules fit` (load with --rules-config).",
+        f"objective: {data.objective}, {result['splits']['dev']} dev / {result['splits']['test']} test "
+        f"items (even / odd rows); constraints on {len(data.behaviour)} instructions: stop >= "
+        f"{constraints.min_stop}, role leak <= {constraints.max_leak}, echo <= {constraints.max_echo}",
+        f"{result['trials']} trials (TPE, seed {seed}); dev: fitted {best.value:.3f}, paper defaults "
+        f"{defaults_dev:.3f}",
+        "test: " + ", ".join(f"{k} {v:.3f}" for k, v in test.items()),
+        *(
+            [
+                "test, echoes of the prompt counted as failures: "
+                + ", ".join(f"{k} {v['no_echo']:.3f}" for k, v in test_scores.items())
+            ]
+            if data.objective == "ifeval"
+            else []
+        ),
+        "behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()),
+        "numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()),
+    ]
     write_config(out, fitted, header)
     return result
-

@@ -11,9 +11,9 @@ import codecs
 import ctypes
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .rules import RuleConfig, RuleExpert, Vocabulary
 from .vocab_cache import load_vocabulary
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
+
 
 @dataclass
 class SamplingParams:
@@ -172,8 +173,10 @@ class Session:
         handle = llama_cpp.llama_adapter_lora_init(self.llama._model.model, str(path).encode())
         if not handle:
             detail = first_llama_error()
-            raise UserError(f"{path}: llama.cpp cannot load this LoRA adapter for {self.model.name}"
-                            + (f" ({detail})" if detail else ""))
+            raise UserError(
+                f"{path}: llama.cpp cannot load this LoRA adapter for {self.model.name}"
+                + (f" ({detail})" if detail else "")
+            )
         self._adapters.append((handle, scale))
         self.llama._stack.callback(llama_cpp.llama_adapter_lora_free, handle)
 
@@ -205,8 +208,11 @@ class Session:
         then from the on-disk cache (`vocab_cache`)."""
         if self._vocabulary is None:
             self._vocabulary = load_vocabulary(
-                self.model.path, self.n_vocab, self.eos_id,
-                lambda: [self.token_bytes(i).decode("utf-8", errors="replace") for i in range(self.n_vocab)])
+                self.model.path,
+                self.n_vocab,
+                self.eos_id,
+                lambda: [self.token_bytes(i).decode("utf-8", errors="replace") for i in range(self.n_vocab)],
+            )
         return self._vocabulary
 
     def rule_expert(self, config: RuleConfig) -> RuleExpert:
@@ -288,8 +294,11 @@ class Session:
         first = ranges[0][0]
         # A sliding-window cache that has dropped early cells (pos_min > 0) may lack cells the kept
         # prefix's window needs; decode from scratch then (llama.cpp's server checks the same).
-        if not (first > 0 and llama_cpp.llama_memory_seq_rm(self._memory, 0, first, -1)
-                and llama_cpp.llama_memory_seq_pos_min(self._memory, 0) <= 0):
+        if not (
+            first > 0
+            and llama_cpp.llama_memory_seq_rm(self._memory, 0, first, -1)
+            and llama_cpp.llama_memory_seq_pos_min(self._memory, 0) <= 0
+        ):
             llama_cpp.llama_memory_clear(self._memory, True)
             ranges = prefill_ranges(0, len(tokens), self.n_batch)
         self._kv_tokens, self._kv_prefilled = [], 0
@@ -358,7 +367,7 @@ class Session:
                     finish = "stop"
                     break
                 if on_text is not None and reply.safe_length() > shown:
-                    on_text(reply.text[shown:reply.safe_length()])
+                    on_text(reply.text[shown : reply.safe_length()])
                     shown = reply.safe_length()
                 self._decode([token], n_past=n_past)
                 self._kv_tokens.append(token)
@@ -369,8 +378,9 @@ class Session:
         if on_text is not None and len(reply.text) > shown:
             on_text(reply.text[shown:])
         seconds = time.perf_counter() - started
-        return Generation(reply.text, finish, len(reply.tokens), seconds, reply.tokens, len(prompt_tokens),
-                          prefill_seconds)
+        return Generation(
+            reply.text, finish, len(reply.tokens), seconds, reply.tokens, len(prompt_tokens), prefill_seconds
+        )
 
     def reply_budget(self, prompt_length: int, max_tokens: int) -> int:
         """`max_tokens` cut to the room the context leaves after the prompt; a prompt that leaves none is
@@ -473,6 +483,7 @@ def _busy_cores(seconds: float = 0.1) -> float:
     """Cores busy with other processes, from /proc/stat over `seconds` (0 where there is no /proc/stat),
     less this process's own CPU time in the same window (llama.cpp's threads may still spin after a
     decode), so what is counted is the others' work."""
+
     def sample():
         with open("/proc/stat") as stat:
             fields = [int(v) for v in stat.readline().split()[1:]]
@@ -527,7 +538,7 @@ class ReplyText:
     """A reply growing token by token: bytes decoded as UTF-8 across token boundaries, and the text cut
     where it starts a role tag (`<|user|>` …), which ends the reply."""
 
-    def __init__(self, session: "Session", tags: tuple[str, ...]):
+    def __init__(self, session: Session, tags: tuple[str, ...]):
         self.session = session
         self.tags = tags
         self.tokens: list[int] = []

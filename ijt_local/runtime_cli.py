@@ -15,31 +15,72 @@ from .errors import UserError
 def model_options(function):
     """Options shared by every command that opens a Session."""
     decorators = [
-        click.option("--model", "-m", default="default", show_default=True,
-                     help="A name (see `ijt-local models`), a GGUF path, or owner/repo:file.gguf."),
-        click.option("--adapter", "adapters", multiple=True, metavar="A.gguf[@SCALE]",
-                     help="GGUF LoRA adapter applied at run time (repeatable; scale defaults to 1)."),
-        click.option("--template", type=click.Choice(["tulu", "chatml"]), default=None,
-                     help="Chat template (default: the model's; tulu for base models)."),
+        click.option(
+            "--model",
+            "-m",
+            default="default",
+            show_default=True,
+            help="A name (see `ijt-local models`), a GGUF path, or owner/repo:file.gguf.",
+        ),
+        click.option(
+            "--adapter",
+            "adapters",
+            multiple=True,
+            metavar="A.gguf[@SCALE]",
+            help="GGUF LoRA adapter applied at run time (repeatable; scale defaults to 1).",
+        ),
+        click.option(
+            "--template",
+            type=click.Choice(["tulu", "chatml"]),
+            default=None,
+            help="Chat template (default: the model's; tulu for base models).",
+        ),
         click.option("--poe", is_flag=True, help="Multiply the model with the rule expert (product of experts)."),
-        click.option("--rules", "rule_spec", default=None, metavar="SPEC",
-                     help="Rules for --poe, e.g. eos,uniform,diversity,start (default: all)."),
-        click.option("--rules-config", type=click.Path(dir_okay=False), default=None,
-                     help="TOML file overriding rule words, weights and ramps."),
-        click.option("--paper-exact", is_flag=True, default=None,
-                     help="Reproduce the paper's code (EOS bonus drops to 0 after 250 tokens)."),
+        click.option(
+            "--rules",
+            "rule_spec",
+            default=None,
+            metavar="SPEC",
+            help="Rules for --poe, e.g. eos,uniform,diversity,start (default: all).",
+        ),
+        click.option(
+            "--rules-config",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="TOML file overriding rule words, weights and ramps.",
+        ),
+        click.option(
+            "--paper-exact",
+            is_flag=True,
+            default=None,
+            help="Reproduce the paper's code (EOS bonus drops to 0 after 250 tokens).",
+        ),
         click.option("--ctx", "n_ctx", default=4096, show_default=True, help="Context size in tokens."),
-        click.option("--threads", type=int, default=None, help="CPU threads (default: the cores other processes are not keeping busy)."),
-        click.option("--gpu-layers", type=int, default=None,
-                     help="Layers to offload (default: all on Metal/CUDA builds, else 0)."),
+        click.option(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads (default: the cores other processes are not keeping busy).",
+        ),
+        click.option(
+            "--gpu-layers",
+            type=int,
+            default=None,
+            help="Layers to offload (default: all on Metal/CUDA builds, else 0).",
+        ),
         click.option("--temp", "temperature", default=0.0, show_default=True, help="0 = greedy."),
         click.option("--top-p", default=1.0, show_default=True),
         click.option("--top-k", default=0, show_default=True, help="0 = off."),
         click.option("--seed", default=0, show_default=True),
         click.option("--max-tokens", default=512, show_default=True),
-        click.option("--history", type=click.IntRange(min=-1), default=None, metavar="N",
-                     help="Earlier exchanges (user message + reply) a reply sees; -1 = all. Default: all, "
-                     "or with --poe the rules config's [conversation] history_turns."),
+        click.option(
+            "--history",
+            type=click.IntRange(min=-1),
+            default=None,
+            metavar="N",
+            help="Earlier exchanges (user message + reply) a reply sees; -1 = all. Default: all, "
+            "or with --poe the rules config's [conversation] history_turns.",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -47,9 +88,12 @@ def model_options(function):
 
 
 exact_option = click.option(
-    "--batch-invariant", "exact", is_flag=True,
+    "--batch-invariant",
+    "exact",
+    is_flag=True,
     help="Decode a lone reply the way batched decoding does (steps of 8 rows), so it is the reply "
-         "`generate --input` and `serve` give; slower. Default: llama.cpp's faster one-row steps.")
+    "`generate --input` and `serve` give; slower. Default: llama.cpp's faster one-row steps.",
+)
 
 
 def _check_parallel(ctx, param, value):
@@ -59,9 +103,14 @@ def _check_parallel(ctx, param, value):
 
 
 parallel_option = click.option(
-    "--parallel", type=int, default=None, callback=_check_parallel, metavar="N",
+    "--parallel",
+    type=int,
+    default=None,
+    callback=_check_parallel,
+    metavar="N",
     help="Prompts decoded at once in one llama.cpp batch (1 = one at a time; default: chosen for this "
-         "machine, see ijt_local/batched.py).")
+    "machine, see ijt_local/batched.py).",
+)
 
 
 def parse_adapter(text: str) -> tuple[str, float]:
@@ -81,8 +130,14 @@ def open_session(opts: dict):
     if opts["poe"] or opts["rule_spec"] or opts["rules_config"]:
         rules = load_rules(opts["rule_spec"], opts["rules_config"], opts["paper_exact"])
     adapters = [parse_adapter(a) for a in opts["adapters"]]
-    session = Session(opts["model"], n_ctx=opts["n_ctx"], threads=opts["threads"],
-                      gpu_layers=opts["gpu_layers"], adapters=adapters, template=opts["template"])
+    session = Session(
+        opts["model"],
+        n_ctx=opts["n_ctx"],
+        threads=opts["threads"],
+        gpu_layers=opts["gpu_layers"],
+        adapters=adapters,
+        template=opts["template"],
+    )
     sampling = SamplingParams(opts["temperature"], opts["top_p"], opts["top_k"], opts["seed"])
     name = opts["model"] + "".join(f"+{Path(p).name}" for p, _ in adapters)
     if rules is not None:
@@ -104,14 +159,19 @@ def models():
         except UserError as exc:
             click.echo(f"{name}\n  {about}\n  not available: {exc}")
             continue
-        click.echo(f"{name}\n  {about}\n  path: {info['path']}\n  size: {info['size_mb']} MB, "
-                   f"architecture: {info['architecture']}, vocab: {info['vocab_size']}, template: {template}")
+        click.echo(
+            f"{name}\n  {about}\n  path: {info['path']}\n  size: {info['size_mb']} MB, "
+            f"architecture: {info['architecture']}, vocab: {info['vocab_size']}, template: {template}"
+        )
 
 
 @click.command()
 @model_options
-@click.option("--independent", is_flag=True,
-              help="Each input line is a fresh one-turn conversation (for a file of unrelated questions).")
+@click.option(
+    "--independent",
+    is_flag=True,
+    help="Each input line is a fresh one-turn conversation (for a file of unrelated questions).",
+)
 @exact_option
 def chat(independent, exact, **opts):
     """Chat with a model in the terminal (streaming; /reset, /quit, Ctrl-D).
@@ -142,21 +202,41 @@ def chat(independent, exact, **opts):
                 click.echo("(history cleared)", err=True)
                 continue
         history.append({"role": "user", "content": text})
-        generation = generate_reply(session, history, rules, opts["history"], exact, max_tokens=opts["max_tokens"],
-                                    sampling=sampling, on_text=lambda piece: click.echo(piece, nl=False))
+        generation = generate_reply(
+            session,
+            history,
+            rules,
+            opts["history"],
+            exact,
+            max_tokens=opts["max_tokens"],
+            sampling=sampling,
+            on_text=lambda piece: click.echo(piece, nl=False),
+        )
         click.echo()
         history.append({"role": "assistant", "content": generation.text})
-        click.echo(f"[{generation.n_tokens} tokens, {generation.tokens_per_second:.1f} tok/s, "
-                   f"{generation.finish_reason}]", err=True)
+        click.echo(
+            f"[{generation.n_tokens} tokens, {generation.tokens_per_second:.1f} tok/s, {generation.finish_reason}]",
+            err=True,
+        )
 
 
 @click.command()
 @model_options
 @click.option("--prompt", default=None, help="One instruction; the reply is printed.")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
-              help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows).")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
-              help="JSONL to append results to; rows already there are skipped (resume).")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSONL to append results to; rows already there are skipped (resume).",
+)
 @parallel_option
 @exact_option
 def generate(prompt, input_path, output_path, parallel, exact, **opts):
@@ -169,9 +249,16 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
         from .conversation import generate_reply
 
         session, rules, sampling, _ = open_session(opts)
-        generate_reply(session, [{"role": "user", "content": prompt}], rules, None, exact,
-                       max_tokens=opts["max_tokens"], sampling=sampling,
-                       on_text=lambda piece: click.echo(piece, nl=False))
+        generate_reply(
+            session,
+            [{"role": "user", "content": prompt}],
+            rules,
+            None,
+            exact,
+            max_tokens=opts["max_tokens"],
+            sampling=sampling,
+            on_text=lambda piece: click.echo(piece, nl=False),
+        )
         click.echo()
         return
     rows = load_instructions(input_path)
@@ -216,8 +303,9 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     from .conversation import answer_turns, turns_to_answer
     from .jsonl import JsonlAppender, read_completed_rows
 
-    done = collections.Counter(_row_key(row.get("instruction"), row.get("turns"))
-                               for row in read_completed_rows(output_path))
+    done = collections.Counter(
+        _row_key(row.get("instruction"), row.get("turns")) for row in read_completed_rows(output_path)
+    )
     todo = []
     for instruction, messages, turns in rows:
         if done[_row_key(instruction, turns)] > 0:
@@ -231,14 +319,27 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     stops = tokens = 0
     started = time.perf_counter()
     prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]
-    replies = answer_turns(session, prompts, rules, opts["history"], parallel, exact=exact,
-                           max_tokens=opts["max_tokens"], sampling=sampling)
+    replies = answer_turns(
+        session,
+        prompts,
+        rules,
+        opts["history"],
+        parallel,
+        exact=exact,
+        max_tokens=opts["max_tokens"],
+        sampling=sampling,
+    )
     with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:
         for written, (index, generations) in enumerate(bar, 1):  # bar.n lags inside a fast loop
             instruction, _, turns = todo[index]
             generation = generations[-1]
-            row = {"instruction": instruction, "output": generation.text, "generator": name,
-                   "finish_reason": generation.finish_reason, "n_tokens": generation.n_tokens}
+            row = {
+                "instruction": instruction,
+                "output": generation.text,
+                "generator": name,
+                "finish_reason": generation.finish_reason,
+                "n_tokens": generation.n_tokens,
+            }
             if turns:
                 row |= {"turns": turns, "outputs": [g.text for g in generations]}
             out.write(row)

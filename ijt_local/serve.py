@@ -17,7 +17,6 @@ Logprobs are OpenAI's, over the product of experts, with the base model's beside
 FastAPI validates the body; every refusal is an OpenAI-style {"error": {...}} with a 4xx status.
 """
 
-
 import asyncio
 import json
 import secrets
@@ -104,8 +103,9 @@ class APIError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
 
-def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None,
-               param: str | None = None) -> dict:
+def error_body(
+    message: str, kind: str = "invalid_request_error", code: str | None = None, param: str | None = None
+) -> dict:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -129,12 +129,14 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
             reason = (first.get("ctx") or {}).get("error", "")
-            return JSONResponse(error_body(f"the body is not valid JSON ({reason})".replace(" ()", "")),
-                                status_code=400)
+            return JSONResponse(
+                error_body(f"the body is not valid JSON ({reason})".replace(" ()", "")), status_code=400
+            )
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = first.get("msg", "invalid request")
-        return JSONResponse(error_body(f"{where}: {message}" if where else message, param=where or None),
-                            status_code=400)
+        return JSONResponse(
+            error_body(f"{where}: {message}" if where else message, param=where or None), status_code=400
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(_, exc: HTTPException):
@@ -145,8 +147,14 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         if api_key and request.url.path.startswith("/v1/"):
             given = request.headers.get("authorization", "")
             if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):  # constant time
-                return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer KEY)",
-                                               "authentication_error", "invalid_api_key"), status_code=401)
+                return JSONResponse(
+                    error_body(
+                        "missing or wrong API key (Authorization: Bearer KEY)",
+                        "authentication_error",
+                        "invalid_api_key",
+                    ),
+                    status_code=401,
+                )
         return await call_next(request)
 
     static = files("ijt_local") / "static"
@@ -155,8 +163,9 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
     async def page_headers(request: Request, call_next):
         response = await call_next(request)
         if not request.url.path.startswith("/v1/"):  # the page runs its own scripts only, and no inline ones
-            response.headers["content-security-policy"] = ("default-src 'self'; script-src 'self'; "
-                                                           "style-src 'self'; img-src 'self' data:")
+            response.headers["content-security-policy"] = (
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
+            )
             response.headers["x-content-type-options"] = "nosniff"
         return response
 
@@ -168,18 +177,26 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
 
     @app.get("/health")
     async def health():
-        status = {"status": "ok", "models": {name: {"running": m.engine.running, "waiting": m.engine.waiting}
-                                             for name, m in models.items()}}
+        status = {
+            "status": "ok",
+            "models": {name: {"running": m.engine.running, "waiting": m.engine.waiting} for name, m in models.items()},
+        }
         if specs is not None:
-            status["spec_engines"] = {name: {"running": e.running, "waiting": e.waiting}
-                                      for name, e in specs.engines.items()}
+            status["spec_engines"] = {
+                name: {"running": e.running, "waiting": e.waiting} for name, e in specs.engines.items()
+            }
         return status
 
     @app.get("/v1/models")
     async def list_models():
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "ijt-local",
-                                            "spec": m.spec} for name, m in models.items()],
-                "ijt_allow_specs": specs is not None}
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "ijt-local", "spec": m.spec}
+                for name, m in models.items()
+            ],
+            "ijt_allow_specs": specs is not None,
+        }
 
     async def pick(name: str | None) -> ServedModel:
         """The served model `name`, or with --allow-specs the spec `name` over a loaded model."""
@@ -203,10 +220,18 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-        sampling = SamplingParams(temperature=body.temperature, top_p=body.top_p,
-                                  seed=body.seed if body.seed is not None else secrets.randbelow(2**31))
-        options = {"on_event": lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
-                   "sampling": sampling, "rules": rules, "stop": tuple(s for s in stop if s), "stream": body.stream}
+        sampling = SamplingParams(
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+        )
+        options = {
+            "on_event": lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+            "sampling": sampling,
+            "rules": rules,
+            "stop": tuple(s for s in stop if s),
+            "stream": body.stream,
+        }
         try:
             job = await asyncio.to_thread(submit_job, served.engine, options)
         except UserError as exc:
@@ -226,6 +251,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
 
     def streamed(job, events: asyncio.Queue, first: dict | None, chunk, include_usage: bool):
         """Server-sent events: `first` (if any), then chunk(event) per engine event, then [DONE]."""
+
         async def stream():
             try:
                 if first is not None:
@@ -245,9 +271,16 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
         top = (body.top_logprobs or 0) if body.logprobs else None
-        served, job, events = await open_job(await pick(body.model), body, lambda engine, options: engine.submit(
-            [m.model_dump() for m in body.messages], max_tokens=body.max_completion_tokens or body.max_tokens,
-            logprobs=top, **options))
+        served, job, events = await open_job(
+            await pick(body.model),
+            body,
+            lambda engine, options: engine.submit(
+                [m.model_dump() for m in body.messages],
+                max_tokens=body.max_completion_tokens or body.max_tokens,
+                logprobs=top,
+                **options,
+            ),
+        )
         session = served.engine.session
         reply_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
 
@@ -267,10 +300,15 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
             return body
 
         if body.stream:
+
             def chunk(event: Event, include_usage: bool) -> dict:
                 delta = {"content": event.delta} if event.delta else {}
-                choice = {"index": 0, "delta": delta, **logprob_fields(event),
-                          "finish_reason": finish_of(event) if event.finish_reason else None}
+                choice = {
+                    "index": 0,
+                    "delta": delta,
+                    **logprob_fields(event),
+                    "finish_reason": finish_of(event) if event.finish_reason else None,
+                }
                 return payload(choice, usage_of(event) if include_usage and event.finish_reason else None)
 
             first = payload({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
@@ -279,8 +317,12 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         event = await last_event(request, job, events)
         if event.finish_reason == "error":
             return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
-        choice = {"index": 0, "message": {"role": "assistant", "content": event.text}, **logprob_fields(event),
-                  "finish_reason": finish_of(event)}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": event.text},
+            **logprob_fields(event),
+            "finish_reason": finish_of(event),
+        }
         return payload(choice, usage_of(event), "chat.completion")
 
     @app.post("/v1/completions")
@@ -293,9 +335,17 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
         if body.max_tokens == 0 and not body.echo:
             raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
         scoring_only = body.max_tokens == 0
-        served, job, events = await open_job(await pick(body.model), body, lambda engine, options: engine.submit_text(
-            prompt, max_tokens=1 if scoring_only else body.max_tokens, logprobs=body.logprobs,
-            prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None, **options))
+        served, job, events = await open_job(
+            await pick(body.model),
+            body,
+            lambda engine, options: engine.submit_text(
+                prompt,
+                max_tokens=1 if scoring_only else body.max_tokens,
+                logprobs=body.logprobs,
+                prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None,
+                **options,
+            ),
+        )
         session = served.engine.session
         reply_id, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
 
@@ -311,8 +361,13 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
             return text, completion_logprobs(session, choices, offset)
 
         def payload(text: str, logprobs: dict | None, finish: str | None, usage: dict | None = None) -> dict:
-            body = {"id": reply_id, "object": "text_completion", "created": created, "model": served.name,
-                    "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
+            body = {
+                "id": reply_id,
+                "object": "text_completion",
+                "created": created,
+                "model": served.name,
+                "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
+            }
             if usage is not None:
                 body["usage"] = usage
             return body
@@ -348,8 +403,11 @@ def finish_of(event: Event) -> str:
 
 def usage_of(event: Event, scoring_only: bool = False) -> dict:
     completion = 0 if scoring_only else event.completion_tokens
-    return {"prompt_tokens": event.prompt_tokens, "completion_tokens": completion,
-            "total_tokens": event.prompt_tokens + completion}
+    return {
+        "prompt_tokens": event.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": event.prompt_tokens + completion,
+    }
 
 
 def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:
@@ -358,35 +416,86 @@ def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:
     if name is None and len(models) == 1:
         return next(iter(models.values()))
     served = ", ".join(models)
-    raise APIError(404, f"model {name!r} is not served here (served: {served})", code="model_not_found",
-                   param="model")
+    raise APIError(404, f"model {name!r} is not served here (served: {served})", code="model_not_found", param="model")
 
 
 @click.command()
-@click.option("--model", "-m", "model_args", multiple=True, default=("default+poe",), show_default=True,
-              metavar="[NAME=]SPEC", help="A model to serve (repeatable): `default+poe`, "
-              "`default+poetry-lora.gguf@0.5`, a GGUF path, ...; requests pick one by NAME.")
+@click.option(
+    "--model",
+    "-m",
+    "model_args",
+    multiple=True,
+    default=("default+poe",),
+    show_default=True,
+    metavar="[NAME=]SPEC",
+    help="A model to serve (repeatable): `default+poe`, "
+    "`default+poetry-lora.gguf@0.5`, a GGUF path, ...; requests pick one by NAME.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--parallel", default=8, show_default=True, type=click.IntRange(min=1),
-              help="Requests decoded at once per model (one llama.cpp batch).")
-@click.option("--ctx", "seq_ctx", default=4096, show_default=True, type=click.IntRange(min=64),
-              help="Tokens per request (prompt + reply); the KV cache holds --parallel x --ctx.")
+@click.option(
+    "--parallel",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests decoded at once per model (one llama.cpp batch).",
+)
+@click.option(
+    "--ctx",
+    "seq_ctx",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(min=64),
+    help="Tokens per request (prompt + reply); the KV cache holds --parallel x --ctx.",
+)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: the cores not kept busy).")
 @click.option("--gpu-layers", type=int, default=None, help="Layers to offload (default: all on GPU builds).")
-@click.option("--rules-config", type=click.Path(dir_okay=False), default=None,
-              help="TOML file overriding rule words, weights and ramps.")
-@click.option("--api-key", default=None, envvar="IJT_LOCAL_API_KEY",
-              help="Require `Authorization: Bearer KEY` on /v1/ (also $IJT_LOCAL_API_KEY).")
-@click.option("--allow-specs", is_flag=True,
-              help="Let a request's `model` be any SPEC over a loaded model: rules, ablations and LoRA adapters "
-              "per request (adapters from --adapter-dir, loaded once).")
-@click.option("--adapter-dir", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
-              help="With --allow-specs: the folder request adapters must lie in.")
-@click.option("--spec-engines", default=2, show_default=True, type=click.IntRange(min=1),
-              help="With --allow-specs: adapter sets kept loaded at once, one engine (and KV cache) each.")
-def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_config, api_key, allow_specs,
-          adapter_dir, spec_engines):
+@click.option(
+    "--rules-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file overriding rule words, weights and ramps.",
+)
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="IJT_LOCAL_API_KEY",
+    help="Require `Authorization: Bearer KEY` on /v1/ (also $IJT_LOCAL_API_KEY).",
+)
+@click.option(
+    "--allow-specs",
+    is_flag=True,
+    help="Let a request's `model` be any SPEC over a loaded model: rules, ablations and LoRA adapters "
+    "per request (adapters from --adapter-dir, loaded once).",
+)
+@click.option(
+    "--adapter-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=".",
+    show_default=True,
+    help="With --allow-specs: the folder request adapters must lie in.",
+)
+@click.option(
+    "--spec-engines",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --allow-specs: adapter sets kept loaded at once, one engine (and KV cache) each.",
+)
+def serve(
+    model_args,
+    host,
+    port,
+    parallel,
+    seq_ctx,
+    threads,
+    gpu_layers,
+    rules_config,
+    api_key,
+    allow_specs,
+    adapter_dir,
+    spec_engines,
+):
     """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
     import uvicorn
 
@@ -394,22 +503,27 @@ def serve(model_args, host, port, parallel, seq_ctx, threads, gpu_layers, rules_
 
     specs = parse_named_specs(model_args, bare=True)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        click.echo(f"warning: serving on {host} without authentication; anyone who can reach the port can use "
-                   "it (pass --api-key)", err=True)
+        click.echo(
+            f"warning: serving on {host} without authentication; anyone who can reach the port can use "
+            "it (pass --api-key)",
+            err=True,
+        )
     served, spec_engines_open = {}, None
     try:
         bases = {}
         for name, spec in specs:
-            session, rules = open_spec(spec, n_ctx=seq_ctx, threads=threads, gpu_layers=gpu_layers,
-                                       rules_config=rules_config)
+            session, rules = open_spec(
+                spec, n_ctx=seq_ctx, threads=threads, gpu_layers=gpu_layers, rules_config=rules_config
+            )
             served[name] = ServedModel(name, spec.text, Engine(session, parallel, seq_ctx), rules, rules_config)
             if not spec.adapters or spec.model not in bases:
                 bases[spec.model] = (session, None if spec.adapters else served[name].engine)
             click.echo(f"serving {name} ({spec.text}) at http://{host}:{port}/v1", err=True)
         if allow_specs:
             spec_engines_open = SpecEngines(bases, parallel, seq_ctx, Path(adapter_dir), rules_config, spec_engines)
-            click.echo(f"any spec over {', '.join(bases)} per request; adapters from {Path(adapter_dir).resolve()}",
-                       err=True)
+            click.echo(
+                f"any spec over {', '.join(bases)} per request; adapters from {Path(adapter_dir).resolve()}", err=True
+            )
         uvicorn.run(create_app(served, api_key, spec_engines_open), host=host, port=port, log_level="warning")
     finally:
         if spec_engines_open is not None:

@@ -35,8 +35,14 @@ def chat_logprobs(session: Session, choices: list[TokenChoice], top: int) -> dic
     content = []
     for choice in choices:
         text, raw = token_text(session, choice.token)
-        content.append({"token": text, "logprob": choice.logprob, "bytes": list(raw),
-                        "top_logprobs": _top_entries(session, choice.top)[:top]})
+        content.append(
+            {
+                "token": text,
+                "logprob": choice.logprob,
+                "bytes": list(raw),
+                "top_logprobs": _top_entries(session, choice.top)[:top],
+            }
+        )
     return {"content": content, "refusal": None}
 
 
@@ -47,9 +53,16 @@ def base_logprobs(session: Session, choices: list[TokenChoice], top: int) -> dic
     content = []
     for choice in choices:
         text, raw = token_text(session, choice.token)
-        content.append({"token": text, "logprob": choice.base_logprob, "bytes": list(raw),
-                        "rule_score": choice.rule_score, "changed": choice.changed,
-                        "top_logprobs": _top_entries(session, choice.base_top)[:max(top, 1)]})
+        content.append(
+            {
+                "token": text,
+                "logprob": choice.base_logprob,
+                "bytes": list(raw),
+                "rule_score": choice.rule_score,
+                "changed": choice.changed,
+                "top_logprobs": _top_entries(session, choice.base_top)[: max(top, 1)],
+            }
+        )
     return {"content": content}
 
 
@@ -62,8 +75,11 @@ def completion_logprobs(session: Session, choices: list[TokenChoice | None], off
         offsets.append(offset)
         offset += len(text)
         token_logprobs.append(None if choice.logprob is None else choice.logprob)
-        tops.append(None if choice.logprob is None else
-                    {entry["token"]: entry["logprob"] for entry in _top_entries(session, choice.top)})
+        tops.append(
+            None
+            if choice.logprob is None
+            else {entry["token"]: entry["logprob"] for entry in _top_entries(session, choice.top)}
+        )
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": tops, "text_offset": offsets}
 
 

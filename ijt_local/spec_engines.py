@@ -64,8 +64,15 @@ class SpecModel:
 
 
 class SpecEngines:
-    def __init__(self, bases: dict[str, tuple[object, Engine]], width: int, seq_ctx: int,
-                 adapter_root: Path, rules_config: str | None = None, limit: int = DEFAULT_LIMIT):
+    def __init__(
+        self,
+        bases: dict[str, tuple[object, Engine]],
+        width: int,
+        seq_ctx: int,
+        adapter_root: Path,
+        rules_config: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ):
         """`bases`: MODEL text of each served spec -> (its session, its engine if it runs no adapters)."""
         self.bases = bases
         self.width, self.seq_ctx, self.limit = width, seq_ctx, limit
@@ -84,8 +91,10 @@ class SpecEngines:
         return self._snapshot
 
     def _changed(self) -> None:
-        self._snapshot = {"+".join(f"{path.name}@{scale:g}" for path, scale in key) or "(no adapters)": engine
-                          for key, engine in self._engines.items()}
+        self._snapshot = {
+            "+".join(f"{path.name}@{scale:g}" for path, scale in key) or "(no adapters)": engine
+            for key, engine in self._engines.items()
+        }
 
     def resolve(self, text: str) -> SpecModel:
         """The engine and rules for spec `text`. UserError (one line) for a bad spec, a model not loaded
@@ -155,8 +164,10 @@ class SpecEngines:
             handle = llama_cpp.llama_adapter_lora_init(session.llama._model.model, str(path).encode())
             if not handle:
                 detail = first_llama_error()
-                raise UserError(f"adapter {path.name}: llama.cpp cannot load it for {session.model.name}"
-                                + (f" ({detail})" if detail else ""))
+                raise UserError(
+                    f"adapter {path.name}: llama.cpp cannot load it for {session.model.name}"
+                    + (f" ({detail})" if detail else "")
+                )
             self._adapters[path] = handle
         return self._adapters[path]
 

@@ -66,9 +66,7 @@ def parse_spec(text: str) -> ModelSpec:
     for part in adapter_parts:
         found = _ADAPTER.match(part)
         if not found:
-            raise UserError(
-                f"{text}: unknown suffix `+{part}` (expected `+adapter.gguf[@scale]` or `+poe[:rules]`)"
-            )
+            raise UserError(f"{text}: unknown suffix `+{part}` (expected `+adapter.gguf[@scale]` or `+poe[:rules]`)")
         scale = float(found.group("scale")) if found.group("scale") is not None else 1.0
         adapters.append((found.group("path"), scale))
     return ModelSpec(text, model, tuple(adapters), poe, rules)
@@ -84,8 +82,13 @@ def check_spec(spec: ModelSpec) -> None:
             raise UserError(f"{spec.text}: adapter {path}: no such file")
 
 
-def open_spec(spec: ModelSpec, n_ctx: int = 4096, threads: int | None = None, gpu_layers: int | None = None,
-              rules_config: str | Path | None = None):
+def open_spec(
+    spec: ModelSpec,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    gpu_layers: int | None = None,
+    rules_config: str | Path | None = None,
+):
     """Load a spec: (Session, RuleConfig or None)."""
     from .models import resolve_model
     from .rules import load_rules

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import UserError
 from .jsonl import write_atomic
@@ -24,8 +24,14 @@ FORMAT = 1
 
 def model_identity(path: Path, n_vocab: int, eos_id: int) -> dict:
     stat = path.stat()
-    return {"format": FORMAT, "path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "n_vocab": n_vocab, "eos_id": eos_id}
+    return {
+        "format": FORMAT,
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "n_vocab": n_vocab,
+        "eos_id": eos_id,
+    }
 
 
 def cache_file(identity: dict) -> Path:

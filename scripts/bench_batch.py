@@ -38,8 +38,7 @@ VAL = shared_data_path("val/val.jsonl")
 
 def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rules) -> float:
     started = time.perf_counter()
-    tokens = sum(g.n_tokens for _, g in generate_all(session, conversations, width, max_tokens=max_tokens,
-                                                         rules=rules))
+    tokens = sum(g.n_tokens for _, g in generate_all(session, conversations, width, max_tokens=max_tokens, rules=rules))
     return tokens / (time.perf_counter() - started)
 
 
@@ -48,7 +47,9 @@ def unpadded():
     """The batched generator without decode_rows' padding: today's rows, yesterday's kernels regimes."""
     saved = batched.step_rows, batched.prefill_ranges
     batched.step_rows = lambda n: n
-    batched.prefill_ranges = lambda cached, total, n_batch: [(s, min(s + n_batch, total)) for s in range(0, total, n_batch)]
+    batched.prefill_ranges = lambda cached, total, n_batch: [
+        (s, min(s + n_batch, total)) for s in range(0, total, n_batch)
+    ]
     try:
         yield
     finally:
@@ -70,13 +71,13 @@ def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: i
             batch.seq_id[n][0], batch.logits[n] = seq_id, wants_logits
         batch.n_tokens = len(entries)
         assert llama_cpp.llama_decode(ctx, batch) == 0
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx), shape=(sum(e[3] for e in entries),
-                                                                               session.n_vocab))
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits(ctx), shape=(sum(e[3] for e in entries), session.n_vocab)
+        )
         return logits.argmax(axis=1)
 
     started = time.perf_counter()
-    last = [int(decode([(t, i, seq, i == len(p) - 1) for i, t in enumerate(p)])[0])
-            for seq, p in enumerate(prompts)]
+    last = [int(decode([(t, i, seq, i == len(p) - 1) for i, t in enumerate(p)])[0]) for seq, p in enumerate(prompts)]
     prefilled = time.perf_counter()
     positions = [len(p) for p in prompts]
     for step in range(steps - 1):
@@ -87,8 +88,15 @@ def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: i
 
 def ours_seconds(session: Session, conversations, steps: int, rules) -> float:
     started = time.perf_counter()
-    for _, generation in generate_all(session, conversations, len(conversations), max_tokens=steps, rules=rules,
-                                      ignore_eos=True, stop_at_role_tags=False):
+    for _, generation in generate_all(
+        session,
+        conversations,
+        len(conversations),
+        max_tokens=steps,
+        rules=rules,
+        ignore_eos=True,
+        stop_at_role_tags=False,
+    ):
         assert generation.n_tokens == steps
     return time.perf_counter() - started
 
@@ -118,8 +126,12 @@ def main() -> None:
         if width > 1:
             with unpadded():
                 run["poe_unpadded"][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rules), 1)
-        print(f"run width {width}: plain {run['plain'][width]} tok/s, poe {run['poe'][width]} tok/s, poe "
-              f"unpadded {run['poe_unpadded'].get(width)} tok/s", file=sys.stderr, flush=True)
+        print(
+            f"run width {width}: plain {run['plain'][width]} tok/s, poe {run['poe'][width]} tok/s, poe "
+            f"unpadded {run['poe_unpadded'].get(width)} tok/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     limit = {}
     for width in widths:
@@ -128,22 +140,35 @@ def main() -> None:
         prefill, decode = plain_llama_cpp_seconds(session, prompts, args.steps)
         ours = ours_seconds(session, chosen, args.steps, rules)
         work = width * args.steps
-        limit[width] = {"plain_decode_tok_s": round(work / decode, 1),
-                        "plain_tok_s": round(work / (prefill + decode), 1),
-                        "ours_poe_tok_s": round(work / ours, 1),
-                        "ours_vs_plain": round((prefill + decode) / ours, 3)}
+        limit[width] = {
+            "plain_decode_tok_s": round(work / decode, 1),
+            "plain_tok_s": round(work / (prefill + decode), 1),
+            "ours_poe_tok_s": round(work / ours, 1),
+            "ours_vs_plain": round((prefill + decode) / ours, 3),
+        }
         print(f"limit width {width}: {limit[width]}", file=sys.stderr, flush=True)
 
     best = max(widths, key=lambda w: run["poe"][w])
     single = run["poe"][widths[0]] if widths[0] == 1 else None
-    print(json.dumps({
-        "model": args.model, "prompts": len(conversations), "max_tokens": args.max_tokens,
-        "threads": session.threads, "single_tok_s": single, "best_width": best, "best_tok_s": run["poe"][best],
-        "speedup": round(run["poe"][best] / single, 2) if single else None,
-        "speedup_by_width": {w: round(run["poe"][w] / single, 2) for w in widths} if single else None,
-        "padding_cost": {w: round(run["poe"][w] / run["poe_unpadded"][w], 3) for w in run["poe_unpadded"]},
-        "run_tok_s": run, "limit_steps": args.steps, "limit": limit,
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "prompts": len(conversations),
+                "max_tokens": args.max_tokens,
+                "threads": session.threads,
+                "single_tok_s": single,
+                "best_width": best,
+                "best_tok_s": run["poe"][best],
+                "speedup": round(run["poe"][best] / single, 2) if single else None,
+                "speedup_by_width": {w: round(run["poe"][w] / single, 2) for w in widths} if single else None,
+                "padding_cost": {w: round(run["poe"][w] / run["poe_unpadded"][w], 3) for w in run["poe_unpadded"]},
+                "run_tok_s": run,
+                "limit_steps": args.steps,
+                "limit": limit,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

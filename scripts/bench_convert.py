@@ -40,8 +40,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"model-{args.outtype}.gguf"
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(out), args.outtype],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(folder), str(out), args.outtype], capture_output=True, text=True
+        )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             sys.exit(f"conversion failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -49,18 +50,22 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
         size = out.stat().st_size
     weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-    print(json.dumps({
-        "bench": "convert",
-        "model": summary.get("architecture"),
-        "outtype": args.outtype,
-        "source_mb": round(weights / 2**20, 1),
-        "gguf_mb": round(size / 2**20, 1),
-        "seconds": round(seconds, 2),
-        "peak_rss_mb": round(peak / 2**20, 1),
-        "peak_rss_over_gguf": round(peak / size, 3),
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "convert",
+                "model": summary.get("architecture"),
+                "outtype": args.outtype,
+                "source_mb": round(weights / 2**20, 1),
+                "gguf_mb": round(size / 2**20, 1),
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(peak / 2**20, 1),
+                "peak_rss_over_gguf": round(peak / size, 3),
+                "cores": os.cpu_count(),
+                "machine": platform.machine(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ def main() -> None:
     reference = replies(session, conversations, widths[0], **options)
     same = {}
     for width in widths[1:]:
-        same[str(width)] = sum(a.tokens == b.tokens for a, b in zip(reference, replies(session, conversations, width,
-                                                                                        **options)))
+        same[str(width)] = sum(
+            a.tokens == b.tokens for a, b in zip(reference, replies(session, conversations, width, **options))
+        )
     reordered = replies(session, conversations[::-1], widths[-1], **options)[::-1]
     same[f"{widths[-1]}_reversed"] = sum(a.tokens == b.tokens for a, b in zip(reference, reordered))
 
@@ -68,17 +69,25 @@ def main() -> None:
     for conversation in conversations[: args.exact_prompts]:
         for name, exact in (("one_row", False), ("exact", True)):
             started = time.perf_counter()
-            (_, generation), = generate_all(session, [conversation], 1, exact=exact, ignore_eos=True, **options)
+            ((_, generation),) = generate_all(session, [conversation], 1, exact=exact, ignore_eos=True, **options)
             speed[name].append(generation.n_tokens / (time.perf_counter() - started))
     one_row, exact = statistics.median(speed["one_row"]), statistics.median(speed["exact"])
-    print(json.dumps({
-        "model": args.model, "prompts": len(conversations), "max_tokens": args.max_tokens,
-        "batched_same_as_width": {"width": widths[0], **same},
-        "single_one_row_same": len(conversations) - len(differ),
-        "single_first_difference_median_char": statistics.median(differ) if differ else None,
-        "single_tok_s": round(one_row, 1), "exact_single_tok_s": round(exact, 1),
-        "exact_vs_one_row": round(exact / one_row, 3), "load": round(os.getloadavg()[0], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "prompts": len(conversations),
+                "max_tokens": args.max_tokens,
+                "batched_same_as_width": {"width": widths[0], **same},
+                "single_one_row_same": len(conversations) - len(differ),
+                "single_first_difference_median_char": statistics.median(differ) if differ else None,
+                "single_tok_s": round(one_row, 1),
+                "exact_single_tok_s": round(exact, 1),
+                "exact_vs_one_row": round(exact / one_row, 3),
+                "load": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

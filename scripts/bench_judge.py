@@ -55,30 +55,47 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         judge.reuse_prefix = False
         started = time.perf_counter()
-        fresh = {name: judge_instructions(outputs[name], reference, judge, Path(scratch) / f"fresh-{name}.jsonl")
-                 for name in names}
+        fresh = {
+            name: judge_instructions(outputs[name], reference, judge, Path(scratch) / f"fresh-{name}.jsonl")
+            for name in names
+        }
         results["fresh"] = time.perf_counter() - started
         judge.reuse_prefix = True
-        generations = {name: [{"instruction": q, "output": a} for q, a in t.items()]
-                       for name, t in {**outputs, args.reference: reference}.items()}
+        generations = {
+            name: [{"instruction": q, "output": a} for q, a in t.items()]
+            for name, t in {**outputs, args.reference: reference}.items()
+        }
         started = time.perf_counter()
         pairwise_judge(judge, args.reference, Path(scratch) / "shared")(generations)  # closes the judge
         results["shared"] = time.perf_counter() - started
-        shared = {name: read_jsonl(Path(scratch) / "shared" / "judgements" / f"{name}-vs-{args.reference}.preferences.jsonl")
-                  for name in names}
+        shared = {
+            name: read_jsonl(Path(scratch) / "shared" / "judgements" / f"{name}-vs-{args.reference}.preferences.jsonl")
+            for name in names
+        }
         cache_rows = [row for name in names for row in read_jsonl(Path(scratch) / f"fresh-{name}.jsonl")]
 
     judgements = len(cache_rows)
-    difference = max(abs(a["preference"] - b["preference"]) for name in names
-                     for a, b in zip(fresh[name], shared[name]) if a["preference"] is not None)
-    print(json.dumps({
-        "judge": judge.model, "models": names, "instructions": len(instructions), "judgements": judgements,
-        "prompt_tokens_per_judgement": round(sum(r["prompt_tokens"] for r in cache_rows) / judgements),
-        "fresh_s_per_judgement": round(results["fresh"] / judgements, 2),
-        "shared_s_per_judgement": round(results["shared"] / judgements, 2),
-        "speedup": round(results["fresh"] / results["shared"], 2),
-        "max_preference_difference": round(difference, 4),
-    }))
+    difference = max(
+        abs(a["preference"] - b["preference"])
+        for name in names
+        for a, b in zip(fresh[name], shared[name])
+        if a["preference"] is not None
+    )
+    print(
+        json.dumps(
+            {
+                "judge": judge.model,
+                "models": names,
+                "instructions": len(instructions),
+                "judgements": judgements,
+                "prompt_tokens_per_judgement": round(sum(r["prompt_tokens"] for r in cache_rows) / judgements),
+                "fresh_s_per_judgement": round(results["fresh"] / judgements, 2),
+                "shared_s_per_judgement": round(results["shared"] / judgements, 2),
+                "speedup": round(results["fresh"] / results["shared"], 2),
+                "max_preference_difference": round(difference, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,10 @@ from ijt_local.eval.prompt_sets import load_prompts  # noqa: E402
 from ijt_local.specs import open_spec, parse_spec  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "fixtures" / "two_turn_dev.jsonl"
-FILLER = set("what which that this with from have your about into then there their them they these those give "
-             "write make list please short using word words following sentence".split())
+FILLER = set(
+    "what which that this with from have your about into then there their them they these those give "
+    "write make list please short using word words following sentence".split()
+)
 
 
 def topic_words(text: str) -> set[str]:
@@ -80,8 +82,13 @@ def main() -> None:
     parser.add_argument("--prompts", default=str(DEV_SET))
     parser.add_argument("--out", required=True)
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=SPEC")
-    parser.add_argument("--config", action="append", default=[], metavar="NAME=RULES.toml",
-                        help="rules config for a +poe variant (default: the packaged rules_default.toml)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=RULES.toml",
+        help="rules config for a +poe variant (default: the packaged rules_default.toml)",
+    )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows (work in chunks)")
     parser.add_argument("--threads", type=int, default=None)
@@ -97,16 +104,21 @@ def main() -> None:
         spec = parse_spec(text)
         config = pinned_config(out, name, spec, configs.get(name))
         rows = generate_cached(
-            spec, prompts, out / "generations" / f"{name}.jsonl", max_tokens=args.max_tokens,
-            stop_at_role_tags=True, label=name,
+            spec,
+            prompts,
+            out / "generations" / f"{name}.jsonl",
+            max_tokens=args.max_tokens,
+            stop_at_role_tags=True,
+            label=name,
             open_session=lambda s, c=config: open_spec(s, threads=args.threads, rules_config=c),
         )
         by_kind = {"all": summary(rows)}
         for kind in sorted(set(kinds.values()) - {"all"}):
             by_kind[kind] = summary([r for r in rows if kinds[r["id"]] == kind])
         results[name] = {"spec": text, "rules_config": configs.get(name), **by_kind}
-    print(json.dumps({"prompts": args.prompts, "rows": len(prompts), "max_tokens": args.max_tokens,
-                      "variants": results}))
+    print(
+        json.dumps({"prompts": args.prompts, "rows": len(prompts), "max_tokens": args.max_tokens, "variants": results})
+    )
 
 
 if __name__ == "__main__":

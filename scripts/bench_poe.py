@@ -74,8 +74,13 @@ def main() -> None:
         """Decode tokens/s over all prompts (prefill excluded)."""
         n, seconds = 0, 0.0
         for prompt in prompts:
-            g = session.generate([{"role": "user", "content": prompt}], args.tokens,
-                                 rules=rules if poe else None, ignore_eos=True, stop_at_role_tags=False)
+            g = session.generate(
+                [{"role": "user", "content": prompt}],
+                args.tokens,
+                rules=rules if poe else None,
+                ignore_eos=True,
+                stop_at_role_tags=False,
+            )
             n += g.n_tokens
             seconds += g.seconds - g.prefill_seconds
         return n / seconds

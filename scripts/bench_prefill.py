@@ -45,8 +45,14 @@ def main() -> None:
     text = "\n\n".join(row["instruction"] for row in read_jsonl(instructions))
     speeds = {}
     for name, settings in SETTINGS.items():
-        llm = llama_cpp.Llama(model_path=path, n_ctx=args.tokens + 64, n_threads=args.threads,
-                              n_threads_batch=args.threads, verbose=False, **settings)
+        llm = llama_cpp.Llama(
+            model_path=path,
+            n_ctx=args.tokens + 64,
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            verbose=False,
+            **settings,
+        )
         tokens = llm.tokenize(text.encode())[: args.tokens]
         seconds = []
         for _ in range(args.repeats):
@@ -59,9 +65,18 @@ def main() -> None:
         print(f"{name}: {speeds[name]} tokens/s", file=sys.stderr)
         llm.close()
     reference = speeds["n_batch 512 (ijt-local's)"]
-    print(json.dumps({"model": args.model, "tokens": args.tokens, "threads": args.threads, "repeats": args.repeats,
-                      "tokens_per_second": speeds,
-                      "ratio_to_ijt_local": {name: round(v / reference, 3) for name, v in speeds.items()}}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "tokens": args.tokens,
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "tokens_per_second": speeds,
+                "ratio_to_ijt_local": {name: round(v / reference, 3) for name, v in speeds.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

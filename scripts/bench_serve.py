@@ -38,9 +38,23 @@ def free_port() -> int:
 
 def start(model: str, parallel: int, ctx: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "ijt_local", "serve", "--model", f"m={model}", "--port",
-                                str(port), "--parallel", str(parallel), "--ctx", str(ctx)],
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ijt_local",
+            "serve",
+            "--model",
+            f"m={model}",
+            "--port",
+            str(port),
+            "--parallel",
+            str(parallel),
+            "--ctx",
+            str(ctx),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -53,8 +67,7 @@ def start(model: str, parallel: int, ctx: int) -> tuple[subprocess.Popen, str]:
 
 
 def complete(url: str, prompt: str, max_tokens: int) -> int:
-    body = {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0}
+    body = {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0}
     reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600).json()
     return reply["usage"]["completion_tokens"]
 
@@ -82,8 +95,13 @@ def tok_s(url: str, prompts: list[str], clients: int, max_tokens: int) -> float:
 
 
 def first_token_seconds(url: str) -> float:
-    body = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16,
-            "temperature": 0, "stream": True}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 16,
+        "temperature": 0,
+        "stream": True,
+    }
     started = time.perf_counter()
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as response:
         for line in response.iter_lines():
@@ -109,10 +127,16 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait()
-    result = {"model": args.model, "requests": len(prompts), "max_tokens": args.max_tokens,
-              "clients": args.clients, "single_client_tok_s": round(single, 1),
-              "concurrent_tok_s": round(concurrent, 1), "ratio": round(concurrent / single, 2),
-              "ttft_idle_s": round(ttft, 3)}
+    result = {
+        "model": args.model,
+        "requests": len(prompts),
+        "max_tokens": args.max_tokens,
+        "clients": args.clients,
+        "single_client_tok_s": round(single, 1),
+        "concurrent_tok_s": round(concurrent, 1),
+        "ratio": round(concurrent / single, 2),
+        "ttft_idle_s": round(ttft, 3),
+    }
     print(json.dumps(result))
 
 

@@ -35,16 +35,24 @@ MALFORMED = [
     (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).encode(), "not served"),
     (json.dumps({"model": "m", "messages": []}).encode(), "messages"),
     (json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "ijt_rules": "x"}).encode(), "rule"),
-    (json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}).encode(),
-     "does not fit"),
-    (json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}).encode(),
-     "temperature"),
+    (
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}).encode(),
+        "does not fit",
+    ),
+    (
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}).encode(),
+        "temperature",
+    ),
 ]
 
 
 def body_for(instruction: str, max_tokens: int, stream: bool) -> dict:
-    body = {"model": "m", "messages": [{"role": "user", "content": instruction}], "max_tokens": max_tokens,
-            "temperature": 0}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": instruction}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
     return body
@@ -86,11 +94,17 @@ def stream_client(url: str, body: dict, result: dict, drop_after: int | None = N
 
 def refused(url: str, content: bytes, expect: str, results: list) -> None:
     try:
-        response = httpx.post(f"{url}/v1/chat/completions", content=content, timeout=120,
-                              headers={"content-type": "application/json"})
+        response = httpx.post(
+            f"{url}/v1/chat/completions", content=content, timeout=120, headers={"content-type": "application/json"}
+        )
         message = response.json().get("error", {}).get("message", "")
-        results.append({"status": response.status_code, "ok": 400 <= response.status_code < 500
-                        and expect.lower() in message.lower() and "\n" not in message, "message": message[:120]})
+        results.append(
+            {
+                "status": response.status_code,
+                "ok": 400 <= response.status_code < 500 and expect.lower() in message.lower() and "\n" not in message,
+                "message": message[:120],
+            }
+        )
     except (httpx.HTTPError, ValueError) as exc:
         results.append({"status": None, "ok": False, "message": f"{type(exc).__name__}: {exc}"})
 
@@ -126,15 +140,30 @@ def main() -> None:
         rss_before = server.memory_info().rss
         clients = [{"instruction": text, "drop": index % 4 == 3} for index, text in enumerate(instructions)]
         slow = clients.pop()  # the last instruction goes to the slow reader
-        threads = [threading.Thread(target=stream_client, args=(url, body_for(c["instruction"], args.max_tokens, True),
-                                                                c, 3 if c["drop"] else None)) for c in clients]
-        threads.append(threading.Thread(target=stream_client, kwargs={
-            "url": url, "body": body_for(slow["instruction"], args.max_tokens, True), "result": slow, "pause": 0.05}))
+        threads = [
+            threading.Thread(
+                target=stream_client,
+                args=(url, body_for(c["instruction"], args.max_tokens, True), c, 3 if c["drop"] else None),
+            )
+            for c in clients
+        ]
+        threads.append(
+            threading.Thread(
+                target=stream_client,
+                kwargs={
+                    "url": url,
+                    "body": body_for(slow["instruction"], args.max_tokens, True),
+                    "result": slow,
+                    "pause": 0.05,
+                },
+            )
+        )
         faults: list[dict] = []
         huge = json.dumps(body_for("word " * 400_000, 8, False)).encode()
         fault_cases = [*MALFORMED, (huge, "does not fit")]
-        threads += [threading.Thread(target=refused, args=(url, content, expect, faults))
-                    for content, expect in fault_cases]
+        threads += [
+            threading.Thread(target=refused, args=(url, content, expect, faults)) for content, expect in fault_cases
+        ]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -155,22 +184,37 @@ def main() -> None:
         tokens = sum(c.get("tokens", 0) for c in completed)
         growth = rss_after / rss_before - 1
         report = {
-            "model": args.model, "parallel": args.parallel, "clients": len(clients), "max_tokens": args.max_tokens,
-            "dropped": sum(1 for c in clients if c.get("dropped")), "completed": len(completed),
+            "model": args.model,
+            "parallel": args.parallel,
+            "clients": len(clients),
+            "max_tokens": args.max_tokens,
+            "dropped": sum(1 for c in clients if c.get("dropped")),
+            "completed": len(completed),
             "client_errors": [c["error"] for c in [*clients, slow] if c.get("error")],
             "ttft_p50_s": round(statistics.median(ttft), 3) if ttft else None,
             "ttft_p95_s": round(percentile(ttft, 0.95), 3) if ttft else None,
-            "aggregate_tok_per_s": round(tokens / load_seconds, 1), "completion_tokens": tokens,
-            "load_seconds": round(load_seconds, 1), "slow_reader_finish": slow.get("finish"),
-            "faults_refused_4xx": sum(f["ok"] for f in faults), "faults": len(faults),
+            "aggregate_tok_per_s": round(tokens / load_seconds, 1),
+            "completion_tokens": tokens,
+            "load_seconds": round(load_seconds, 1),
+            "slow_reader_finish": slow.get("finish"),
+            "faults_refused_4xx": sum(f["ok"] for f in faults),
+            "faults": len(faults),
             "fault_failures": [f for f in faults if not f["ok"]],
-            "slots_free_after": idle, "rss_mb_before": round(rss_before / 2**20),
+            "slots_free_after": idle,
+            "rss_mb_before": round(rss_before / 2**20),
             "rss_mb_after": round(rss_after / 2**20),
-            "rss_growth_pct": round(100 * growth, 1), "replies_equal_alone": len(completed) - len(mismatched),
+            "rss_growth_pct": round(100 * growth, 1),
+            "replies_equal_alone": len(completed) - len(mismatched),
             "mismatched": mismatched,
         }
-        report["ok"] = bool(idle and growth < 0.15 and not mismatched and report["faults_refused_4xx"] == len(faults)
-                            and not report["client_errors"] and slow.get("finish") is not None)
+        report["ok"] = bool(
+            idle
+            and growth < 0.15
+            and not mismatched
+            and report["faults_refused_4xx"] == len(faults)
+            and not report["client_errors"]
+            and slow.get("finish") is not None
+        )
         print(json.dumps(report))
         sys.exit(0 if report["ok"] else 1)
     finally:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -24,8 +24,18 @@ from ijt_local.models import cache_dir
 
 
 def run(model: str, poe: bool, env: dict) -> float:
-    command = [sys.executable, "-m", "ijt_local", "generate", "--model", model, "--prompt", "Name a colour.",
-               "--max-tokens", "1"] + (["--poe"] if poe else [])
+    command = [
+        sys.executable,
+        "-m",
+        "ijt_local",
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "Name a colour.",
+        "--max-tokens",
+        "1",
+    ] + (["--poe"] if poe else [])
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env)
     return time.perf_counter() - started
@@ -47,10 +57,21 @@ def main() -> None:
                 shutil.rmtree(cache_dir() / "vocab", ignore_errors=True)
             times[name].append(run(args.model, name == "poe", env))
     plain, poe = statistics.median(times["plain"]), statistics.median(times["poe"])
-    print(json.dumps({"model": args.model, "rounds": args.rounds, "vocab_cache": "cold" if args.cold else "warm",
-                      "plain_s": round(plain, 3), "poe_s": round(poe, 3), "ratio": round(poe / plain, 3),
-                      "plain_all": [round(t, 3) for t in times["plain"]],
-                      "poe_all": [round(t, 3) for t in times["poe"]], "load": os.getloadavg()[0]}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "rounds": args.rounds,
+                "vocab_cache": "cold" if args.cold else "warm",
+                "plain_s": round(plain, 3),
+                "poe_s": round(poe, 3),
+                "ratio": round(poe / plain, 3),
+                "plain_all": [round(t, 3) for t in times["plain"]],
+                "poe_all": [round(t, 3) for t in times["poe"]],
+                "load": os.getloadavg()[0],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,12 @@ import subprocess
 import sys
 import time
 
-PROMPTS = ["Write a short poem about the sea.", "Explain how a bicycle works.", "Give three tips for sleeping well.",
-           "What is the capital of France?"]
+PROMPTS = [
+    "Write a short poem about the sea.",
+    "Explain how a bicycle works.",
+    "Give three tips for sleeping well.",
+    "What is the capital of France?",
+]
 
 
 def child(model: str, threads: int, tokens: int, width: int) -> dict:
@@ -96,9 +100,25 @@ def measure(args, threads: int, policy: str | None, busy: bool) -> dict:
     if policy:
         env["OMP_WAIT_POLICY"] = policy
     with busy_core() if busy else contextlib.nullcontext():
-        out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--threads", str(threads),
-                              "--tokens", str(args.tokens), "--width", str(args.width)],
-                             env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--model",
+                args.model,
+                "--threads",
+                str(threads),
+                "--tokens",
+                str(args.tokens),
+                "--width",
+                str(args.width),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,8 +132,7 @@ def main() -> None:
     parser.add_argument("--follow", action="store_true", help="measure Session.follow_load (see above)")
     args = parser.parse_args()
     if args.follow:
-        print(json.dumps({"model": args.model, "cores": os.cpu_count(), "tokens": args.tokens,
-                          "follow": follow(args)}))
+        print(json.dumps({"model": args.model, "cores": os.cpu_count(), "tokens": args.tokens, "follow": follow(args)}))
         return
     if args.child:
         print(json.dumps(child(args.model, int(args.threads), args.tokens, args.width)))
@@ -128,8 +147,17 @@ def main() -> None:
                     continue  # one thread never waits at a barrier
                 results[name] = measure(args, threads, policy, load == "busy")
                 print(name, results[name], file=sys.stderr, flush=True)
-    print(json.dumps({"model": args.model, "cores": os.cpu_count(), "tokens": args.tokens, "width": args.width,
-                      "results": results}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "cores": os.cpu_count(),
+                "tokens": args.tokens,
+                "width": args.width,
+                "results": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

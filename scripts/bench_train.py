@@ -79,34 +79,52 @@ def summarize(timer, warmup: int) -> dict:
     tokens = sum(t for _, t in timed)
     warmup_tokens = timer.steps[warmup - 1][1] if warmup else 0
     flops_per_token = timer.warmup_flops / warmup_tokens if warmup_tokens else None
-    return {"timed_steps": len(timed), "tokens": tokens, "seconds": round(seconds, 2),
-            "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
-            "step_seconds": [round(s, 2) for s, _ in timer.steps],
-            "matmul_gflop_per_token": round(flops_per_token / 1e9, 3) if flops_per_token else None}
+    return {
+        "timed_steps": len(timed),
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
+        "step_seconds": [round(s, 2) for s, _ in timer.steps],
+        "matmul_gflop_per_token": round(flops_per_token / 1e9, 3) if flops_per_token else None,
+    }
 
 
 def run_ours(opts, data: Path, out: Path) -> dict:
     from ijt_local.train.lora import TrainConfig, train_lora
 
     timer = step_timer(opts.warmup)
-    config = TrainConfig(base=opts.base, data=str(data), out=str(out), max_seq_len=opts.seq, batch_size=opts.batch,
-                         rank=opts.rank, alpha=2 * opts.rank, max_steps=opts.steps + opts.warmup,
-                         save_steps=10**6, seed=0, progress=False, dtype=opts.dtype,
-                         compile_head={"auto": None, "on": True, "off": False}[opts.compile_head])
+    config = TrainConfig(
+        base=opts.base,
+        data=str(data),
+        out=str(out),
+        max_seq_len=opts.seq,
+        batch_size=opts.batch,
+        rank=opts.rank,
+        alpha=2 * opts.rank,
+        max_steps=opts.steps + opts.warmup,
+        save_steps=10**6,
+        seed=0,
+        progress=False,
+        dtype=opts.dtype,
+        compile_head={"auto": None, "on": True, "off": False}[opts.compile_head],
+    )
     manifest = train_lora(config, callbacks=[timer])
-    return {**summarize(timer, opts.warmup), "dtype": manifest["dtype"], "compiled_head": manifest["compiled_head"],
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        **summarize(timer, opts.warmup),
+        "dtype": manifest["dtype"],
+        "compiled_head": manifest["compiled_head"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def run_baseline(opts, data: Path, out: Path) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     from ijt_local.train.base import base_folder
     from ijt_local.train.data import IGNORE, tokenize_file
     from ijt_local.train.lora import DEFAULT_TARGETS
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, _ = base_folder(opts.base)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -119,20 +137,37 @@ def run_baseline(opts, data: Path, out: Path) -> dict:
         return {
             "input_ids": torch.tensor([e["input_ids"] + [pad] * (n - len(e["input_ids"])) for e in batch]),
             "labels": torch.tensor([e["labels"] + [IGNORE] * (n - len(e["labels"])) for e in batch]),
-            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (n - len(e["input_ids"]))
-                                            for e in batch]),
+            "attention_mask": torch.tensor(
+                [[1] * len(e["input_ids"]) + [0] * (n - len(e["input_ids"])) for e in batch]
+            ),
         }
 
-    model = get_peft_model(model, LoraConfig(r=opts.rank, lora_alpha=2 * opts.rank, lora_dropout=0.05,
-                                             target_modules=list(DEFAULT_TARGETS), task_type="CAUSAL_LM"))
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=opts.batch,
-                             max_steps=opts.steps + opts.warmup, learning_rate=2e-4, logging_steps=1,
-                             save_strategy="no", report_to=[], use_cpu=True, seed=0,
-                             remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
-                             disable_tqdm=True)
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=opts.rank,
+            lora_alpha=2 * opts.rank,
+            lora_dropout=0.05,
+            target_modules=list(DEFAULT_TARGETS),
+            task_type="CAUSAL_LM",
+        ),
+    )
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=opts.batch,
+        max_steps=opts.steps + opts.warmup,
+        learning_rate=2e-4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+    )
     timer = step_timer(opts.warmup)
-    Trainer(model=model, args=args, train_dataset=examples, data_collator=pad_to_max_length,
-            callbacks=[timer]).train()
+    Trainer(model=model, args=args, train_dataset=examples, data_collator=pad_to_max_length, callbacks=[timer]).train()
     return {**summarize(timer, opts.warmup), "dtype": "float32", "peak_rss_mb": peak_rss_mb()}
 
 
@@ -149,10 +184,14 @@ def matmul_peak(opts) -> dict:
     tokens, hidden = opts.batch * opts.seq, config.hidden_size
     head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
     q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
-    shapes = {"q_proj": (tokens, hidden, q), "kv_proj": (tokens, hidden, kv), "o_proj": (tokens, q, hidden),
-              "up_proj": (tokens, hidden, config.intermediate_size),
-              "down_proj": (tokens, config.intermediate_size, hidden),
-              "head_chunk": (256, hidden, config.vocab_size)}
+    shapes = {
+        "q_proj": (tokens, hidden, q),
+        "kv_proj": (tokens, hidden, kv),
+        "o_proj": (tokens, q, hidden),
+        "up_proj": (tokens, hidden, config.intermediate_size),
+        "down_proj": (tokens, config.intermediate_size, hidden),
+        "head_chunk": (256, hidden, config.vocab_size),
+    }
     result = {}
     for dtype in (torch.bfloat16, torch.float32):
         rates = {}
@@ -185,10 +224,30 @@ def worker(opts) -> None:
 
 
 def spawn(opts, which: str, data: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", which, "--data", str(data), "--base", opts.base,
-               "--seq", str(opts.seq), "--batch", str(opts.batch), "--rank", str(opts.rank),
-               "--steps", str(opts.steps), "--warmup", str(opts.warmup), "--dtype", opts.dtype,
-               "--compile-head", opts.compile_head]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        which,
+        "--data",
+        str(data),
+        "--base",
+        opts.base,
+        "--seq",
+        str(opts.seq),
+        "--batch",
+        str(opts.batch),
+        "--rank",
+        str(opts.rank),
+        "--steps",
+        str(opts.steps),
+        "--warmup",
+        str(opts.warmup),
+        "--dtype",
+        opts.dtype,
+        "--compile-head",
+        opts.compile_head,
+    ]
     # Both workers wait passively for OpenMP work, as `ijt-local train` does (see train/cli.py).
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     load_before = os.getloadavg()[0]
@@ -210,12 +269,16 @@ def side_summary(runs: list[dict], flops_peak: float) -> dict:
     speeds = [run["tokens_per_second"] for run in runs]
     gflop_per_token = runs[0]["matmul_gflop_per_token"]
     achieved = gflop_per_token * statistics.median(speeds) if gflop_per_token else None
-    return {"tokens_per_second_median": median(speeds), "tokens_per_second_rounds": speeds,
-            "peak_rss_mb_median": median([run["peak_rss_mb"] for run in runs]),
-            "dtype": runs[0]["dtype"], "matmul_gflop_per_token": gflop_per_token,
-            "matmul_gflops_achieved": round(achieved, 1) if achieved else None,
-            "share_of_matmul_peak": round(achieved / flops_peak, 3) if achieved else None,
-            "runs": runs}
+    return {
+        "tokens_per_second_median": median(speeds),
+        "tokens_per_second_rounds": speeds,
+        "peak_rss_mb_median": median([run["peak_rss_mb"] for run in runs]),
+        "dtype": runs[0]["dtype"],
+        "matmul_gflop_per_token": gflop_per_token,
+        "matmul_gflops_achieved": round(achieved, 1) if achieved else None,
+        "share_of_matmul_peak": round(achieved / flops_peak, 3) if achieved else None,
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -229,12 +292,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per run (after the warm-up)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/ours rounds")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="ijt-local's base dtype (the baseline is always float32); float32 isolates the "
-                             "gain of the labelled-only chunked head from that of bf16 matmuls")
-    parser.add_argument("--compile-head", default="auto", choices=["auto", "on", "off"],
-                        help="ijt-local's torch.compile of the loss's per-chunk softmax (auto: on for large "
-                             "vocabularies on the CPU)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="ijt-local's base dtype (the baseline is always float32); float32 isolates the "
+        "gain of the labelled-only chunked head from that of bf16 matmuls",
+    )
+    parser.add_argument(
+        "--compile-head",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="ijt-local's torch.compile of the loss's per-chunk softmax (auto: on for large vocabularies on the CPU)",
+    )
     parser.add_argument("--worker", choices=["ours", "baseline", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -259,8 +329,12 @@ def main() -> None:
                 runs[which].append(spawn(opts, which, data))
         peaks.append(spawn(opts, "peak", data))
     # The machine's peak is the best it showed: once before the rounds and once after.
-    peak = {dtype: {"by_shape": {name: max(p[dtype]["by_shape"][name] for p in peaks)
-                                 for name in peaks[0][dtype]["by_shape"]}} for dtype in peaks[0]}
+    peak = {
+        dtype: {
+            "by_shape": {name: max(p[dtype]["by_shape"][name] for p in peaks) for name in peaks[0][dtype]["by_shape"]}
+        }
+        for dtype in peaks[0]
+    }
     for entry in peak.values():
         entry["peak_gflops"] = max(entry["by_shape"].values())
     baseline = side_summary(runs["baseline"], peak[runs["baseline"][0]["dtype"]]["peak_gflops"])
@@ -271,9 +345,15 @@ def main() -> None:
         "base": opts.base,
         "device": "cpu",
         "cpu_count": os.cpu_count(),
-        "seq": opts.seq, "batch": opts.batch, "rank": opts.rank, "steps": opts.steps, "warmup": opts.warmup,
+        "seq": opts.seq,
+        "batch": opts.batch,
+        "rank": opts.rank,
+        "steps": opts.steps,
+        "warmup": opts.warmup,
         "rounds": opts.rounds,
-        "dtype_option": opts.dtype, "compile_head_option": opts.compile_head, "examples": opts.examples,
+        "dtype_option": opts.dtype,
+        "compile_head_option": opts.compile_head,
+        "examples": opts.examples,
         "tokens_per_second_ratio": round(ours["tokens_per_second_median"] / baseline["tokens_per_second_median"], 3),
         "tokens_per_second_ratio_rounds": [round(r, 3) for r in per_round],
         "peak_rss_ratio": round(ours["peak_rss_mb_median"] / baseline["peak_rss_mb_median"], 3),

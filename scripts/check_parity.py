@@ -31,7 +31,12 @@ from ijt_local.shared_data import shared_data_path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from convert_helpers import (  # noqa: E402
-    MIXED_CORPUS, ggml_gelu, hf_logits, llama_cpp_greedy, llama_cpp_logits, llama_cpp_tokenize,
+    MIXED_CORPUS,
+    ggml_gelu,
+    hf_logits,
+    llama_cpp_greedy,
+    llama_cpp_logits,
+    llama_cpp_tokenize,
 )
 
 LIMA = shared_data_path("lima/lima_data.jsonl")
@@ -60,8 +65,13 @@ def converted(name: str, hf: Path, work: Path, outtype: str) -> Path:
     if not out.exists():
         started = time.perf_counter()
         convert(hf, out, outtype, progress=False)
-        report(check="convert", model=name, outtype=outtype, seconds=round(time.perf_counter() - started, 1),
-               mb=round(out.stat().st_size / 2**20, 1))
+        report(
+            check="convert",
+            model=name,
+            outtype=outtype,
+            seconds=round(time.perf_counter() - started, 1),
+            mb=round(out.stat().st_size / 2**20, 1),
+        )
     return out
 
 
@@ -69,8 +79,10 @@ def check_tokenizer(models: dict, work: Path) -> None:
     from transformers import AutoTokenizer
 
     corpus = MIXED_CORPUS + [
-        "<start_of_turn>user\nhi<end_of_turn>\n<eos><bos><pad>", "<|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
-        "\u00a0non-breaking\u2003em-space\u200bzero-width", "Tschüß! ¿Qué tal? Ça va? 中文 한국어 ไทย",
+        "<start_of_turn>user\nhi<end_of_turn>\n<eos><bos><pad>",
+        "<|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
+        "\u00a0non-breaking\u2003em-space\u200bzero-width",
+        "Tschüß! ¿Qué tal? Ça va? 中文 한국어 ไทย",
         "```python\nimport numpy as np\narr = np.zeros((3, 4), dtype=np.float32)\n```",
         "   \n\n\n\n\t\t\t    x    y",
     ]
@@ -82,23 +94,33 @@ def check_tokenizer(models: dict, work: Path) -> None:
         ours = llama_cpp_tokenize(converted(name, paths["hf"], work, "f16"), corpus)
         original = llama_cpp_tokenize(paths["gguf"], corpus)
         bad = [i for i, (a, b) in enumerate(zip(ours, want)) if a != b]
-        report(check="tokenizer", model=name, texts=len(corpus), tokens=sum(map(len, want)),
-               equal_to_hf=not bad, mismatched_texts=bad,
-               # transformers' GGUF -> HF tokenizer is not always the original's (gemma: long runs of
-               # spaces; SmolLM2: its digit pre-tokenizer), and the converter follows the HF tokenizer
-               texts_differing_from_original_gguf=sum(a != b for a, b in zip(ours, original)))
+        report(
+            check="tokenizer",
+            model=name,
+            texts=len(corpus),
+            tokens=sum(map(len, want)),
+            equal_to_hf=not bad,
+            mismatched_texts=bad,
+            # transformers' GGUF -> HF tokenizer is not always the original's (gemma: long runs of
+            # spaces; SmolLM2: its digit pre-tokenizer), and the converter follows the HF tokenizer
+            texts_differing_from_original_gguf=sum(a != b for a, b in zip(ours, original)),
+        )
 
 
 def _hf_model(folder: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
-            AutoTokenizer.from_pretrained(folder))
+    return (
+        AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
+        AutoTokenizer.from_pretrained(folder),
+    )
 
 
-PROMPT = ("<|user|>\nExplain, in two short paragraphs, why the sky is blue and why sunsets are red.\n"
-          "<|assistant|>\nSunlight is made of many colours. When it passes through the atmosphere,")
+PROMPT = (
+    "<|user|>\nExplain, in two short paragraphs, why the sky is blue and why sunsets are red.\n"
+    "<|assistant|>\nSunlight is made of many colours. When it passes through the atmosphere,"
+)
 
 
 def check_logits(models: dict, work: Path) -> None:
@@ -108,11 +130,16 @@ def check_logits(models: dict, work: Path) -> None:
         f32 = converted(name, paths["hf"], work, "f32")
         got = llama_cpp_logits(f32, tokens)
         want = hf_logits(model, tokens)
-        row = {"check": "logits_f32", "model": name, "tokens": len(tokens),
-               "max_abs_dlogit": float(np.abs(got - want).max()), "max_abs_logit": float(np.abs(want).max()),
-               "argmax_agreement": float((got.argmax(-1) == want.argmax(-1)).mean()),
-               # the first position attends only to itself: embeddings, norms and MLP without attention
-               "max_abs_dlogit_first_position": float(np.abs(got[0] - want[0]).max())}
+        row = {
+            "check": "logits_f32",
+            "model": name,
+            "tokens": len(tokens),
+            "max_abs_dlogit": float(np.abs(got - want).max()),
+            "max_abs_logit": float(np.abs(want).max()),
+            "argmax_agreement": float((got.argmax(-1) == want.argmax(-1)).mean()),
+            # the first position attends only to itself: embeddings, norms and MLP without attention
+            "max_abs_dlogit_first_position": float(np.abs(got[0] - want[0]).max()),
+        }
         if model.config.model_type == "gemma3_text":
             import llama_cpp
 
@@ -141,7 +168,7 @@ def perplexity(gguf_path: Path, tokens: list[int], window: int = 512) -> float:
     """Perplexity over consecutive windows (each scored from its own start, BOS first)."""
     nll, count = 0.0, 0
     for start in range(0, len(tokens) - 1, window - 1):
-        chunk = tokens[start:start + window]
+        chunk = tokens[start : start + window]
         if len(chunk) < 2:
             break
         logits = llama_cpp_logits(gguf_path, chunk, n_ctx=window).astype(np.float64)
@@ -170,8 +197,13 @@ def check_roundtrip(models: dict, work: Path) -> None:
     f16 = converted(name, paths["hf"], work, "f16")
     got = llama_cpp_logits(f16, tokens)
     want = hf_logits(model, tokens)
-    report(check="roundtrip_f16_logits", model=name, max_abs_dlogit=float(np.abs(got - want).max()),
-           max_abs_logit=float(np.abs(want).max()), argmax_agreement=float((got.argmax(-1) == want.argmax(-1)).mean()))
+    report(
+        check="roundtrip_f16_logits",
+        model=name,
+        max_abs_dlogit=float(np.abs(got - want).max()),
+        max_abs_logit=float(np.abs(want).max()),
+        argmax_agreement=float((got.argmax(-1) == want.argmax(-1)).mean()),
+    )
     del model
     requantized = work / f"{name}-roundtrip-Q4_K_M.gguf"
     quantize_gguf(f16, requantized, "Q4_K_M")
@@ -179,11 +211,18 @@ def check_roundtrip(models: dict, work: Path) -> None:
     original = perplexity(paths["gguf"], sample)
     ours = perplexity(requantized, sample)
     f16_ppl = perplexity(f16, sample)
-    report(check="roundtrip_perplexity", model=name, tokens=len(sample), original_q4_k_m=round(original, 4),
-           roundtrip_q4_k_m=round(ours, 4), f16=round(f16_ppl, 4),
-           relative_change=round(ours / original - 1, 4), within_3_percent=abs(ours / original - 1) <= 0.03,
-           original_mb=round(paths["gguf"].stat().st_size / 2**20, 1),
-           roundtrip_mb=round(requantized.stat().st_size / 2**20, 1))
+    report(
+        check="roundtrip_perplexity",
+        model=name,
+        tokens=len(sample),
+        original_q4_k_m=round(original, 4),
+        roundtrip_q4_k_m=round(ours, 4),
+        f16=round(f16_ppl, 4),
+        relative_change=round(ours / original - 1, 4),
+        within_3_percent=abs(ours / original - 1) <= 0.03,
+        original_mb=round(paths["gguf"].stat().st_size / 2**20, 1),
+        roundtrip_mb=round(requantized.stat().st_size / 2**20, 1),
+    )
 
 
 def check_adapter(models: dict, work: Path) -> None:
@@ -211,10 +250,15 @@ def check_adapter(models: dict, work: Path) -> None:
     merged_ids, merged_logits = llama_cpp_greedy(merged_gguf, tokens, steps=24)
     adapted_ids, adapted_logits = llama_cpp_greedy(base_gguf, tokens, steps=24, lora_path=lora)
     _, base_logits = llama_cpp_greedy(base_gguf, tokens, steps=24)
-    report(check="adapter_vs_merged", model=name, adapter_mb=round(lora.stat().st_size / 2**20, 2),
-           pairs=summary["pairs"], same_greedy_text=adapted_ids == merged_ids,
-           max_abs_dlogit=float(np.abs(adapted_logits - merged_logits).max()),
-           adapter_effect_max_abs=float(np.abs(base_logits - merged_logits).max()))
+    report(
+        check="adapter_vs_merged",
+        model=name,
+        adapter_mb=round(lora.stat().st_size / 2**20, 2),
+        pairs=summary["pairs"],
+        same_greedy_text=adapted_ids == merged_ids,
+        max_abs_dlogit=float(np.abs(adapted_logits - merged_logits).max()),
+        adapter_effect_max_abs=float(np.abs(base_logits - merged_logits).max()),
+    )
     # the embedded (Q4_K_M) base takes the same adapter: teacher-forced on the merged model's continuation,
     # its top-1 choices should follow the merged model far more often than the bare base's do
     lora_q = export_adapter(adapter, "default", work / "gemma-lora-for-q4_k_m.gguf")["out"]
@@ -223,13 +267,16 @@ def check_adapter(models: dict, work: Path) -> None:
     reference = llama_cpp_logits(merged_gguf, sequence)[generated].argmax(-1)
     with_adapter = llama_cpp_logits(paths["gguf"], sequence, lora_path=lora_q)[generated].argmax(-1)
     without = llama_cpp_logits(paths["gguf"], sequence)[generated].argmax(-1)
-    report(check="adapter_on_embedded_q4_k_m", model=name, positions=len(merged_ids),
-           top1_agreement_with_merged_f32=float((with_adapter == reference).mean()),
-           top1_agreement_without_adapter=float((without == reference).mean()))
+    report(
+        check="adapter_on_embedded_q4_k_m",
+        model=name,
+        positions=len(merged_ids),
+        top1_agreement_with_merged_f32=float((with_adapter == reference).mean()),
+        top1_agreement_without_adapter=float((without == reference).mean()),
+    )
 
 
-CHECKS = {"tokenizer": check_tokenizer, "logits": check_logits, "roundtrip": check_roundtrip,
-          "adapter": check_adapter}
+CHECKS = {"tokenizer": check_tokenizer, "logits": check_logits, "roundtrip": check_roundtrip, "adapter": check_adapter}
 
 
 def main() -> None:

@@ -62,8 +62,15 @@ def load_pairs(data_dir: Path, n: int | None, seed: int) -> list[dict]:
     for path in files:
         for row in iter_jsonl(path):
             if row.get("preference") in (1, 2):  # 1.0 / 2.0 compare equal
-                pool.append({"file": path.stem, "instruction": row["instruction"], "output_1": row["output_1"],
-                             "output_2": row["output_2"], "gpt4": int(row["preference"])})
+                pool.append(
+                    {
+                        "file": path.stem,
+                        "instruction": row["instruction"],
+                        "output_1": row["output_1"],
+                        "output_2": row["output_2"],
+                        "gpt4": int(row["preference"]),
+                    }
+                )
     random.Random(seed).shuffle(pool)
     return pool[:n]
 
@@ -99,18 +106,29 @@ def time_384(judge: LocalJudge, pairs: list[dict]) -> dict:
         row = judge.judge(instruction, a, b)
         seconds.append(row["seconds"])
         prompt_tokens = row["prompt_tokens"]
-    return {"seconds_per_judgement_384": round(min(seconds), 2), "seconds_per_pair_384": round(2 * min(seconds), 2),
-            "prompt_tokens_384": prompt_tokens}
+    return {
+        "seconds_per_judgement_384": round(min(seconds), 2),
+        "seconds_per_pair_384": round(2 * min(seconds), 2),
+        "prompt_tokens_384": prompt_tokens,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--judge", default="judge", help="judge model spec (default: judge)")
-    parser.add_argument("--form", default=None, choices=list(PROMPT_FORMS),
-                        help=f"default: {DEFAULT_FORM}, or {REFERENCE_FORM} with --reference-answers")
+    parser.add_argument(
+        "--form",
+        default=None,
+        choices=list(PROMPT_FORMS),
+        help=f"default: {DEFAULT_FORM}, or {REFERENCE_FORM} with --reference-answers",
+    )
     parser.add_argument("--pairs", type=_pairs, default=200, help="how many pairs, or 'all' decided pairs")
-    parser.add_argument("--reference-answers", type=Path, default=None,
-                        help=f"reference-guided judging with these answers (e.g. {DEFAULT_REFERENCES})")
+    parser.add_argument(
+        "--reference-answers",
+        type=Path,
+        default=None,
+        help=f"reference-guided judging with these answers (e.g. {DEFAULT_REFERENCES})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of AlpacaEval annotation JSONL")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "judge-agreement" / "cache.jsonl")
@@ -118,10 +136,17 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-seconds", type=float, default=None, help="stop judging new pairs after this long")
     parser.add_argument("--speed", action="store_true", help="also time a pair of two 384-token replies")
-    parser.add_argument("--reference-judges", action="store_true",
-                        help="validate the reference-guided judges on all decided pairs (one JSON line each)")
-    parser.add_argument("--llm-cache", type=Path, default=ROOT / "docs" / "judge-agreement-reference-cache.jsonl",
-                        help="--reference-judges: the reference-guided LLM judge's judgement cache")
+    parser.add_argument(
+        "--reference-judges",
+        action="store_true",
+        help="validate the reference-guided judges on all decided pairs (one JSON line each)",
+    )
+    parser.add_argument(
+        "--llm-cache",
+        type=Path,
+        default=ROOT / "docs" / "judge-agreement-reference-cache.jsonl",
+        help="--reference-judges: the reference-guided LLM judge's judgement cache",
+    )
     args = parser.parse_args()
     try:
         results = reference_judges(args) if args.reference_judges else [run(args)]
@@ -145,8 +170,13 @@ def _pairs(text: str) -> int | None:
 def run(args) -> dict:
     pairs = load_pairs(args.data, args.pairs, args.seed)
     references = None if args.reference_answers is None else ReferenceAnswers.load(args.reference_answers)
-    judge = LocalJudge(args.judge, form=args.form, max_output_tokens=args.max_output_tokens, threads=args.threads,
-                       reference_answers=references)
+    judge = LocalJudge(
+        args.judge,
+        form=args.form,
+        max_output_tokens=args.max_output_tokens,
+        threads=args.threads,
+        reference_answers=references,
+    )
     args.form = judge.form.name
     started = time.perf_counter()
     rows = []
@@ -160,8 +190,14 @@ def run(args) -> dict:
                     rows.append({"gpt4": pair["gpt4"], "values": {}, "judgements": [], "pair": pair})
                     continue
                 judged = cache.pair(pair["instruction"], ours, theirs)
-                rows.append({"gpt4": pair["gpt4"], "values": {o: judged[o] for o in ORDERS},
-                             "judgements": judged["rows"], "pair": pair})
+                rows.append(
+                    {
+                        "gpt4": pair["gpt4"],
+                        "values": {o: judged[o] for o in ORDERS},
+                        "judgements": judged["rows"],
+                        "pair": pair,
+                    }
+                )
                 print(f"{index + 1}/{len(pairs)}", file=sys.stderr, flush=True)
         speed = time_384(judge, pairs) if args.speed else {}
     finally:
@@ -240,9 +276,15 @@ def _paired(values: list[float], baseline: list[float]) -> dict:
     agree, agree_se = mean_se(values)
     length, length_se = mean_se(baseline)
     difference, difference_se = mean_se([a - b for a, b in zip(values, baseline)])
-    return {"pairs": len(values), "agreement": round(agree, 4), "agreement_se": round(agree_se, 4),
-            "length_baseline": round(length, 4), "length_baseline_se": round(length_se, 4),
-            "difference_vs_length": round(difference, 4), "difference_vs_length_se": round(difference_se, 4)}
+    return {
+        "pairs": len(values),
+        "agreement": round(agree, 4),
+        "agreement_se": round(agree_se, 4),
+        "length_baseline": round(length, 4),
+        "length_baseline_se": round(length_se, 4),
+        "difference_vs_length": round(difference, 4),
+        "difference_vs_length_se": round(difference_se, 4),
+    }
 
 
 def reference_judges(args) -> list[dict]:
@@ -267,8 +309,10 @@ def reference_judges(args) -> list[dict]:
     pairs = [p for p in load_pairs(args.data, None, args.seed) if p["output_1"].strip() != p["output_2"].strip()]
     missing = [p for p in pairs if p["instruction"] not in references]
     if missing:
-        raise UserError(f"{reference_path}: no reference answer for {len(missing)} dev pairs "
-                        f"(first: {missing[0]['instruction'][:60]!r})")
+        raise UserError(
+            f"{reference_path}: no reference answer for {len(missing)} dev pairs "
+            f"(first: {missing[0]['instruction'][:60]!r})"
+        )
     files = sorted({p["file"] for p in pairs})
     # features of output_2 over output_1 (the "ours" of the LLM runs above), and their cost per pair
     columns: dict[str, list[float]] = {"length": [length_feature(p["output_2"], p["output_1"]) for p in pairs]}
@@ -276,8 +320,11 @@ def reference_judges(args) -> list[dict]:
     for metric in sorted({r.metric for r in REFERENCE_JUDGES.values() if r.metric}):
         similarity = similarity_function(metric)
         started = time.perf_counter()
-        columns[metric] = [similarity(p["output_2"], references.get(p["instruction"]))
-                           - similarity(p["output_1"], references.get(p["instruction"])) for p in pairs]
+        columns[metric] = [
+            similarity(p["output_2"], references.get(p["instruction"]))
+            - similarity(p["output_1"], references.get(p["instruction"]))
+            for p in pairs
+        ]
         seconds[metric] = (time.perf_counter() - started) / len(pairs)
     llm = [None] * len(pairs)
     llm_rows = {row["key"]: row for row in read_completed_rows(args.llm_cache) if "key" in row}
@@ -286,10 +333,16 @@ def reference_judges(args) -> list[dict]:
         llm_judge = LocalJudge(args.judge, max_output_tokens=args.max_output_tokens, reference_answers=references)
         for i, p in enumerate(pairs):
             reference = references.get(p["instruction"])
-            ab = llm_rows.get(judgement_key(llm_judge.cache_id, "output_first", p["instruction"], p["output_2"],
-                                            p["output_1"], reference))
-            ba = llm_rows.get(judgement_key(llm_judge.cache_id, "reference_first", p["instruction"], p["output_1"],
-                                            p["output_2"], reference))
+            ab = llm_rows.get(
+                judgement_key(
+                    llm_judge.cache_id, "output_first", p["instruction"], p["output_2"], p["output_1"], reference
+                )
+            )
+            ba = llm_rows.get(
+                judgement_key(
+                    llm_judge.cache_id, "reference_first", p["instruction"], p["output_1"], p["output_2"], reference
+                )
+            )
             if ab is not None and ba is not None:
                 values = [llm_judge.first_probability(ab), llm_judge.first_probability(ba)]
                 llm[i] = {"values": values, "seconds": ab["seconds"] + ba["seconds"]}
@@ -298,12 +351,18 @@ def reference_judges(args) -> list[dict]:
     length_agree = [_verdict_agreement(x, p["gpt4"]) for x, p in zip(columns["length"], pairs)]
 
     def report(name: str, scores: list[float], index: list[int], extra: dict) -> dict:
-        entry = {"judge": name, "reference_answers": Path(reference_path).name,
-                 "covers_all_pairs": len(index) == len(pairs)}
+        entry = {
+            "judge": name,
+            "reference_answers": Path(reference_path).name,
+            "covers_all_pairs": len(index) == len(pairs),
+        }
         agree = [_verdict_agreement(scores[k], pairs[k]["gpt4"]) for k in range(len(index))]
         entry |= _paired(agree, [length_agree[i] for i in index])
-        picks = [float((scores[k] > 0) == (columns["length"][i] > 0)) for k, i in enumerate(index)
-                 if scores[k] != 0 and columns["length"][i] != 0]
+        picks = [
+            float((scores[k] > 0) == (columns["length"][i] > 0))
+            for k, i in enumerate(index)
+            if scores[k] != 0 and columns["length"][i] != 0
+        ]
         entry["judge_picks_longer"] = _mean(picks)
         if len(index) < len(pairs):  # a subset: the default judge on the same pairs, paired
             default = [_verdict_agreement(columns[default_metric][i], pairs[i]["gpt4"]) for i in index]
@@ -320,8 +379,9 @@ def reference_judges(args) -> list[dict]:
 
     results = []
     everything = list(range(len(pairs)))
-    results.append(report("longer output wins", columns["length"], everything,
-                          {"about": "the longer reply (in characters) wins"}))
+    results.append(
+        report("longer output wins", columns["length"], everything, {"about": "the longer reply (in characters) wins"})
+    )
     covered = [i for i in everything if llm[i] is not None and None not in llm[i]["values"]]
     if covered:
         columns["judge"] = [0.0] * len(pairs)
@@ -347,22 +407,43 @@ def reference_judges(args) -> list[dict]:
         probability = np.clip(0.5 * (1 + np.tanh(0.5 * scores)), 1e-6, 1 - 1e-6)
         log_loss = float(-np.mean(y * np.log(probability) + (1 - y) * np.log(1 - probability)))
         cost = sum(seconds.get(n, 0.0) for n in names) + (
-            statistics.fmean(llm[i]["seconds"] for i in index) if recipe.needs_llm else 0.0)
-        results.append(report(recipe.name, scores.tolist(), index, {
-            "about": recipe.about, "out_of_sample": "fit on one dev set, tested on the other, both ways",
-            "weights_all_pairs": dict(zip(recipe.weights, np.round(weights, 4).tolist())),
-            "weights_cross_fit": cross, "log_loss_out_of_sample": round(log_loss, 4),
-            "seconds_per_pair": round(cost, 4)}))
+            statistics.fmean(llm[i]["seconds"] for i in index) if recipe.needs_llm else 0.0
+        )
+        results.append(
+            report(
+                recipe.name,
+                scores.tolist(),
+                index,
+                {
+                    "about": recipe.about,
+                    "out_of_sample": "fit on one dev set, tested on the other, both ways",
+                    "weights_all_pairs": dict(zip(recipe.weights, np.round(weights, 4).tolist())),
+                    "weights_cross_fit": cross,
+                    "log_loss_out_of_sample": round(log_loss, 4),
+                    "seconds_per_pair": round(cost, 4),
+                },
+            )
+        )
     if covered:
         averaged = [statistics.fmean([llm[i]["values"][0], 1 - llm[i]["values"][1]]) - 0.5 for i in covered]
-        results.append(report(f"{args.judge} ({REFERENCE_FORM})", averaged, covered, {
-            "about": "the 1.5B judge asked MT-bench's reference prompt, both orders averaged "
-                     f"({len(covered)} of {len(pairs)} pairs judged: a fixed random subset, seed {args.seed})",
-            "agreement_position_free": round(statistics.fmean(
-                _verdict_agreement(columns["judge"][i], pairs[i]["gpt4"]) for i in covered), 4),
-            "first_position_preference": round(statistics.fmean(
-                v for i in covered for v in (llm[i]["values"][0], llm[i]["values"][1])), 4),
-            "seconds_per_pair": round(statistics.fmean(llm[i]["seconds"] for i in covered), 2)}))
+        results.append(
+            report(
+                f"{args.judge} ({REFERENCE_FORM})",
+                averaged,
+                covered,
+                {
+                    "about": "the 1.5B judge asked MT-bench's reference prompt, both orders averaged "
+                    f"({len(covered)} of {len(pairs)} pairs judged: a fixed random subset, seed {args.seed})",
+                    "agreement_position_free": round(
+                        statistics.fmean(_verdict_agreement(columns["judge"][i], pairs[i]["gpt4"]) for i in covered), 4
+                    ),
+                    "first_position_preference": round(
+                        statistics.fmean(v for i in covered for v in (llm[i]["values"][0], llm[i]["values"][1])), 4
+                    ),
+                    "seconds_per_pair": round(statistics.fmean(llm[i]["seconds"] for i in covered), 2),
+                },
+            )
+        )
         results[-1]["subset_note"] = f"on these {len(covered)} pairs only, not all {len(pairs)}"
     return results
 

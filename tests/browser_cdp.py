@@ -12,10 +12,20 @@ import tempfile
 import time
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-         "--window-size=1400,900"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    "--window-size=1400,900",
+]
 
 
 def chromium_path() -> str | None:
@@ -27,8 +37,11 @@ class Browser:
         import websocket
 
         self.profile = tempfile.mkdtemp(prefix="ijt-chromium-")
-        self.process = subprocess.Popen([chromium_path(), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [chromium_path(), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.time() + timeout
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -53,8 +66,9 @@ class Browser:
         while True:
             message = json.loads(self.socket.recv())
             if message.get("method") == "Runtime.consoleAPICalled":
-                self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in
-                                             message["params"]["args"]))
+                self.console.append(
+                    " ".join(str(a.get("value", a.get("description", ""))) for a in message["params"]["args"])
+                )
             if message.get("id") == ident:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -63,8 +77,10 @@ class Browser:
     def evaluate(self, expression: str, await_promise: bool = False):
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
         if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails'].get('text')} "
-                               f"{result['exceptionDetails'].get('exception', {}).get('description', '')}")
+            raise RuntimeError(
+                f"{expression[:80]}: {result['exceptionDetails'].get('text')} "
+                f"{result['exceptionDetails'].get('exception', {}).get('description', '')}"
+            )
         return result["result"].get("value")
 
     def wait_for(self, expression: str, seconds: float = 60):

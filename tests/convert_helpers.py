@@ -29,8 +29,18 @@ def llama_cpp_logits(gguf_path, tokens, lora_path=None, lora_scale=1.0, n_ctx=25
 
     capture_llama_logs()
     kwargs = {"lora_path": str(lora_path), "lora_scale": lora_scale} if lora_path else {}
-    llm = llama_cpp.Llama(str(gguf_path), n_ctx=n_ctx, logits_all=True, verbose=False, type_k=0, type_v=0,
-                          n_threads=2, n_batch=n_ctx, n_ubatch=n_ctx, **kwargs)
+    llm = llama_cpp.Llama(
+        str(gguf_path),
+        n_ctx=n_ctx,
+        logits_all=True,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+        n_threads=2,
+        n_batch=n_ctx,
+        n_ubatch=n_ctx,
+        **kwargs,
+    )
     try:
         llm.eval(list(tokens))
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)
@@ -90,8 +100,9 @@ def llama_cpp_greedy(gguf_path, prompt_tokens, steps=16, lora_path=None, lora_sc
 
     capture_llama_logs()
     kwargs = {"lora_path": str(lora_path), "lora_scale": lora_scale} if lora_path else {}
-    llm = llama_cpp.Llama(str(gguf_path), n_ctx=256, logits_all=True, verbose=False, type_k=0, type_v=0,
-                          n_threads=2, **kwargs)
+    llm = llama_cpp.Llama(
+        str(gguf_path), n_ctx=256, logits_all=True, verbose=False, type_k=0, type_v=0, n_threads=2, **kwargs
+    )
     try:
         llm.eval(list(prompt_tokens))
         generated, logits = [], []

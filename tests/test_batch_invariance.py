@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_runtime import ask, val_instructions
 
 from ijt_local.batched import generate_all
 from ijt_local.conversation import generate_reply
 from ijt_local.decode_rows import MIN_ROWS, ROW_GROUP, prefill_ranges, step_rows
 from ijt_local.rules import load_rules
 from ijt_local.runtime import SamplingParams, Session
-from test_runtime import ask, val_instructions
 
 
 def texts(session, conversations, width, **options):
@@ -21,8 +21,9 @@ def texts(session, conversations, width, **options):
     return [replies[i].tokens for i in range(len(conversations))]
 
 
-@pytest.mark.parametrize("sampling", [None, SamplingParams(temperature=0.8, top_p=0.95, seed=11)],
-                         ids=["greedy", "seeded"])
+@pytest.mark.parametrize(
+    "sampling", [None, SamplingParams(temperature=0.8, top_p=0.95, seed=11)], ids=["greedy", "seeded"]
+)
 def test_same_reply_at_any_width_and_in_any_order(gemma_session, sampling):
     conversations = [ask(text) for text in val_instructions(7)]
     options = dict(max_tokens=48, rules=load_rules(), sampling=sampling)
@@ -39,8 +40,7 @@ def test_a_lone_exact_reply_is_the_batched_reply(gemma_session):
     batched = texts(gemma_session, conversations, 3, max_tokens=48, rules=rules)
     one_at_a_time = texts(gemma_session, conversations, 1, exact=True, max_tokens=48, rules=rules)
     streamed = []
-    chat = generate_reply(gemma_session, conversations[0], rules, exact=True, max_tokens=48,
-                          on_text=streamed.append)
+    chat = generate_reply(gemma_session, conversations[0], rules, exact=True, max_tokens=48, on_text=streamed.append)
     assert one_at_a_time == batched
     assert chat.tokens == batched[0] and "".join(streamed) == chat.text
 
@@ -70,8 +70,10 @@ def test_a_conversation_turn_is_the_same_with_or_without_the_cache_of_earlier_tu
     rules = load_rules()
     first = ask("Name a large city in Japan.")
     reply = gemma_session.generate(first, max_tokens=24, rules=rules)
-    follow_up = first + [{"role": "assistant", "content": reply.text},
-                         {"role": "user", "content": "What is it famous for?"}]
+    follow_up = first + [
+        {"role": "assistant", "content": reply.text},
+        {"role": "user", "content": "What is it famous for?"},
+    ]
     continued = gemma_session.generate(follow_up, max_tokens=40, rules=rules)  # the cache holds turn 1
     gemma_session.next_token_logprobs(gemma_session.tokenize("Unrelated text to evict the cache."))
     fresh = gemma_session.generate(follow_up, max_tokens=40, rules=rules)

@@ -8,13 +8,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from test_runtime import ask, val_instructions
 
 from ijt_local.batched import generate_all
 from ijt_local.cli import cli
 from ijt_local.errors import UserError
 from ijt_local.rules import load_rules
 from ijt_local.runtime import SamplingParams
-from test_runtime import ask, val_instructions
 
 
 def both_ways(session, conversations, width, **options):
@@ -44,8 +44,12 @@ def test_sampling_is_seeded_per_prompt(smollm_session):
 
 
 def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session):
-    conversations = [ask("What is the capital of France?"), ask("Write a long essay about rivers."),
-                     ask("Name a color."), ask("Count from one to fifty in words.")] * 3
+    conversations = [
+        ask("What is the capital of France?"),
+        ask("Write a long essay about rivers."),
+        ask("Name a color."),
+        ask("Count from one to fifty in words."),
+    ] * 3
     budgets = dict(generate_all(smollm_session, conversations, 8, max_tokens=16))
     assert sorted(budgets) == list(range(12))
     assert "Paris" in budgets[0].text and budgets[0].finish_reason == "stop"
@@ -54,9 +58,13 @@ def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session):
 
 
 def test_role_tag_ends_a_batched_reply(gemma_session):
-    messages = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
-                {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
-                {"role": "user", "content": "Say hi."}]
+    messages = [
+        {"role": "user", "content": "Say hi."},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "Say hi."},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "Say hi."},
+    ]
     replies = dict(generate_all(gemma_session, [messages, messages], 2, max_tokens=80))
     for generation in replies.values():
         assert "<|" not in generation.text and generation.finish_reason == "stop"
@@ -71,8 +79,20 @@ def test_a_prompt_too_long_for_the_context_fails_before_decoding(smollm_session)
 def test_parallel_below_one_is_refused_in_one_line(tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text(json.dumps({"instruction": "Name a color."}) + "\n")
-    result = CliRunner().invoke(cli, ["generate", "--model", "smollm2-135m-instruct", "--input", str(inputs),
-                                      "--output", str(tmp_path / "out.jsonl"), "--parallel", "0"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            "smollm2-135m-instruct",
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--parallel",
+            "0",
+        ],
+    )
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1] == "Error: --parallel must be at least 1 (got 0)"
 
@@ -83,11 +103,27 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     inputs.write_text("".join(json.dumps({"instruction": q}) + "\n" for q in questions))
     out = tmp_path / "out.jsonl"
     # an interrupted parallel run: rows were appended as they finished, out of order
-    finished = [{"instruction": q, "output": "x", "generator": "earlier", "finish_reason": "stop", "n_tokens": 1}
-                for q in (questions[3], questions[1])]
+    finished = [
+        {"instruction": q, "output": "x", "generator": "earlier", "finish_reason": "stop", "n_tokens": 1}
+        for q in (questions[3], questions[1])
+    ]
     out.write_text("".join(json.dumps(row) + "\n" for row in finished))
-    result = CliRunner().invoke(cli, ["generate", "--model", "smollm2-135m-instruct", "--input", str(inputs),
-                                      "--output", str(out), "--max-tokens", "12", "--parallel", "3"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            "smollm2-135m-instruct",
+            "--input",
+            str(inputs),
+            "--output",
+            str(out),
+            "--max-tokens",
+            "12",
+            "--parallel",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["instruction"] for row in rows] == questions
@@ -109,8 +145,11 @@ def test_running_sequences_stay_one_run_of_ids_as_replies_finish(smollm_session,
         decode(self, rows)
 
     monkeypatch.setattr(BatchGenerator, "_decode", recording)
-    conversations = [ask("What is the capital of France?"), ask("Write a long essay about rivers."),
-                     ask("Count to fifty in words.")]
+    conversations = [
+        ask("What is the capital of France?"),
+        ask("Write a long essay about rivers."),
+        ask("Count to fifty in words."),
+    ]
     single, batched = both_ways(smollm_session, conversations, 3, max_tokens=24)
     assert [g.tokens for g in batched] == [g.tokens for g in single]
     assert batched[0].n_tokens < 24 and batched[1].n_tokens == batched[2].n_tokens == 24

@@ -15,8 +15,9 @@ from ijt_local.cli import cli
 
 
 def run_cli(*args, input=None):
-    return subprocess.run([sys.executable, "-m", "ijt_local", *args], input=input, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ijt_local", *args], input=input, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_chat_through_a_pipe_keeps_history_and_resets():
@@ -39,23 +40,50 @@ def test_chat_poe_on_the_base_model_stops_on_its_own():
 
 
 def test_generate_prompt_prints_the_reply():
-    result = CliRunner().invoke(cli, ["generate", "--model", "smollm2-135m-instruct", "--prompt",
-                                      "What is the capital of France?", "--max-tokens", "30"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            "smollm2-135m-instruct",
+            "--prompt",
+            "What is the capital of France?",
+            "--max-tokens",
+            "30",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Paris" in result.output
 
 
 def test_generate_file_is_resumable(tmp_path):
     inputs = tmp_path / "in.jsonl"
-    rows = [{"instruction": "Name a color."}, {"instruction": "Name a fruit."},
-            {"messages": [{"role": "user", "content": "Name an animal."}]}]
+    rows = [
+        {"instruction": "Name a color."},
+        {"instruction": "Name a fruit."},
+        {"messages": [{"role": "user", "content": "Name an animal."}]},
+    ]
     inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
     # an interrupted earlier run: one finished row and a torn second line
-    out.write_text(json.dumps({"instruction": "Name a color.", "output": "Red.", "generator": "x",
-                               "finish_reason": "stop", "n_tokens": 2}) + "\n" + '{"instruction": "Na')
-    args = ["generate", "--model", "smollm2-135m-instruct", "--input", str(inputs), "--output", str(out),
-            "--max-tokens", "20"]
+    out.write_text(
+        json.dumps(
+            {"instruction": "Name a color.", "output": "Red.", "generator": "x", "finish_reason": "stop", "n_tokens": 2}
+        )
+        + "\n"
+        + '{"instruction": "Na'
+    )
+    args = [
+        "generate",
+        "--model",
+        "smollm2-135m-instruct",
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        "--max-tokens",
+        "20",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     written = [json.loads(line) for line in out.read_text().splitlines()]
@@ -139,12 +167,14 @@ def hub_env(tmp_path, smollm_path):
 def test_hub_repo_id_resolves_through_the_hub_cache(tmp_path, smollm_session):
     env = hub_env(tmp_path, smollm_session.model.path)
     base = [sys.executable, "-m", "ijt_local", "generate", "--max-tokens", "8", "--prompt", "hi", "--model"]
-    found = subprocess.run(base + ["someone/tiny-gguf:model.Q4_1.gguf"], env=env, capture_output=True,
-                           text=True, timeout=120)
+    found = subprocess.run(
+        base + ["someone/tiny-gguf:model.Q4_1.gguf"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip()
-    missing = subprocess.run(base + ["someone/tiny-gguf:other.gguf"], env=env, capture_output=True,
-                             text=True, timeout=120)
+    missing = subprocess.run(
+        base + ["someone/tiny-gguf:other.gguf"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 1
     assert "not in the local Hugging Face cache" in missing.stderr
 

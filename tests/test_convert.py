@@ -13,11 +13,18 @@ from tiny_models import make_tiny_gemma3, make_tiny_llama
 
 from ijt_local.convert.hf_to_gguf import convert
 
-MAKERS = {"llama": make_tiny_llama, "qwen2": make_tiny_qwen2, "gemma3": make_tiny_gemma3, "olmo": make_tiny_olmo,
-          "olmo2": make_tiny_olmo2}
+MAKERS = {
+    "llama": make_tiny_llama,
+    "qwen2": make_tiny_qwen2,
+    "gemma3": make_tiny_gemma3,
+    "olmo": make_tiny_olmo,
+    "olmo2": make_tiny_olmo2,
+}
 # longer than the tiny gemma3's 16-token sliding window, so the local layers really slide
-PARITY_TEXT = ("The quick brown fox jumps over the lazy dog; naïve café 🙂 def f(x): return x**2 "
-               "and then 12345 more words to pass the window")
+PARITY_TEXT = (
+    "The quick brown fox jumps over the lazy dog; naïve café 🙂 def f(x): return x**2 "
+    "and then 12345 more words to pass the window"
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +44,10 @@ def _hf(folder):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
-            AutoTokenizer.from_pretrained(folder))
+    return (
+        AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
+        AutoTokenizer.from_pretrained(folder),
+    )
 
 
 @pytest.mark.parametrize("arch", list(MAKERS))
@@ -77,8 +86,12 @@ def _metadata(path):
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.tokens")
-            and k not in ("tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.scores")}, reader
+    return {
+        k: f.contents()
+        for k, f in reader.fields.items()
+        if not k.startswith("tokenizer.ggml.tokens")
+        and k not in ("tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.scores")
+    }, reader
 
 
 def test_gemma3_metadata_and_norm_offset(tiny):
@@ -95,7 +108,9 @@ def test_gemma3_metadata_and_norm_offset(tiny):
     weights = load_file(folder / "model.safetensors")
     stored = {t.name: np.array(t.data) for t in reader.tensors}
     # Gemma's RMSNorm scales by (1 + w): the +1 is baked in for llama.cpp
-    np.testing.assert_allclose(stored["blk.0.attn_q_norm.weight"], weights["model.layers.0.self_attn.q_norm.weight"] + 1)
+    np.testing.assert_allclose(
+        stored["blk.0.attn_q_norm.weight"], weights["model.layers.0.self_attn.q_norm.weight"] + 1
+    )
     np.testing.assert_allclose(stored["output_norm.weight"], weights["model.norm.weight"] + 1)
     assert "output.weight" not in stored  # tied embeddings
 
@@ -131,8 +146,11 @@ def test_folder_without_template_gets_tulu(tmp_path, tiny):
 
     from ijt_local.prompts import TULU
 
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                {"role": "user", "content": "Poem?"}]
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Poem?"},
+    ]
     rendered = Template(template).render(messages=messages, eos_token="</s>", add_generation_prompt=True)
     assert rendered == TULU.render(messages, eos="</s>")
 
@@ -164,8 +182,9 @@ def test_q8_0_equals_llama_cpp_quantizing_the_f32_file(tiny, tmp_path):
     convert(folder, tmp_path / "ours.gguf", "q8_0", progress=False)
     quantize_gguf(f32, tmp_path / "theirs.gguf", "Q8_0")
     tokens = list(range(1, 40))
-    assert np.array_equal(llama_cpp_logits(tmp_path / "ours.gguf", tokens),
-                          llama_cpp_logits(tmp_path / "theirs.gguf", tokens))
+    assert np.array_equal(
+        llama_cpp_logits(tmp_path / "ours.gguf", tokens), llama_cpp_logits(tmp_path / "theirs.gguf", tokens)
+    )
 
 
 def test_convert_then_quantize(tiny, tmp_path):

@@ -29,9 +29,14 @@ def pipeline(tmp_path_factory):
         adapter = make_tiny_adapter(base, root / f"{arch}-adapter", use_rslora=(arch == "qwen2"))
         merged = root / f"{arch}-merged"
         merge(str(base), adapter, merged)
-        paths = {"base": base, "adapter": adapter, "merged": merged,
-                 "base_gguf": root / f"{arch}-base.gguf", "merged_gguf": root / f"{arch}-merged.gguf",
-                 "adapter_gguf": root / f"{arch}-lora.gguf"}
+        paths = {
+            "base": base,
+            "adapter": adapter,
+            "merged": merged,
+            "base_gguf": root / f"{arch}-base.gguf",
+            "merged_gguf": root / f"{arch}-merged.gguf",
+            "adapter_gguf": root / f"{arch}-lora.gguf",
+        }
         convert(base, paths["base_gguf"], "f32", progress=False)
         convert(merged, paths["merged_gguf"], "f32", progress=False)
         paths["export"] = export_adapter(adapter, str(paths["base_gguf"]), paths["adapter_gguf"], "f32")
@@ -43,8 +48,10 @@ def _model(folder):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
-            AutoTokenizer.from_pretrained(folder))
+    return (
+        AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
+        AutoTokenizer.from_pretrained(folder),
+    )
 
 
 def test_merged_folder_equals_peft_model(pipeline):

@@ -105,9 +105,13 @@ def test_missing_tokenizer(copy, tmp_path):
 def test_pre_tokenizer_llama_cpp_cannot_reproduce(copy, tmp_path):
     path = copy / "tokenizer.json"
     data = json.loads(path.read_text())
-    data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": r"\w+|\s+"}, "behavior": "Isolated", "invert": False},
-        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+    data["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": r"\w+|\s+"}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+        ],
+    }
     path.write_text(json.dumps(data))
     _refused(copy, tmp_path / "out.gguf", "pre-tokenizer")
 
@@ -195,8 +199,7 @@ def test_merge_adapter_for_a_different_base(foreign_adapter, tmp_path):
 def test_merge_refuses_adapter_whose_run_names_another_base(foreign_adapter, llama_dir, tmp_path):
     adapter = tmp_path / "adapter"
     shutil.copytree(foreign_adapter[0], adapter)
-    (adapter / "run.json").write_text(json.dumps(
-        {"base": {"spec": "other", "kind": "hf_dir", "sha256": "0" * 64}}))
+    (adapter / "run.json").write_text(json.dumps({"base": {"spec": "other", "kind": "hf_dir", "sha256": "0" * 64}}))
     with pytest.raises(UserError, match="trained on base other"):
         merge(str(llama_dir), adapter, tmp_path / "merged")
 
@@ -221,8 +224,9 @@ def test_cli_prints_one_line_and_exits_1(llama_dir, tmp_path):
 
 def test_cli_convert_writes_json_summary(llama_dir, tmp_path):
     out = tmp_path / "ok.gguf"
-    result = CliRunner().invoke(cli, ["convert", str(llama_dir), "--out", str(out), "--outtype", "f32",
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        cli, ["convert", str(llama_dir), "--out", str(out), "--outtype", "f32", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["architecture"] == "llama" and summary["bytes"] == out.stat().st_size

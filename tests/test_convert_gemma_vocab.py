@@ -28,10 +28,19 @@ def test_gemma_vocabulary_tokenizes_like_transformers(tmp_path):
     source = gemma_tokenizer_dir()
     tokenizer = AutoTokenizer.from_pretrained(source)
     config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=1, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-        sliding_window=16, layer_types=["full_attention"], tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=16,
+        layer_types=["full_attention"],
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)

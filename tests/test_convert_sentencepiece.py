@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 from convert_helpers import MIXED_CORPUS, llama_cpp_tokenize
-from tiny_convert_models import (LLAMA2_STYLE_CORPUS, make_llama2_style_tokenizer, make_tiny_llama_for,
-                                 make_tiny_olmo)
+from tiny_convert_models import LLAMA2_STYLE_CORPUS, make_llama2_style_tokenizer, make_tiny_llama_for, make_tiny_olmo
 
 from ijt_local.convert.hf_to_gguf import convert
 from ijt_local.rules import load_rules
@@ -35,10 +34,23 @@ def sentencepiece_model(tmp_path_factory):
     spm = pytest.importorskip("sentencepiece")
     folder = tmp_path_factory.mktemp("spm")
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(LLAMA2_STYLE_CORPUS * 20), model_prefix=str(folder / "tokenizer"), vocab_size=500,
-        model_type="bpe", byte_fallback=True, character_coverage=1.0, split_digits=True, add_dummy_prefix=True,
-        allow_whitespace_only_pieces=True, remove_extra_whitespaces=False, normalization_rule_name="identity",
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+        sentence_iterator=iter(LLAMA2_STYLE_CORPUS * 20),
+        model_prefix=str(folder / "tokenizer"),
+        vocab_size=500,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        split_digits=True,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+    )
     (folder / "tokenizer.vocab").unlink()
     processor = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
 
@@ -102,7 +114,8 @@ def test_rule_words_resolve_on_the_paper_vocabularies(vocabulary, llama2_style, 
         vocab = expert.vocab
         for word in rule_words():
             reference = single_token_spellings(
-                lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], word)
+                lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], word
+            )
             assert reference <= set(vocab.ids_for(word)), (word, reference, vocab.ids_for(word))
             assert (word in expert.unresolved) == (not vocab.ids_for(word))
         resolved = [w for w in rule_words() if w not in expert.unresolved]

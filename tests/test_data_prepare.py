@@ -81,7 +81,10 @@ def test_chess_headers_as_prompt_moves_as_reply():
 
 def test_parse_pgn_splits_games():
     text = '[Event "a"]\n[WhiteElo "1"]\n\n1. e4 { [%clk 0:01:00] } 1... e5 1-0\n\n[Event "b"]\n\n1. d4 0-1\n'
-    assert list(parse_pgn(text)) == [(['[Event "a"]', '[WhiteElo "1"]'], "1. e4 e5 1-0"), (['[Event "b"]'], "1. d4 0-1")]
+    assert list(parse_pgn(text)) == [
+        (['[Event "a"]', '[WhiteElo "1"]'], "1. e4 e5 1-0"),
+        (['[Event "b"]'], "1. d4 0-1"),
+    ]
 
 
 def test_lima_keeps_multi_turn_conversations():
@@ -97,7 +100,8 @@ def test_response_variant_drops_every_user_turn():
         for full, bare in zip(instruction, response):
             assert [m["role"] for m in bare["messages"]] == ["assistant"] * (len(full["messages"]) // 2)
             assert [m["content"] for m in bare["messages"]] == [
-                m["content"] for m in full["messages"] if m["role"] == "assistant"]
+                m["content"] for m in full["messages"] if m["role"] == "assistant"
+            ]
             assert bare["variant"] == "response"
 
 
@@ -141,8 +145,9 @@ def test_missing_local_copy_is_clear(tmp_path):
 def test_cli_prepare_and_its_errors(tmp_path):
     runner = CliRunner()
     out = tmp_path / "chess.jsonl"
-    done = runner.invoke(cli, ["data", "prepare", "chess", "--from", str(FIXTURES), "--out", str(out),
-                               "--variant", "response"])
+    done = runner.invoke(
+        cli, ["data", "prepare", "chess", "--from", str(FIXTURES), "--out", str(out), "--variant", "response"]
+    )
     assert done.exit_code == 0, done.output
     assert "wrote 3 response rows of chess" in done.output
     assert all(json.loads(line)["messages"][0]["role"] == "assistant" for line in out.read_text().splitlines())
@@ -161,5 +166,7 @@ def test_offline_hub_path_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
-    with pytest.raises(UserError, match=r"gsm8k: cannot load openai/gsm8k: the Hugging Face hub is unreachable .*pass --from"):
+    with pytest.raises(
+        UserError, match=r"gsm8k: cannot load openai/gsm8k: the Hugging Face hub is unreachable .*pass --from"
+    ):
         list(build_rows("gsm8k"))

@@ -44,8 +44,9 @@ def links():
                 yield doc, target
 
 
-@pytest.mark.parametrize("doc,target", list(links()),
-                         ids=lambda v: str(v.relative_to(ROOT)) if isinstance(v, Path) else v)
+@pytest.mark.parametrize(
+    "doc,target", list(links()), ids=lambda v: str(v.relative_to(ROOT)) if isinstance(v, Path) else v
+)
 def test_relative_link_resolves(doc, target):
     path_part, _, anchor = target.partition("#")
     path = (doc.parent / path_part).resolve() if path_part else doc

@@ -18,8 +18,10 @@ MODELS = ["base=default", "poe=default+poe", "instruct=smollm2-135m-instruct"]
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory):
     path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
-    rows = [{"instruction": "Give three tips for staying healthy."},
-            {"instruction": 'What does <script>alert("x")</script> do in a web page?'}]
+    rows = [
+        {"instruction": "Give three tips for staying healthy."},
+        {"instruction": 'What does <script>alert("x")</script> do in a web page?'},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -84,13 +86,16 @@ def test_other_settings_on_the_same_cache_are_refused(finished, prompts):
         run_compare(MODELS, prompts, out, max_tokens=13, threads=1)
 
 
-@pytest.mark.parametrize("content,model,message", [
-    (None, "x=no-such-model", "no-such-model: not a model name"),
-    (None, "x=default+lora.bin", "unknown suffix"),
-    ("", "base=default", "no instructions (empty file)"),
-    ('{"instruction": "a"}\n{"instruction": "b"\n', "base=default", "bad.jsonl:2: malformed JSON"),
-    (None, "base", "expected NAME=SPEC"),
-])
+@pytest.mark.parametrize(
+    "content,model,message",
+    [
+        (None, "x=no-such-model", "no-such-model: not a model name"),
+        (None, "x=default+lora.bin", "unknown suffix"),
+        ("", "base=default", "no instructions (empty file)"),
+        ('{"instruction": "a"}\n{"instruction": "b"\n', "base=default", "bad.jsonl:2: malformed JSON"),
+        (None, "base", "expected NAME=SPEC"),
+    ],
+)
 def test_bad_input_is_one_line_and_keeps_the_cache(finished, prompts, tmp_path, content, model, message):
     out, _ = finished
     before = {p.name: p.read_bytes() for p in (out / "generations").iterdir()}
@@ -109,8 +114,19 @@ def test_unreachable_judge_fails_in_one_line_after_writing_results(finished, pro
     out, _ = finished
     (out / "results.json").unlink()
     before = {p.name: p.read_bytes() for p in (out / "generations").iterdir()}
-    args = ["compare", "--prompts", str(prompts), "--out", str(out), "--max-tokens", "12", "--threads", "1",
-            "--judge-url", "http://127.0.0.1:9/v1"]
+    args = [
+        "compare",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--max-tokens",
+        "12",
+        "--threads",
+        "1",
+        "--judge-url",
+        "http://127.0.0.1:9/v1",
+    ]
     for model in MODELS:
         args += ["--model", model]
     result = CliRunner().invoke(cli, args)

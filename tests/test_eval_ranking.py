@@ -40,10 +40,23 @@ def test_ranking_accuracy_counts_ties_half():
 @pytest.mark.slow
 def test_instruct_model_ranks_matching_responses_first_and_resumes(pairs_file, tmp_path):
     cache = tmp_path / "scores.jsonl"
-    result = CliRunner().invoke(cli, ["eval", "ranking", "--model", "smollm2-135m-instruct", "--data",
-                                      str(pairs_file), "--out", str(cache), "--threads", "1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "ranking",
+            "--model",
+            "smollm2-135m-instruct",
+            "--data",
+            str(pairs_file),
+            "--out",
+            str(cache),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    first = json.loads(result.output[result.output.index("{"):])
+    first = json.loads(result.output[result.output.index("{") :])
     assert first["pairs"] == 4
     assert first["ranking_accuracy"] >= 0.75  # these pairs are unambiguous
     assert first["mean_own_logprob"] > first["mean_other_logprob"]

@@ -31,12 +31,16 @@ REFERENCES = {
     "What is the capital of France?": "The capital of France is Paris.",
     "Name a primary colour.": "Red is a primary colour.",
 }
-OURS = {"What is the capital of France?": "Paris is the capital of France.",
-        "Name a primary colour.": "I like turtles and long walks on the beach, every single day of the year.",
-        "Tell me a joke.": "Why did the chicken cross the road?"}
-THEIRS = {"What is the capital of France?": "I do not know anything about geography, sorry about that friend.",
-          "Name a primary colour.": "Red is one.",
-          "Tell me a joke.": "No."}
+OURS = {
+    "What is the capital of France?": "Paris is the capital of France.",
+    "Name a primary colour.": "I like turtles and long walks on the beach, every single day of the year.",
+    "Tell me a joke.": "Why did the chicken cross the road?",
+}
+THEIRS = {
+    "What is the capital of France?": "I do not know anything about geography, sorry about that friend.",
+    "Name a primary colour.": "Red is one.",
+    "Tell me a joke.": "No.",
+}
 
 
 def _write(path, rows):
@@ -131,28 +135,47 @@ def test_winrate_cli_with_reference_answers_defaults_to_the_validated_judge(tmp_
     outputs = _write(tmp_path / "ours.jsonl", [{"instruction": q, "output": a} for q, a in OURS.items()])
     theirs = _write(tmp_path / "theirs.jsonl", [{"instruction": q, "output": a} for q, a in THEIRS.items()])
     answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(theirs),
-                                      "--reference-answers", str(answers), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "winrate",
+            "--outputs",
+            str(outputs),
+            "--reference",
+            str(theirs),
+            "--reference-answers",
+            str(answers),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["judge"].startswith(DEFAULT_REFERENCE_JUDGE) and summary["no_reference_answer"] == 1
     assert summary["scored"] == 2 and summary["reference_answers"] == str(answers)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--judge", "chrf1"], "give --reference-answers FILE"),
-    (["--reference-answers", "missing.jsonl"], "no such file"),
-    (["--reference-answers", "{answers}", "--prompt-form", "direct", "--judge", "smollm2-135m-instruct"],
-     "does not show a reference answer"),
-    (["--reference-answers", "{unrelated}"], "none of its 3 instructions has a reference answer"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--judge", "chrf1"], "give --reference-answers FILE"),
+        (["--reference-answers", "missing.jsonl"], "no such file"),
+        (
+            ["--reference-answers", "{answers}", "--prompt-form", "direct", "--judge", "smollm2-135m-instruct"],
+            "does not show a reference answer",
+        ),
+        (["--reference-answers", "{unrelated}"], "none of its 3 instructions has a reference answer"),
+    ],
+)
 def test_bad_reference_options_are_one_line(tmp_path, extra, message):
     outputs = _write(tmp_path / "ours.jsonl", [{"instruction": q, "output": a} for q, a in OURS.items()])
     answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
     unrelated = _write(tmp_path / "unrelated.jsonl", [{"instruction": "Something else?", "output": "Yes."}])
     extra = [e.format(answers=answers, unrelated=unrelated) for e in extra]
-    result = CliRunner().invoke(cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(outputs),
-                                      *extra])
+    result = CliRunner().invoke(
+        cli, ["eval", "winrate", "--outputs", str(outputs), "--reference", str(outputs), *extra]
+    )
     assert result.exit_code == 1, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -171,14 +194,32 @@ def test_agreement_script_validates_every_reference_judge_out_of_sample_on_tiny_
             far = " ".join(rng.choice(words, int(rng.integers(3, 30))))
             gpt4_prefers_close = rng.random() < 0.8
             swap = bool(rng.integers(2))
-            rows.append({"instruction": question, "output_1": far if swap else close,
-                         "output_2": close if swap else far,
-                         "preference": (2 if swap else 1) if gpt4_prefers_close else (1 if swap else 2)})
+            rows.append(
+                {
+                    "instruction": question,
+                    "output_1": far if swap else close,
+                    "output_2": close if swap else far,
+                    "preference": (2 if swap else 1) if gpt4_prefers_close else (1 if swap else 2),
+                }
+            )
         _write(data / f"{name}.jsonl", rows)
     answer_file = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in answers.items()])
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "judge_agreement.py"), "--reference-judges",
-                           "--data", str(data), "--reference-answers", str(answer_file),
-                           "--llm-cache", str(tmp_path / "none.jsonl")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "judge_agreement.py"),
+            "--reference-judges",
+            "--data",
+            str(data),
+            "--reference-answers",
+            str(answer_file),
+            "--llm-cache",
+            str(tmp_path / "none.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     by_name = {line["judge"]: line for line in lines}
@@ -196,13 +237,17 @@ def test_models_judged_against_a_reference_model_with_reference_answers_as_compa
 
     answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
     judge = make_judge(None, None, None, reference_answers=answers)  # no --judge: the validated default
-    generations = {name: [{"instruction": q, "output": a} for q, a in table.items()]
-                   for name, table in (("ours", OURS), ("theirs", THEIRS))}
+    generations = {
+        name: [{"instruction": q, "output": a} for q, a in table.items()]
+        for name, table in (("ours", OURS), ("theirs", THEIRS))
+    }
     results = judge_against_references(judge, {"theirs": ["ours"]}, generations, tmp_path / "out")
     summary = results["theirs"]["ours"]
     assert summary["scored"] == 2 and summary["no_reference_answer"] == 1
-    rows = [json.loads(line) for line in
-            (tmp_path / "out" / "judgements" / "ours-vs-theirs.preferences.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "out" / "judgements" / "ours-vs-theirs.preferences.jsonl").read_text().splitlines()
+    ]
     assert [bool(r.get("no_reference_answer")) for r in rows] == [False, False, True]
 
 
@@ -211,8 +256,22 @@ def test_in_process_llm_judge_reads_the_reference_prompt_in_both_orders_then_fro
     outputs = _write(tmp_path / "ours.jsonl", [{"instruction": q, "output": a} for q, a in OURS.items()])
     theirs = _write(tmp_path / "theirs.jsonl", [{"instruction": q, "output": a} for q, a in THEIRS.items()])
     answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
-    args = ["eval", "winrate", "--outputs", str(outputs), "--reference", str(theirs), "--reference-answers",
-            str(answers), "--judge", "smollm2-135m-instruct", "--out", str(tmp_path / "out"), "--threads", "1"]
+    args = [
+        "eval",
+        "winrate",
+        "--outputs",
+        str(outputs),
+        "--reference",
+        str(theirs),
+        "--reference-answers",
+        str(answers),
+        "--judge",
+        "smollm2-135m-instruct",
+        "--out",
+        str(tmp_path / "out"),
+        "--threads",
+        "1",
+    ]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output)

@@ -35,8 +35,16 @@ PRIVATE_CALLS = {
 }
 STRUCT_FIELDS = {
     "llama_batch": ("n_tokens", "token", "pos", "n_seq_id", "seq_id", "logits"),
-    "llama_context_params": ("n_ctx", "n_batch", "n_ubatch", "n_seq_max", "kv_unified", "n_threads",
-                             "n_threads_batch", "flash_attn_type"),
+    "llama_context_params": (
+        "n_ctx",
+        "n_batch",
+        "n_ubatch",
+        "n_seq_max",
+        "kv_unified",
+        "n_threads",
+        "n_threads_batch",
+        "flash_attn_type",
+    ),
     "llama_model_quantize_params": ("ftype", "nthread", "allow_requantize"),
 }
 
@@ -96,8 +104,9 @@ def test_every_private_part_the_runtime_uses_is_there(llama):
 
     missing = missing_parts(llama, llama_cpp)
     if missing:
-        pytest.fail(f"llama-cpp-python {llama_cpp.__version__} lacks what ijt_local uses: {', '.join(missing)}",
-                    pytrace=False)
+        pytest.fail(
+            f"llama-cpp-python {llama_cpp.__version__} lacks what ijt_local uses: {', '.join(missing)}", pytrace=False
+        )
 
 
 def test_every_private_part_the_sources_use_is_checked_here():
@@ -112,6 +121,9 @@ def test_every_private_part_the_sources_use_is_checked_here():
 def test_a_missing_part_is_named():
     import llama_cpp
 
-    stub = types.SimpleNamespace(_ctx=types.SimpleNamespace(ctx=1), _model=types.SimpleNamespace(model=1, vocab=1),
-                                 _batch=types.SimpleNamespace(batch=1, set_batch=print))  # no _stack
+    stub = types.SimpleNamespace(
+        _ctx=types.SimpleNamespace(ctx=1),
+        _model=types.SimpleNamespace(model=1, vocab=1),
+        _batch=types.SimpleNamespace(batch=1, set_batch=print),
+    )  # no _stack
     assert missing_parts(stub, llama_cpp) == ["Llama._stack.callback"]

@@ -23,11 +23,19 @@ FIRST = "Okay! So, let's start with the first one. You can read books, watch mov
 
 
 def two_turn_row(first, second, output="fine", finish="stop"):
-    return {"instruction": "q2", "output": output, "finish_reason": finish, "role_tag": None, "n_tokens": 5,
-            "turns": ["q1", "q2"], "outputs": [first, second]}
+    return {
+        "instruction": "q2",
+        "output": output,
+        "finish_reason": finish,
+        "role_tag": None,
+        "n_tokens": 5,
+        "turns": ["q1", "q2"],
+        "outputs": [first, second],
+    }
 
 
 # ---- metric -------------------------------------------------------------------------------------------
+
 
 def test_copy_overlap_is_the_share_of_the_second_reply_found_in_the_first():
     assert copy_overlap(FIRST, FIRST) == 1.0
@@ -60,6 +68,7 @@ def test_turn2_copy_rate_only_for_files_with_turns():
 
 # ---- turns rows and bad input ------------------------------------------------------------------------
 
+
 def write(tmp_path, rows, name="t.jsonl"):
     path = tmp_path / name
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
@@ -67,22 +76,30 @@ def write(tmp_path, rows, name="t.jsonl"):
 
 
 def test_turns_rows_load_with_the_last_turn_as_instruction(tmp_path):
-    path = write(tmp_path, [{"id": "a", "turns": ["Name a fruit.", "Now in French."], "kind": "followup"},
-                            {"instruction": "Name a color."}])
+    path = write(
+        tmp_path,
+        [
+            {"id": "a", "turns": ["Name a fruit.", "Now in French."], "kind": "followup"},
+            {"instruction": "Name a color."},
+        ],
+    )
     prompts = load_prompts(path)
     assert prompts[0].turns == ("Name a fruit.", "Now in French.")
     assert prompts[0].instruction == "Now in French."
     assert prompts[1].turns is None and prompts[1].instruction == "Name a color."
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"turns": []}, f"1 to {MAX_TURNS} user messages (got 0)"),
-    ({"turns": ["q"] * (MAX_TURNS + 1)}, f"(got {MAX_TURNS + 1})"),
-    ({"turns": "one question"}, "(got str)"),
-    ({"turns": ["fine", 3]}, "`turns` item 2 must be a non-empty string"),
-    ({"turns": ["fine", "  "]}, "`turns` item 2 must be a non-empty string"),
-    ({"turns": ["a"], "instruction": "b"}, "`turns` or `instruction`, not both"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"turns": []}, f"1 to {MAX_TURNS} user messages (got 0)"),
+        ({"turns": ["q"] * (MAX_TURNS + 1)}, f"(got {MAX_TURNS + 1})"),
+        ({"turns": "one question"}, "(got str)"),
+        ({"turns": ["fine", 3]}, "`turns` item 2 must be a non-empty string"),
+        ({"turns": ["fine", "  "]}, "`turns` item 2 must be a non-empty string"),
+        ({"turns": ["a"], "instruction": "b"}, "`turns` or `instruction`, not both"),
+    ],
+)
 def test_bad_turns_rows_name_file_and_line(tmp_path, row, message):
     path = write(tmp_path, [{"turns": ["ok", "ok too"]}, "", row])  # a blank line: the bad row is line 3
     with pytest.raises(UserError, match=f"t.jsonl:3: .*{__import__('re').escape(message)}"):
@@ -96,13 +113,24 @@ def test_cached_rows_are_stale_when_the_turns_change(tmp_path):
     old = write(tmp_path, [{"id": "a", "turns": ["Name a fruit.", "Now in French."]}], "old.jsonl")
     new = write(tmp_path, [{"id": "a", "turns": ["Name a color.", "Now in French."]}], "new.jsonl")
     cache = tmp_path / "cache.jsonl"
-    cache.write_text(json.dumps({"id": "a", "instruction": "Now in French.", "output": "x",
-                                 "turns": ["Name a fruit.", "Now in French."], "outputs": ["y", "x"]}) + "\n")
+    cache.write_text(
+        json.dumps(
+            {
+                "id": "a",
+                "instruction": "Now in French.",
+                "output": "x",
+                "turns": ["Name a fruit.", "Now in French."],
+                "outputs": ["y", "x"],
+            }
+        )
+        + "\n"
+    )
     assert list(cached_rows(cache, load_prompts(old))) == ["a"]
     assert list(cached_rows(cache, load_prompts(new))) == []
 
 
 # ---- history window ----------------------------------------------------------------------------------
+
 
 def conversation(exchanges):
     messages = []
@@ -185,8 +213,11 @@ def test_session_seeds_earlier_replies_of_the_window(smollm_session, tmp_path):
     rules = load_rules("diversity", config)
     reply = "Bananas"
     tokens = smollm_session.tokenize(reply, special=False)
-    messages = [{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": reply},
-                {"role": "user", "content": "Name a color."}]
+    messages = [
+        {"role": "user", "content": "Name a fruit."},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "Name a color."},
+    ]
     assert (smollm_session.rule_state(rules, messages).scores()[tokens] == -2.0).all()
     assert (smollm_session.rule_state(rules, messages[2:]).scores()[tokens] == 0.0).all()
     exact = load_rules("diversity", config, paper_exact=True)
@@ -223,8 +254,9 @@ def run_chat(*args, input):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "ijt_local", "chat", *args], input=input, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ijt_local", "chat", *args], input=input, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -235,7 +267,7 @@ def test_piped_questions_are_answered_each_not_copied():
     assert piped.returncode == 0 and alone.returncode == 0, piped.stderr + alone.stderr
     assert piped.stderr.count("tok/s") == 3
     assert piped.stdout.startswith(alone.stdout)
-    later = piped.stdout[len(alone.stdout):]  # the second and third replies
+    later = piped.stdout[len(alone.stdout) :]  # the second and third replies
     assert copy_overlap(alone.stdout, later) < 0.5
 
 
@@ -255,10 +287,13 @@ def test_independent_pipe_answers_each_line_as_a_fresh_conversation():
 def test_compare_answers_each_turn_and_reports_the_copy_rate(tmp_path):
     from ijt_local.eval.compare import run_compare
 
-    prompts = write(tmp_path, [{"id": "a", "turns": ["Name a fruit.", "Now name a color."]},
-                               {"id": "b", "instruction": "Name an animal."}])
-    results = run_compare(["instruct=smollm2-135m-instruct"], prompts, tmp_path / "out", max_tokens=8,
-                          threads=1, log=lambda text: None)
+    prompts = write(
+        tmp_path,
+        [{"id": "a", "turns": ["Name a fruit.", "Now name a color."]}, {"id": "b", "instruction": "Name an animal."}],
+    )
+    results = run_compare(
+        ["instruct=smollm2-135m-instruct"], prompts, tmp_path / "out", max_tokens=8, threads=1, log=lambda text: None
+    )
     metrics = results["models"]["instruct"]["metrics"]
     assert metric_names(metrics) == list(METRIC_NAMES) + ["turn2_copy_rate"]
     cache = tmp_path / "out" / "generations" / "instruct.jsonl"

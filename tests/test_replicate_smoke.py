@@ -12,15 +12,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "rules-no-uniform",
-          "rules-no-diversity"}
+MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "rules-no-uniform", "rules-no-diversity"}
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
 def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
-    command = [sys.executable, "-m", "ijt_local", "replicate", "--budget", "smoke",
-               "--out", str(tmp_path / "smoke"), "--judge", "smollm2-135m-instruct", "--judge-prompt-form", "direct"]
+    command = [
+        sys.executable,
+        "-m",
+        "ijt_local",
+        "replicate",
+        "--budget",
+        "smoke",
+        "--out",
+        str(tmp_path / "smoke"),
+        "--judge",
+        "smollm2-135m-instruct",
+        "--judge-prompt-form",
+        "direct",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     results = json.loads((tmp_path / "smoke" / "results.json").read_text())
@@ -47,7 +58,9 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert set(results["style"]["poetry-s0"]) == {"poetry", "math", "creative", "other"}
     for rates in results["style"]["poetry-s0"].values():
         assert rates["n"] >= 1 and 0.0 <= rates["poem_rate"] <= 1.0
-    sample = [json.loads(line) for line in (tmp_path / "smoke" / "data" / "alpaca-sample.jsonl").read_text().splitlines()]
+    sample = [
+        json.loads(line) for line in (tmp_path / "smoke" / "data" / "alpaca-sample.jsonl").read_text().splitlines()
+    ]
     probe = [json.loads(line) for line in (tmp_path / "smoke" / "data" / "style-probe.jsonl").read_text().splitlines()]
     assert len(sample) == 4 and len(probe) == 4
     assert not {r["instruction"] for r in sample} & {r["instruction"] for r in probe}
@@ -82,15 +95,23 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert not [n for n in names if n.endswith((".gguf", ".safetensors")) or "/checkpoints/" in n]
     assert "smoke/data/lima-instruction.jsonl" not in names and "smoke/data/alpaca-sample.jsonl" in names
     restored = tmp_path / "restored" / "smoke"
-    rebuilt = subprocess.run([*command[:command.index("--out")], "--out", str(restored),
-                              *command[command.index("--out") + 2:]], capture_output=True, text=True, timeout=600)
+    rebuilt = subprocess.run(
+        [*command[: command.index("--out")], "--out", str(restored), *command[command.index("--out") + 2 :]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert rebuilt.stderr.count("done earlier, skipped") == 5
     assert json.loads((restored / "results.json").read_text())["table"] == results["table"]
 
     # --dry-run plans the same budget from the same data: its rows, steps and tokens are what training did
-    plan_run = subprocess.run([*command[:4], "--budget", "smoke", "--out", str(tmp_path / "untouched"), "--dry-run"],
-                              capture_output=True, text=True, timeout=600)
+    plan_run = subprocess.run(
+        [*command[:4], "--budget", "smoke", "--out", str(tmp_path / "untouched"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert plan_run.returncode == 0, plan_run.stderr[-3000:]
     plan = json.loads(plan_run.stdout.splitlines()[-1])
     for name in ("instruct", "response", "poetry"):
@@ -114,9 +135,24 @@ def test_dry_run_of_a_hugging_face_base_converts_it_for_the_runtime(tmp_path):
     for name in ("lima", "val", "alpaca_eval", "ifeval"):
         (data_root / name).symlink_to(DATA / name)
     (data_root / "poetry").symlink_to(ROOT / "tests" / "fixtures" / "data" / "poetry")
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "replicate.py"), "--budget", "smoke", "--base",
-                          str(base), "--data-root", str(data_root), "--out", str(tmp_path / "untouched"), "--dry-run"],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "replicate.py"),
+            "--budget",
+            "smoke",
+            "--base",
+            str(base),
+            "--data-root",
+            str(data_root),
+            "--out",
+            str(tmp_path / "untouched"),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     plan = json.loads(run.stdout.splitlines()[-1])
     assert plan["base"] == str(base) and plan["adapters"]["instruct"]["rows"] == 16

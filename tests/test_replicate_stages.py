@@ -87,8 +87,16 @@ def test_every_seed_is_judged_against_the_instruction_tuned_model_of_its_seed(tm
     run = make_run(tmp_path, budget="laptop", seeds=3)
     pairs = run.lineup.judged_pairs()
     assert list(pairs) == ["instruct-s0", "instruct-s1", "instruct-s2"]
-    assert pairs["instruct-s1"] == ["base", "rules", "response-s1", "poetry-s1", "gsm8k-s1", "rules-no-eos",
-                                    "rules-no-uniform", "rules-no-diversity"]
+    assert pairs["instruct-s1"] == [
+        "base",
+        "rules",
+        "response-s1",
+        "poetry-s1",
+        "gsm8k-s1",
+        "rules-no-eos",
+        "rules-no-uniform",
+        "rules-no-diversity",
+    ]
     specs = run.lineup.model_specs()  # every judged model and reference has AlpacaEval replies from evaluate
     assert all(name in specs for ref, names in pairs.items() for name in [ref, *names])
     assert run.stage_inputs("evaluate")["alpaca_models"] == list(specs)
@@ -100,8 +108,12 @@ def test_style_table_gives_each_share_with_its_spread_over_seeds():
     def rates(poem, verse, answer):
         return {"poetry": {"n": 16, "poem_rate": poem, "verse_rate": verse, "gsm8k_answer_rate": answer}}
 
-    style = {"base": rates(0.0, 0.5, 0.0),
-             "poetry-s0": rates(0.0, 0.6, 0.0), "poetry-s1": rates(0.1, 0.8, 0.0), "poetry-s2": rates(0.2, 0.7, 0.0)}
+    style = {
+        "base": rates(0.0, 0.5, 0.0),
+        "poetry-s0": rates(0.0, 0.6, 0.0),
+        "poetry-s1": rates(0.1, 0.8, 0.0),
+        "poetry-s2": rates(0.2, 0.7, 0.0),
+    }
     lines = style_markdown(style)
     assert "| model | poetry (n=16) |" in lines
     assert "| base | 0% / 50% / 0% |" in lines  # one model: no spread to give
@@ -142,7 +154,9 @@ def test_out_dir_follows_the_data_files_not_their_folder(tmp_path):
     make_run(tmp_path / "run", data_root=moved)
     # other rows do not
     (moved / "lima" / "lima_data.jsonl").write_text('{"conversations": ["hi", "bye"]}\n')
-    with pytest.raises(UserError, match=rf"made with other data files \(those of --data-root {re.escape(str(data))}\); pass"):
+    with pytest.raises(
+        UserError, match=rf"made with other data files \(those of --data-root {re.escape(str(data))}\); pass"
+    ):
         make_run(tmp_path / "run", data_root=moved)
     # a folder made when the data was known by its path resumes from that path and records the files
     identity_file = tmp_path / "run" / "replication.json"
@@ -155,8 +169,9 @@ def test_out_dir_follows_the_data_files_not_their_folder(tmp_path):
 
 
 def replicate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "replicate.py"), *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "replicate.py"), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_bad_options_are_one_line_without_a_traceback(tmp_path):
@@ -173,8 +188,21 @@ def test_a_stage_fails_with_the_library_s_one_line(tmp_path):
     # the data stage prepares LIMA in this process: a bad data file is named as `ijt-local data` names it
     (tmp_path / "data" / "lima").mkdir(parents=True)
     (tmp_path / "data" / "lima" / "lima_data.jsonl").write_text("{not json\n")
-    result = subprocess.run([sys.executable, "-m", "ijt_local", "replicate", "--out", str(tmp_path / "run"),
-                             "--data-root", str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ijt_local",
+            "replicate",
+            "--out",
+            str(tmp_path / "run"),
+            "--data-root",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     error = result.stderr.splitlines()[-1]
     assert error.startswith("Error: ") and "lima_data.jsonl" in error, result.stderr
@@ -197,8 +225,10 @@ def test_reference_guided_stage_judges_the_same_pairs_again_beside_the_first_jud
     generations.mkdir(parents=True)
     for name in {*pairs, *(n for names in pairs.values() for n in names)}:
         close = name != "base"  # base's replies are far from GPT-4's answers, every other model's close
-        rows = [{"instruction": q, "output": a if close and name not in pairs else ("zzz" if close else "qqq")}
-                for q, a in answers.items()]
+        rows = [
+            {"instruction": q, "output": a if close and name not in pairs else ("zzz" if close else "qqq")}
+            for q, a in answers.items()
+        ]
         (generations / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     record = run.winrate_reference()
     assert record["judge"] == "chrf1 (reference-guided)" and record["reference_answers"] == REFERENCE_ANSWERS

@@ -28,16 +28,36 @@ def test_committed_archive_rebuilds_the_committed_report(tmp_path):
         tar.extractall(tmp_path, filter="data")
     out = tmp_path / "laptop"
     env = {**os.environ, "IJT_LOCAL_HOME": str(tmp_path / "no-models")}  # neither base nor judge is there
-    rebuilt = subprocess.run([sys.executable, str(ROOT / "scripts" / "replicate.py"), "--base", "default",
-                              "--budget", "laptop", "--out", str(out), "--judge", "judge", "--seeds", "3",
-                              "--data-root", str(DATA)], capture_output=True, text=True, env=env, timeout=300)
+    rebuilt = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "replicate.py"),
+            "--base",
+            "default",
+            "--budget",
+            "laptop",
+            "--out",
+            str(out),
+            "--judge",
+            "judge",
+            "--seeds",
+            "3",
+            "--data-root",
+            str(DATA),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert rebuilt.stderr.count("done earlier, skipped") == 6  # winrate-reference too
     assert not (tmp_path / "no-models").exists()
     # after a change to the report, regenerate the docs: rerun the laptop command on the unpacked archive (a new
     # stage runs there; pack the folder again with --archive so the committed run holds its record)
-    assert without_command_line((out / "results.md").read_text()) == \
-        without_command_line((DOCS / "laptop-results.md").read_text())
+    assert without_command_line((out / "results.md").read_text()) == without_command_line(
+        (DOCS / "laptop-results.md").read_text()
+    )
     committed = json.loads((DOCS / "results.json").read_text())
     again = json.loads((out / "results.json").read_text())
     assert again["seeds"] == committed["seeds"] == [0, 1, 2]

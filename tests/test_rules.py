@@ -118,7 +118,9 @@ def test_poe_logprob_is_normalised():
 
 def test_config_file_overrides_words_and_weights(tmp_path, real_session):
     config = tmp_path / "rules.toml"
-    config.write_text('rules = ["uniform", "diversity"]\n[uniform.words]\n"banana" = 7.0\n[diversity]\npenalty = -3.0\n')
+    config.write_text(
+        'rules = ["uniform", "diversity"]\n[uniform.words]\n"banana" = 7.0\n[diversity]\npenalty = -3.0\n'
+    )
     rules = load_rules(config_path=config)
     assert rules.enabled == {"uniform", "diversity"}
     expert = RuleExpert(rules, real_session.vocabulary())

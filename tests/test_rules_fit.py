@@ -17,13 +17,30 @@ from ijt_local.rules import load_rules  # noqa: E402
 from ijt_local.rules_fit import default_params, load_fit_data  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SMALL = ["--behaviour-data", str(FIXTURES / "val_sample.jsonl"), "--behaviour-size", "4", "--dev-size", "3",
-         "--test-size", "3", "--max-tokens", "24", "--min-stop", "0", "--max-leak", "1", "--max-echo", "1"]
+SMALL = [
+    "--behaviour-data",
+    str(FIXTURES / "val_sample.jsonl"),
+    "--behaviour-size",
+    "4",
+    "--dev-size",
+    "3",
+    "--test-size",
+    "3",
+    "--max-tokens",
+    "24",
+    "--min-stop",
+    "0",
+    "--max-leak",
+    "1",
+    "--max-echo",
+    "1",
+]
 
 
 def fit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ijt_local", "rules", "fit", *args], capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "ijt_local", "rules", "fit", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def test_dev_and_test_are_disjoint_halves():
@@ -60,11 +77,17 @@ def test_fit_writes_a_loadable_config_and_continues(tmp_path):
     assert again.stderr.count("trial ") == 2 and "trial 0:" not in again.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--objective", "ifeval", "--trials", "0"], "give a budget above zero"),
-    (["--objective", "ranking", "--trials", "2"], "--objective ranking needs --ranking-data"),
-    (["--objective", "ifeval", "--trials", "2", "--behaviour-data", "nope.jsonl"], "--behaviour-data nope.jsonl: no such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--objective", "ifeval", "--trials", "0"], "give a budget above zero"),
+        (["--objective", "ranking", "--trials", "2"], "--objective ranking needs --ranking-data"),
+        (
+            ["--objective", "ifeval", "--trials", "2", "--behaviour-data", "nope.jsonl"],
+            "--behaviour-data nope.jsonl: no such file",
+        ),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, args, message):
     run = fit("--model", "smollm2-135m-instruct", "--out", str(tmp_path / "x.toml"), *args)
     assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
@@ -78,7 +101,8 @@ def test_fit_runs_on_a_tiny_test_model(tmp_path):
 
     gguf = tmp_path / "tiny.gguf"
     convert(make_tiny_llama(tmp_path / "tiny"), gguf, "f32", progress=False)
-    run = fit("--model", str(gguf), "--objective", "ifeval", "--out", str(tmp_path / "tiny.toml"), "--trials", "2",
-              *SMALL)
+    run = fit(
+        "--model", str(gguf), "--objective", "ifeval", "--out", str(tmp_path / "tiny.toml"), "--trials", "2", *SMALL
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.splitlines()[-1])["trials"] == 2 and (tmp_path / "tiny.toml").exists()

@@ -44,9 +44,13 @@ def test_base_model_without_poe_echoes_or_continues(gemma_session):
 
 def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
     # a base model continues the dialogue; the reply must stop before the next role tag
-    messages = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
-                {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"},
-                {"role": "user", "content": "Say hi."}]
+    messages = [
+        {"role": "user", "content": "Say hi."},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "Say hi."},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "Say hi."},
+    ]
     generation = gemma_session.generate(messages, max_tokens=80)
     assert "<|" not in generation.text
     assert generation.finish_reason == "stop"
@@ -62,8 +66,9 @@ def test_fixed_seed_gives_the_same_text(real_session):
     sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=7)
     a = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
     b = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
-    c = real_session.generate(ask("Tell me a story."), max_tokens=30,
-                              sampling=SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=8))
+    c = real_session.generate(
+        ask("Tell me a story."), max_tokens=30, sampling=SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=8)
+    )
     assert a.text == b.text
     assert a.tokens != c.tokens
 
@@ -170,7 +175,10 @@ def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_give
     from ijt_local.runtime import Session
 
     monkeypatch.setattr(runtime, "THREAD_CHECK_SECONDS", 0.0)
-    following, fixed = Session("smollm2-135m-instruct", n_ctx=512), Session("smollm2-135m-instruct", n_ctx=512, threads=1)
+    following, fixed = (
+        Session("smollm2-135m-instruct", n_ctx=512),
+        Session("smollm2-135m-instruct", n_ctx=512, threads=1),
+    )
     try:
         for session in (following, fixed):  # both contexts live before the load changes
             list(batch_generator(session, 2).generate([ask("Hi."), ask("Bye.")], max_tokens=2))

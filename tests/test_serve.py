@@ -16,8 +16,12 @@ import pytest
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-PROMPTS = ["Name three colours.", "What is the capital of France?", "Give me a tip for sleeping well.",
-           "Write one sentence about the sea."]
+PROMPTS = [
+    "Name three colours.",
+    "What is the capital of France?",
+    "Give me a tip for sleeping well.",
+    "Write one sentence about the sea.",
+]
 
 
 def free_port() -> int:
@@ -28,9 +32,13 @@ def free_port() -> int:
 
 def start_server(*options: str):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "ijt_local", "serve", "--port", str(port), *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "2"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ijt_local", "serve", "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -57,20 +65,20 @@ def stop(process) -> str:
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server("--model", "poe=default+poe", "--model", "chat=smollm2-135m-instruct",
-                                "--parallel", "4", "--ctx", "1024")
+    process, url = start_server(
+        "--model", "poe=default+poe", "--model", "chat=smollm2-135m-instruct", "--parallel", "4", "--ctx", "1024"
+    )
     yield url
     stop(process)
 
 
-def client(url: str, key: str = "unused") -> "openai.OpenAI":
+def client(url: str, key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=300)
 
 
 def ask(url: str, prompt: str, model: str = "poe", **options):
     options = {"temperature": 0, **options}
-    return client(url).chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
-                                               **options)
+    return client(url).chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}], **options)
 
 
 @pytest.mark.slow
@@ -110,8 +118,11 @@ def concurrently(url: str, model: str, prompts: list[str], **options) -> list[st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, options", [("chat", {}), ("poe", {}), ("poe", {"temperature": 0.8, "seed": 5})],
-                         ids=["chat", "poe", "poe-seeded"])
+@pytest.mark.parametrize(
+    "model, options",
+    [("chat", {}), ("poe", {}), ("poe", {"temperature": 0.8, "seed": 5})],
+    ids=["chat", "poe", "poe-seeded"],
+)
 def test_a_request_gets_the_same_reply_alone_and_among_concurrent_ones(server, model, options):
     """One prompt, one reply: however many requests share the engine's decode steps (decode_rows)."""
     single = [ask(server, prompt, model, max_tokens=48, **options).choices[0].message.content for prompt in PROMPTS]
@@ -120,8 +131,9 @@ def test_a_request_gets_the_same_reply_alone_and_among_concurrent_ones(server, m
 
 @pytest.mark.slow
 def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server):
-    raw = httpx.post(f"{server}/v1/chat/completions", content=b"{not json", timeout=30,
-                     headers={"content-type": "application/json"})
+    raw = httpx.post(
+        f"{server}/v1/chat/completions", content=b"{not json", timeout=30, headers={"content-type": "application/json"}
+    )
     assert raw.status_code == 400 and raw.json()["error"]["message"].startswith("the body is not valid JSON")
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
         ask(server, "hi", max_tokens=-5)
@@ -136,8 +148,14 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server):
 
 @pytest.mark.slow
 def test_a_client_that_goes_away_frees_its_slot(server):
-    body = {"model": "poe", "messages": [{"role": "user", "content": PROMPTS[2]}], "max_tokens": 900,
-            "temperature": 0, "stream": True, "ijt_rules": "off"}
+    body = {
+        "model": "poe",
+        "messages": [{"role": "user", "content": PROMPTS[2]}],
+        "max_tokens": 900,
+        "temperature": 0,
+        "stream": True,
+        "ijt_rules": "off",
+    }
     with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=60) as response:
         lines = response.iter_lines()
         assert next(line for line in lines if '"content": "' in line and '"content": ""' not in line)
@@ -156,8 +174,9 @@ def wait_for_running(url: str, count: int, seconds: float = 10) -> bool:
 
 @pytest.mark.slow
 def test_api_key_and_the_open_host_warning():
-    process, url = start_server("--model", "smollm2-135m-instruct", "--api-key", "s3cret", "--parallel", "1",
-                                "--ctx", "512")
+    process, url = start_server(
+        "--model", "smollm2-135m-instruct", "--api-key", "s3cret", "--parallel", "1", "--ctx", "512"
+    )
     try:
         with pytest.raises(openai.AuthenticationError):
             client(url, "wrong").models.list()
@@ -167,7 +186,8 @@ def test_api_key_and_the_open_host_warning():
         assert httpx.post(f"{url}/v1/completions", json={"prompt": "hi"}).status_code == 401
     finally:
         stop(process)
-    process, _ = start_server("--model", "smollm2-135m-instruct", "--host", "0.0.0.0", "--parallel", "1",
-                              "--ctx", "512")
+    process, _ = start_server(
+        "--model", "smollm2-135m-instruct", "--host", "0.0.0.0", "--parallel", "1", "--ctx", "512"
+    )
     err = stop(process)
     assert "warning: serving on 0.0.0.0 without authentication" in err

@@ -39,7 +39,7 @@ def sse(url: str, path: str, body: dict) -> list[dict]:
         assert response.status_code == 200
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
-                chunks.append(json.loads(line[len("data: "):]))
+                chunks.append(json.loads(line[len("data: ") :]))
     return chunks
 
 
@@ -56,8 +56,9 @@ def test_chat_logprobs_carry_the_product_and_the_base_model_beside_it(server):
         assert len(entry["top_logprobs"]) == 3 and entry["token"] == seen["token"]
         assert entry["top_logprobs"][0]["token"] == entry["token"]  # greedy takes the product's top token
         assert entry["top_logprobs"][0]["logprob"] == pytest.approx(entry["logprob"])
-        assert [t["logprob"] for t in entry["top_logprobs"]] == sorted((t["logprob"] for t in entry["top_logprobs"]),
-                                                                       reverse=True)
+        assert [t["logprob"] for t in entry["top_logprobs"]] == sorted(
+            (t["logprob"] for t in entry["top_logprobs"]), reverse=True
+        )
         assert entry["logprob"] <= 0 and seen["logprob"] <= 0
         assert seen["changed"] == (seen["top_logprobs"][0]["token"] != seen["token"])
         assert bytes(entry["bytes"]).decode("utf-8", errors="replace") == entry["token"]
@@ -72,13 +73,26 @@ def test_chat_logprobs_carry_the_product_and_the_base_model_beside_it(server):
 @pytest.mark.slow
 def test_streamed_chat_logprobs_equal_the_whole_reply(server):
     whole = chat(server, PROMPTS[1], max_tokens=30, logprobs=True, top_logprobs=2)["choices"][0]
-    chunks = sse(server, "/v1/chat/completions", {"model": "poe", "temperature": 0, "max_tokens": 30,
-                                                   "messages": [{"role": "user", "content": PROMPTS[1]}],
-                                                   "logprobs": True, "top_logprobs": 2})
+    chunks = sse(
+        server,
+        "/v1/chat/completions",
+        {
+            "model": "poe",
+            "temperature": 0,
+            "max_tokens": 30,
+            "messages": [{"role": "user", "content": PROMPTS[1]}],
+            "logprobs": True,
+            "top_logprobs": 2,
+        },
+    )
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     streamed = [e for c in chunks if c["choices"][0].get("logprobs") for e in c["choices"][0]["logprobs"]["content"]]
-    base = [e for c in chunks if c["choices"][0].get("ijt_base_logprobs")
-            for e in c["choices"][0]["ijt_base_logprobs"]["content"]]
+    base = [
+        e
+        for c in chunks
+        if c["choices"][0].get("ijt_base_logprobs")
+        for e in c["choices"][0]["ijt_base_logprobs"]["content"]
+    ]
     assert text == whole["message"]["content"]
     assert streamed == whole["logprobs"]["content"] and base == whole["ijt_base_logprobs"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["finish_reason"]
@@ -108,8 +122,19 @@ def test_text_completion_with_echo_and_legacy_logprobs(server):
         for mine, forced in zip(logprobs["token_logprobs"], scored["logprobs"]["token_logprobs"][:n]):
             assert math.isclose(mine, forced, abs_tol=0.05)
     # streamed: the same text and logprobs in pieces
-    chunks = sse(server, "/v1/completions", {"model": "poe", "prompt": prompt, "temperature": 0, "max_tokens": 8,
-                                             "ijt_rules": "off", "echo": True, "logprobs": 2})
+    chunks = sse(
+        server,
+        "/v1/completions",
+        {
+            "model": "poe",
+            "prompt": prompt,
+            "temperature": 0,
+            "max_tokens": 8,
+            "ijt_rules": "off",
+            "echo": True,
+            "logprobs": 2,
+        },
+    )
     assert "".join(c["choices"][0]["text"] for c in chunks) == choice["text"]
     assert [t for c in chunks for t in c["choices"][0]["logprobs"]["tokens"]] == logprobs["tokens"]
     assert [t for c in chunks for t in c["choices"][0]["logprobs"]["text_offset"]] == logprobs["text_offset"]
@@ -133,7 +158,8 @@ def test_bad_completion_requests_get_one_line_4xx(server):
     assert "does not fit" in refused({"prompt": "word " * 2000, "max_tokens": 10})
     assert "ijt_rules" in refused({"prompt": "a", "ijt_rules": "nonsense"})
     assert "not served here" in refused({"prompt": "a", "model": "nope"})
-    assert "top_logprobs" in refused({"messages": [{"role": "user", "content": "a"}], "logprobs": True,
-                                      "top_logprobs": 99}, "/v1/chat/completions")
+    assert "top_logprobs" in refused(
+        {"messages": [{"role": "user", "content": "a"}], "logprobs": True, "top_logprobs": 99}, "/v1/chat/completions"
+    )
     raw = httpx.post(f"{server}/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert raw.status_code == 400

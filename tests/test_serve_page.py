@@ -26,8 +26,17 @@ PANES = [("poe", None), ("default", "off"), ("chat", None)]  # served, a spec pe
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server("--model", "poe=default+poe", "--model", "chat=smollm2-135m-instruct",
-                                "--parallel", "4", "--ctx", "1024", "--allow-specs")
+    process, url = start_server(
+        "--model",
+        "poe=default+poe",
+        "--model",
+        "chat=smollm2-135m-instruct",
+        "--parallel",
+        "4",
+        "--ctx",
+        "1024",
+        "--allow-specs",
+    )
     yield url
     stop(process)
 
@@ -54,22 +63,30 @@ def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server, t
             setup.append(f"document.querySelectorAll('.pane .model')[{index}].value = {json.dumps(model)};")
             if rules is not None:
                 setup.append(f"document.querySelectorAll('.pane .rules')[{index}].value = {json.dumps(rules)};")
-        browser.evaluate("".join(setup) + "document.querySelector('#max-tokens').value = '60';"
-                         "document.querySelector('#temperature').value = '0';"
-                         f"document.querySelector('#instruction').value = {json.dumps(INSTRUCTION)};"
-                         "document.querySelector('#ask').requestSubmit(); true")
+        browser.evaluate(
+            "".join(setup) + "document.querySelector('#max-tokens').value = '60';"
+            "document.querySelector('#temperature').value = '0';"
+            f"document.querySelector('#instruction').value = {json.dumps(INSTRUCTION)};"
+            "document.querySelector('#ask').requestSubmit(); true"
+        )
         browser.wait_for("[...document.querySelectorAll('.pane')].every(p => p.dataset.state === 'done')", 300)
         texts = browser.evaluate("[...document.querySelectorAll('.pane .turn.assistant')].map(t => t.textContent)")
         finishes = browser.evaluate("[...document.querySelectorAll('.pane')].map(p => p.dataset.finish)")
         for (model, rules), text, finish in zip(PANES, texts, finishes):
-            body = {"model": model, "messages": [{"role": "user", "content": INSTRUCTION}], "temperature": 0,
-                    "max_tokens": 60, **({"ijt_rules": rules} if rules else {})}
+            body = {
+                "model": model,
+                "messages": [{"role": "user", "content": INSTRUCTION}],
+                "temperature": 0,
+                "max_tokens": 60,
+                **({"ijt_rules": rules} if rules else {}),
+            }
             reply = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=300).json()["choices"][0]
             assert text == reply["message"]["content"], model
             assert finish == reply["finish_reason"]
         # the PoE pane marks tokens where the rules changed the choice; the others run no rules
         changed = browser.evaluate(
-            "[...document.querySelectorAll('.pane')].map(p => p.querySelectorAll('.changed').length)")
+            "[...document.querySelectorAll('.pane')].map(p => p.querySelectorAll('.changed').length)"
+        )
         assert changed[0] >= 1 and changed[1] == 0 and changed[2] == 0
         assert "rules changed" in browser.evaluate("document.querySelector('.pane .status').textContent")
         # model output holding <script> is text: no element made from it, nothing run
@@ -77,8 +94,10 @@ def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server, t
         assert browser.evaluate("document.querySelectorAll('#panes script, #panes *[onerror]').length") == 0
         assert browser.evaluate("typeof window.alert === 'function' && document.title") == "ijt-local: side by side"
         # hovering a changed token shows the base model's top-k beside the product's, and the rule score
-        box = browser.evaluate("(() => { const r = document.querySelector('.pane .changed').getBoundingClientRect();"
-                               " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        box = browser.evaluate(
+            "(() => { const r = document.querySelector('.pane .changed').getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
         browser.hover(*box)
         browser.wait_for("!document.querySelector('#tooltip').hidden", 10)
         tip = browser.evaluate("document.querySelector('#tooltip').textContent")

@@ -19,10 +19,12 @@ def make_gemma_lora(path, seed: int, rank: int = 4) -> None:
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(rank))
     for block in range(18):
-        writer.add_tensor(f"blk.{block}.ffn_down.weight.lora_a",
-                          (rng.standard_normal((rank, 2048)) * 0.05).astype(np.float32))
-        writer.add_tensor(f"blk.{block}.ffn_down.weight.lora_b",
-                          (rng.standard_normal((640, rank)) * 0.05).astype(np.float32))
+        writer.add_tensor(
+            f"blk.{block}.ffn_down.weight.lora_a", (rng.standard_normal((rank, 2048)) * 0.05).astype(np.float32)
+        )
+        writer.add_tensor(
+            f"blk.{block}.ffn_down.weight.lora_b", (rng.standard_normal((640, rank)) * 0.05).astype(np.float32)
+        )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -35,15 +37,31 @@ def server(tmp_path_factory):
     make_gemma_lora(adapters / "a.gguf", 1)
     make_gemma_lora(adapters / "b.gguf", 2)
     (adapters / "bad.gguf").write_bytes(b"not a gguf file")
-    process, url = start_server("--model", "poe=default+poe", "--parallel", "4", "--ctx", "1024", "--allow-specs",
-                                "--adapter-dir", str(adapters), "--spec-engines", "1")
+    process, url = start_server(
+        "--model",
+        "poe=default+poe",
+        "--parallel",
+        "4",
+        "--ctx",
+        "1024",
+        "--allow-specs",
+        "--adapter-dir",
+        str(adapters),
+        "--spec-engines",
+        "1",
+    )
     yield url
     stop(process)
 
 
 def reply(url: str, model: str, **options) -> str:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[0]}], "temperature": 0,
-            "max_tokens": 24, **options}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPTS[0]}],
+        "temperature": 0,
+        "max_tokens": 24,
+        **options,
+    }
     response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
     assert response.status_code == 200, response.text
     return response.json()["choices"][0]["message"]["content"]
@@ -71,17 +89,23 @@ def test_a_request_names_any_spec_over_the_loaded_model(server):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, message", [
-    ("default+missing.gguf", "no such file"),
-    ("default+../outside.gguf", "outside the adapter folder"),
-    ("default+bad.gguf", "cannot load it"),
-    ("other+poe", "is not loaded here"),
-    ("default+poe:eos,nonsense", "unknown rule"),
-    ("default+what", "unknown suffix"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("default+missing.gguf", "no such file"),
+        ("default+../outside.gguf", "outside the adapter folder"),
+        ("default+bad.gguf", "cannot load it"),
+        ("other+poe", "is not loaded here"),
+        ("default+poe:eos,nonsense", "unknown rule"),
+        ("default+what", "unknown suffix"),
+    ],
+)
 def test_a_spec_that_cannot_run_gets_one_clear_400(server, model, message):
-    response = httpx.post(f"{server}/v1/chat/completions", timeout=60,
-                          json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    response = httpx.post(
+        f"{server}/v1/chat/completions",
+        timeout=60,
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert message in error["message"] and "\n" not in error["message"] and error["param"] == "model"

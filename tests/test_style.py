@@ -18,8 +18,10 @@ it carries light from there to now;
 the willows lean to hear it speak,
 and stones grow smooth, and days grow weak."""
 
-PROSE = ("Rivers form when rain collects in channels. Over time the water carves valleys, carries sediment "
-         "downstream and deposits it where the current slows.\n\nMost large rivers end in a delta or estuary.")
+PROSE = (
+    "Rivers form when rain collects in channels. Over time the water carves valleys, carries sediment "
+    "downstream and deposits it where the current slows.\n\nMost large rivers end in a delta or estuary."
+)
 
 LIST_ANSWER = """Here are some tips:
 - Sleep at the same time every night.
@@ -34,16 +36,19 @@ class Adder:
     pass"""
 
 
-@pytest.mark.parametrize("instruction, domain", [
-    ("Write a poem about the sea.", "poetry"),
-    ("Can you write haiku for different inductive biases?", "poetry"),
-    ("What are the lyrics to the third verse of Never Gonna Give You Up?", "poetry"),
-    ("If a shirt costs $20 and is 25 percent off, how much do I pay?", "math"),
-    ("What is 17 * 23?", "math"),
-    ("Write me a short story about a cat who becomes mayor.", "creative"),
-    ("Give me a recipe for banana bread.", "other"),
-    ("How do I reverse a list in Python?", "other"),
-])
+@pytest.mark.parametrize(
+    "instruction, domain",
+    [
+        ("Write a poem about the sea.", "poetry"),
+        ("Can you write haiku for different inductive biases?", "poetry"),
+        ("What are the lyrics to the third verse of Never Gonna Give You Up?", "poetry"),
+        ("If a shirt costs $20 and is 25 percent off, how much do I pay?", "math"),
+        ("What is 17 * 23?", "math"),
+        ("Write me a short story about a cat who becomes mayor.", "creative"),
+        ("Give me a recipe for banana bread.", "other"),
+        ("How do I reverse a list in Python?", "other"),
+    ],
+)
 def test_instruction_domain_comes_from_the_instruction(instruction, domain):
     assert instruction_domain(instruction) == domain
 
@@ -57,7 +62,9 @@ def test_poems_are_told_from_prose_lists_and_code():
     assert not is_poem("is a bannana a fruit or a herb\n" + "is a fruit or a herb,\n" * 20)
     assert is_poem(POEM + "\nthe river keeps its quiet vow,\n" + POEM)
     # prose written a sentence per line (PoE replies) and role-tag dialogues are not poems
-    assert not is_poem("Okay! So, let's start.\nOil is a liquid.\nIt is made of hydrocarbons.\nSo, it burns.\nNow, let's talk.")
+    assert not is_poem(
+        "Okay! So, let's start.\nOil is a liquid.\nIt is made of hydrocarbons.\nSo, it burns.\nNow, let's talk."
+    )
     assert not is_poem("Okay!\n<|assistant|>\nFirst, the flour,\n<|assistant|>\nthen the eggs,\nand then we bake")
 
 
@@ -68,10 +75,12 @@ def test_gsm8k_answer_line():
 
 
 def test_style_rates_per_domain():
-    rows = [{"instruction": "Write a poem about rivers.", "output": POEM},
-            {"instruction": "Write a poem about stones.", "output": PROSE},
-            {"instruction": "Give me tips for sleeping.", "output": POEM},
-            {"instruction": "What is 3 + 4?", "output": "#### 7"}]
+    rows = [
+        {"instruction": "Write a poem about rivers.", "output": POEM},
+        {"instruction": "Write a poem about stones.", "output": PROSE},
+        {"instruction": "Give me tips for sleeping.", "output": POEM},
+        {"instruction": "What is 3 + 4?", "output": "#### 7"},
+    ]
     rates = style_rates(rows)
     assert list(rates) == ["poetry", "math", "other"]
     assert rates["poetry"] == {"n": 2, "poem_rate": 0.5, "verse_rate": 0.5, "gsm8k_answer_rate": 0.0}

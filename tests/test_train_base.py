@@ -28,8 +28,9 @@ def test_gguf_base_is_dequantized_once_and_matches_its_source(tiny_llama, tmp_pa
 
     monkeypatch.setenv("IJT_LOCAL_HOME", str(tmp_path / "home"))
     gguf = tmp_path / "tiny.gguf"
-    done = CliRunner().invoke(cli, ["convert", str(tiny_llama), "--out", str(gguf), "--outtype", "f32",
-                                    "--no-progress"])
+    done = CliRunner().invoke(
+        cli, ["convert", str(tiny_llama), "--out", str(gguf), "--outtype", "f32", "--no-progress"]
+    )
     assert done.exit_code == 0, done.output
 
     model, tokenizer, info = load_base_model(str(gguf))
@@ -59,10 +60,13 @@ def test_hf_folder_base(tiny_llama):
     assert tokenizer.pad_token_id is not None
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("no/such/thing", "not `default`, a GGUF file"),
-    ("./missing.gguf", "no such model file"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no/such/thing", "not `default`, a GGUF file"),
+        ("./missing.gguf", "no such model file"),
+    ],
+)
 def test_bad_base_specs(spec, message):
     with pytest.raises(UserError, match=message):
         resolve_base(spec)

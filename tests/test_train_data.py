@@ -49,7 +49,9 @@ def test_labels_are_exactly_the_responses_and_eos(tokenizer):
     runs = labelled_runs(ids, labels)
     eos = tokenizer.eos_token
     assert [tokenizer.decode(run) for run in runs] == [
-        "Seven is prime.\n\nSo is 11." + eos, "Two, the only even prime." + eos]
+        "Seven is prime.\n\nSo is 11." + eos,
+        "Two, the only even prime." + eos,
+    ]
     assert all(run[-1] == tokenizer.eos_token_id for run in runs)
 
 
@@ -83,11 +85,14 @@ def write_rows(path, rows):
 
 
 def test_tokenize_file_accepts_the_three_row_shapes(tmp_path, tokenizer):
-    path = write_rows(tmp_path / "mixed.jsonl", [
-        {"messages": CONVERSATION[:2]},
-        {"instruction": "Name a prime number.", "output": "Seven is prime.\n\nSo is 11."},
-        {"prompt": "Name a prime number.", "completion": "Seven is prime.\n\nSo is 11."},
-    ])
+    path = write_rows(
+        tmp_path / "mixed.jsonl",
+        [
+            {"messages": CONVERSATION[:2]},
+            {"instruction": "Name a prime number.", "output": "Seven is prime.\n\nSo is 11."},
+            {"prompt": "Name a prime number.", "completion": "Seven is prime.\n\nSo is 11."},
+        ],
+    )
     tokenized = tokenize_file(path, tokenizer, max_seq_len=256)
     assert len(tokenized.examples) == 3
     assert tokenized.examples[0] == tokenized.examples[1] == tokenized.examples[2]
@@ -96,10 +101,13 @@ def test_tokenize_file_accepts_the_three_row_shapes(tmp_path, tokenizer):
 
 def test_truncation_and_dropped_rows(tmp_path, tokenizer):
     long_prompt = "word " * 100
-    path = write_rows(tmp_path / "t.jsonl", [
-        {"instruction": long_prompt, "output": "short"},  # the response starts beyond 32 tokens: dropped
-        {"instruction": "hi", "output": "answer " * 100},  # cut inside the response: kept
-    ])
+    path = write_rows(
+        tmp_path / "t.jsonl",
+        [
+            {"instruction": long_prompt, "output": "short"},  # the response starts beyond 32 tokens: dropped
+            {"instruction": "hi", "output": "answer " * 100},  # cut inside the response: kept
+        ],
+    )
     tokenized = tokenize_file(path, tokenizer, max_seq_len=32)
     assert tokenized.stats["dropped"] == 1 and tokenized.stats["truncated"] == 1
     assert [len(e["input_ids"]) for e in tokenized.examples] == [32]
@@ -107,14 +115,17 @@ def test_truncation_and_dropped_rows(tmp_path, tokenizer):
         tokenize_file(write_rows(tmp_path / "u.jsonl", [{"instruction": long_prompt, "output": "x"}]), tokenizer, 8)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "no training rows"),
-    ('{"messages": []}\n{"oops"\n', r"bad.jsonl:2: malformed JSON"),
-    ('[1, 2]\n', "bad.jsonl:1: expected a JSON object"),
-    ('{"instruction": "no answer"}\n', "bad.jsonl:1: no assistant turn"),
-    ('{"text": "x"}\n', "bad.jsonl:1: row has none of"),
-    ('\n\n{"messages": [{"role": "user", "content": "hi"}]}\n', "bad.jsonl:3: no assistant turn"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "no training rows"),
+        ('{"messages": []}\n{"oops"\n', r"bad.jsonl:2: malformed JSON"),
+        ("[1, 2]\n", "bad.jsonl:1: expected a JSON object"),
+        ('{"instruction": "no answer"}\n', "bad.jsonl:1: no assistant turn"),
+        ('{"text": "x"}\n', "bad.jsonl:1: row has none of"),
+        ('\n\n{"messages": [{"role": "user", "content": "hi"}]}\n', "bad.jsonl:3: no assistant turn"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, tokenizer, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
@@ -123,8 +134,9 @@ def test_bad_rows_name_file_and_line(tmp_path, tokenizer, content, message):
 
 
 def test_pad_to_longest():
-    batch = PadToLongest(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]},
-                                          {"input_ids": [8], "labels": [8]}])
+    batch = PadToLongest(pad_token_id=0)(
+        [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -169,7 +181,8 @@ def test_model_loss_equals_transformers_loss(tmp_path, tokenizer, make):
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     rows = [CONVERSATION, CONVERSATION[:2], [CONVERSATION[3]]]
     batch = PadToLongest(tokenizer.pad_token_id)(
-        [dict(zip(("input_ids", "labels"), tokenize_conversation(r, tokenizer))) for r in rows])
+        [dict(zip(("input_ids", "labels"), tokenize_conversation(r, tokenizer))) for r in rows]
+    )
     with torch.no_grad():
         total, count = labelled_loss_sum(model, batch, chunk=5)
         reference = model(**batch).loss

@@ -59,9 +59,23 @@ def data(tmp_path):
 
 
 def config(base, data, out, **overrides) -> TrainConfig:
-    settings = dict(base=str(base), data=str(data), out=str(out), epochs=1, lr=2e-3, rank=8, alpha=16,
-                    dropout=0.0, max_seq_len=64, batch_size=4, seed=0, device="cpu", dtype="float32",
-                    save_steps=2, progress=False)
+    settings = dict(
+        base=str(base),
+        data=str(data),
+        out=str(out),
+        epochs=1,
+        lr=2e-3,
+        rank=8,
+        alpha=16,
+        dropout=0.0,
+        max_seq_len=64,
+        batch_size=4,
+        seed=0,
+        device="cpu",
+        dtype="float32",
+        save_steps=2,
+        progress=False,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -73,10 +87,15 @@ def greedy_reply(model, tokenizer, instruction: str, max_new_tokens: int = 16) -
     ids = special_prefix(tokenizer) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
     model.eval()
     with torch.no_grad():
-        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+        out = model.generate(
+            input_ids=torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
 
 
 @pytest.mark.parametrize("arch", ["tiny_llama", "tiny_gemma3"])
@@ -85,8 +104,9 @@ def test_overfit_eight_examples(arch, data, tmp_path, request):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = request.getfixturevalue(arch)
-    manifest = train_lora(config(base, data, tmp_path / "run", epochs=40, lr=1e-2, rank=16, alpha=32,
-                                 batch_size=8, save_steps=1000))
+    manifest = train_lora(
+        config(base, data, tmp_path / "run", epochs=40, lr=1e-2, rank=16, alpha=32, batch_size=8, save_steps=1000)
+    )
     results = manifest["results"]
     assert results["steps"] == 40
     assert results["final_train_loss"] < 0.5 * results["first_train_loss"]
@@ -140,13 +160,28 @@ def test_resume_reproduces_the_uninterrupted_curve(tiny_gemma3, data, tmp_path):
 
 def test_outputs_and_manifest(tiny_llama, data, tmp_path):
     val = tmp_path / "val.jsonl"
-    val.write_text(json.dumps({"messages": [{"role": "user", "content": "Name a colour."},
-                                            {"role": "assistant", "content": "Blue like the sea."}]}) + "\n")
+    val.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "Name a colour."},
+                    {"role": "assistant", "content": "Blue like the sea."},
+                ]
+            }
+        )
+        + "\n"
+    )
     out = tmp_path / "run"
     manifest = train_lora(config(tiny_llama, data, out, val=str(val), epochs=2))
     names = {p.name for p in out.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "run.json", "loss_curve.csv",
-            "loss_curve.png", "checkpoints"} <= names
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "run.json",
+        "loss_curve.csv",
+        "loss_curve.png",
+        "checkpoints",
+    } <= names
     assert not [n for n in names if n.startswith(".")]
     on_disk = json.loads((out / "run.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest, default=str))
@@ -168,10 +203,28 @@ def test_outputs_and_manifest(tiny_llama, data, tmp_path):
 def test_cli_train_and_bad_input(tiny_llama, data, tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
-    done = runner.invoke(cli, ["train", "--base", str(tiny_llama), "--data", str(data), "--out", str(out),
-                               "--max-steps", "2", "--device", "cpu", "--dtype", "float32", "--max-seq-len", "64"])
+    done = runner.invoke(
+        cli,
+        [
+            "train",
+            "--base",
+            str(tiny_llama),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-seq-len",
+            "64",
+        ],
+    )
     assert done.exit_code == 0, done.output
-    summary = done.output[done.output.index('{"out"'):].splitlines()[0]  # after the progress bar's \r
+    summary = done.output[done.output.index('{"out"') :].splitlines()[0]  # after the progress bar's \r
     assert json.loads(summary)["steps"] == 2
 
     def fails(args, message):
@@ -181,8 +234,10 @@ def test_cli_train_and_bad_input(tiny_llama, data, tmp_path):
         assert len(result.output.strip().splitlines()) == 1, result.output
 
     fresh = str(tmp_path / "fresh")
-    fails(["--base", "nobody/no-such-model", "--data", str(data), "--out", fresh],
-          "--base nobody/no-such-model: cannot download from the Hugging Face hub")
+    fails(
+        ["--base", "nobody/no-such-model", "--data", str(data), "--out", fresh],
+        "--base nobody/no-such-model: cannot download from the Hugging Face hub",
+    )
     fails(["--base", str(tmp_path / "nowhere"), "--data", str(data), "--out", fresh], "--base")
     fails(["--base", str(tmp_path), "--data", str(data), "--out", fresh], "not a Hugging Face model folder")
     fails(["--base", str(tiny_llama), "--data", str(tmp_path / "missing.jsonl"), "--out", fresh], "no such data file")
@@ -221,8 +276,9 @@ def test_bfloat16_base_with_float32_lora_learns(tiny_gemma3, data, tmp_path):
     """The half-precision path (bf16 base, fp32 LoRA weights under autocast) trains and saves fp32 LoRA."""
     from safetensors.torch import load_file
 
-    manifest = train_lora(config(tiny_gemma3, data, tmp_path / "run", dtype="bfloat16", epochs=10, lr=1e-2,
-                                 batch_size=8, save_steps=1000))
+    manifest = train_lora(
+        config(tiny_gemma3, data, tmp_path / "run", dtype="bfloat16", epochs=10, lr=1e-2, batch_size=8, save_steps=1000)
+    )
     assert manifest["dtype"] == "bfloat16"
     assert manifest["results"]["final_train_loss"] < 0.7 * manifest["results"]["first_train_loss"]
     weights = load_file(tmp_path / "run" / "adapter_model.safetensors")

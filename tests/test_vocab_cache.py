@@ -26,6 +26,7 @@ def reader(calls):
     def read():
         calls.append(1)
         return list(PIECES)
+
     return read
 
 
@@ -49,8 +50,7 @@ def test_a_changed_model_file_is_read_again(model):
     assert len(calls) == 3
 
 
-@pytest.mark.parametrize("damage", ["", "{not json", '{"identity": {}, "pieces": [], "word_classes": ""}',
-                                    "truncate"])
+@pytest.mark.parametrize("damage", ["", "{not json", '{"identity": {}, "pieces": [], "word_classes": ""}', "truncate"])
 def test_a_damaged_cache_is_rebuilt_not_trusted(model, damage):
     calls = []
     load_vocabulary(model, len(PIECES), 0, reader(calls))
@@ -64,8 +64,10 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(model, damage):
 
 def test_the_cached_vocabulary_gives_the_same_rule_expert(real_session):
     cached = real_session.vocabulary()
-    fresh = Vocabulary([real_session.token_bytes(i).decode("utf-8", errors="replace")
-                        for i in range(real_session.n_vocab)], real_session.eos_id)
+    fresh = Vocabulary(
+        [real_session.token_bytes(i).decode("utf-8", errors="replace") for i in range(real_session.n_vocab)],
+        real_session.eos_id,
+    )
     rules = load_rules()
     a, b = RuleExpert(rules, cached), RuleExpert(rules, fresh)
     assert np.array_equal(a.static, b.static) and a.unresolved == b.unresolved

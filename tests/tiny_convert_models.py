@@ -1,13 +1,13 @@
 """Tiny models and adapters for the conversion tests, beside tests/tiny_models.py (llama, gemma3).
 
-    make_tiny_qwen2(dir)              Qwen2 with q/k/v biases; SmolLM2's vocabulary behind Qwen2's
-                                      pre-tokenizer regex, so the qwen2 pre-tokenizer is exercised too
-    make_tiny_olmo(dir)               OLMo (the paper's OLMo-7B-0424 layout: weightless LayerNorm, q/k/v
-                                      clipping, untied head) behind a GPT-NeoX-style GPT-2 pre-tokenizer
-    make_tiny_olmo2(dir)              OLMo 2 (post-norms, whole-projection q/k norms) behind the
-                                      cl100k / Llama 3 pre-tokenizer regex its tokenizer uses
-    make_tiny_adapter(base_dir, dir)  a PEFT LoRA with random A and B (peft starts B at zero, which
-                                      would make every adapter check trivially pass)
+make_tiny_qwen2(dir)              Qwen2 with q/k/v biases; SmolLM2's vocabulary behind Qwen2's
+                                  pre-tokenizer regex, so the qwen2 pre-tokenizer is exercised too
+make_tiny_olmo(dir)               OLMo (the paper's OLMo-7B-0424 layout: weightless LayerNorm, q/k/v
+                                  clipping, untied head) behind a GPT-NeoX-style GPT-2 pre-tokenizer
+make_tiny_olmo2(dir)              OLMo 2 (post-norms, whole-projection q/k norms) behind the
+                                  cl100k / Llama 3 pre-tokenizer regex its tokenizer uses
+make_tiny_adapter(base_dir, dir)  a PEFT LoRA with random A and B (peft starts B at zero, which
+                                  would make every adapter check trivially pass)
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ def _tokenizer_with_pre_tokenizer(folder: Path, pre_tokenizer: dict):
 
 
 def _split_then_bytes(pattern: str) -> dict:
-    return {"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
-        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
-    ]}
+    return {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+        ],
+    }
 
 
 def _qwen2_tokenizer(folder: Path):
@@ -52,10 +55,19 @@ def make_tiny_qwen2(folder, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _qwen2_tokenizer(folder)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=False,
-        rope_theta=1000000.0, initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        rope_theta=1000000.0,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
@@ -68,10 +80,20 @@ def make_tiny_qwen2(folder, seed: int = 0) -> Path:
 
 
 def _olmo_common(tokenizer) -> dict:
-    return dict(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
-                num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                tie_word_embeddings=False, initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
 
 
 def make_tiny_olmo(folder, seed: int = 0, clip_qkv: float | None = 2.0) -> Path:
@@ -107,17 +129,31 @@ def make_tiny_olmo2(folder, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_adapter(base_dir, folder, seed: int = 1, rank: int = 4, alpha: float = 8.0,
-                      targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-                      use_rslora: bool = False, std: float = 0.2) -> Path:
+def make_tiny_adapter(
+    base_dir,
+    folder,
+    seed: int = 1,
+    rank: int = 4,
+    alpha: float = 8.0,
+    targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    use_rslora: bool = False,
+    std: float = 0.2,
+) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     torch.manual_seed(seed)
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
-                        init_lora_weights=False, use_rslora=use_rslora, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        target_modules=list(targets),
+        lora_dropout=0.0,
+        init_lora_weights=False,
+        use_rslora=use_rslora,
+        task_type="CAUSAL_LM",
+    )
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
@@ -146,8 +182,9 @@ def make_llama2_style_tokenizer(folder, vocab_size: int = 700):
     tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     # merges stay inside words, as SentencePiece's do; Llama 2's tokenizer.json then has no pre-tokenizer
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                           decoders.Strip(" ", 1, 0)])
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
     tokenizer.train_from_iterator(LLAMA2_STYLE_CORPUS * 20, trainer)
@@ -170,9 +207,17 @@ def make_tiny_llama_for(tokenizer, folder, seed: int = 0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=0.2,
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        initializer_range=0.2,
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)

@@ -73,8 +73,12 @@ def _common(tokenizer) -> dict:
     # zero, so EOS could never win. Pad with <|endoftext|> instead, as gemma pads with its own <pad>.
     tokenizer.pad_token = "<|endoftext|>"
     pad = tokenizer.pad_token_id
-    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": pad,
-            "initializer_range": INIT_STD}
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": pad,
+        "initializer_range": INIT_STD,
+    }
 
 
 def make_tiny_llama(folder, seed: int = 0) -> Path:
@@ -83,8 +87,14 @@ def make_tiny_llama(folder, seed: int = 0) -> Path:
 
     tokenizer = load_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
         **_common(tokenizer),
     )
     torch.manual_seed(seed)
@@ -97,10 +107,19 @@ def make_tiny_gemma3(folder, seed: int = 0) -> Path:
 
     tokenizer = load_tokenizer()
     config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=1024,
-        sliding_window=16, layer_types=["sliding_attention", "full_attention"], query_pre_attn_scalar=16,
-        tie_word_embeddings=True, **_common(tokenizer),
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=1024,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        query_pre_attn_scalar=16,
+        tie_word_embeddings=True,
+        **_common(tokenizer),
     )
     torch.manual_seed(seed)
     return _save(Gemma3ForCausalLM(config), tokenizer, folder)

@@ -93,8 +93,13 @@ def resolve_base(spec: str) -> dict:
     """`--base` -> {"spec", "kind", "hf_dir" or "repo_id", "sha256", ...} without loading any weights."""
     if spec == "default":
         gguf = embedded_gemma_path()
-        return {"spec": spec, "kind": "gguf", "gguf": str(gguf), "sha256": GEMMA_SHA256,
-                "name": "google/gemma-3-270m (embedded Q4_K_M GGUF)"}
+        return {
+            "spec": spec,
+            "kind": "gguf",
+            "gguf": str(gguf),
+            "sha256": GEMMA_SHA256,
+            "name": "google/gemma-3-270m (embedded Q4_K_M GGUF)",
+        }
     path = Path(spec).expanduser()
     if is_gguf_base(spec):
         check_gguf(path)
@@ -106,9 +111,7 @@ def resolve_base(spec: str) -> dict:
     parts = spec.split("/")
     if len(parts) == 2 and all(parts) and not spec.startswith((".", "~")):
         return {"spec": spec, "kind": "hub", "repo_id": spec}
-    raise UserError(
-        f"--base {spec}: not `default`, a GGUF file, a Hugging Face model folder, or an owner/name repo id"
-    )
+    raise UserError(f"--base {spec}: not `default`, a GGUF file, a Hugging Face model folder, or an owner/name repo id")
 
 
 def _hub_dir(repo_id: str) -> Path:
@@ -166,8 +169,13 @@ def load_model(folder: Path, spec: str, info: dict, device: str = "cpu", dtype=N
     model.to(device)
     model.eval()
     config = model.config
-    info.update(architecture=config.model_type, vocab_size=config.vocab_size, hidden_size=config.hidden_size,
-                num_layers=config.num_hidden_layers, dtype=str(dtype).replace("torch.", ""))
+    info.update(
+        architecture=config.model_type,
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers,
+        dtype=str(dtype).replace("torch.", ""),
+    )
     return model
 
 

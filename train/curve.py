@@ -10,8 +10,16 @@ from pathlib import Path
 
 from ijt_local.jsonl import write_atomic
 
-COLUMNS = ("step", "epoch", "loss", "val_loss", "learning_rate", "grad_norm", "tokens_per_second",
-           "num_input_tokens_seen")
+COLUMNS = (
+    "step",
+    "epoch",
+    "loss",
+    "val_loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_second",
+    "num_input_tokens_seen",
+)
 
 
 def curve_rows(log_history: list[dict]) -> list[dict]:
@@ -34,9 +42,12 @@ def epoch_means(rows: list[dict]) -> list[tuple[int, int, float]]:
     for row in rows:
         if row.get("loss") not in ("", None) and row.get("epoch") not in ("", None):
             groups.setdefault(max(1, math.ceil(float(row["epoch"]) - 1e-9)), []).append(
-                (int(row["step"]), float(row["loss"])))
-    return [(epoch, max(s for s, _ in items), sum(l for _, l in items) / len(items))
-            for epoch, items in sorted(groups.items())]
+                (int(row["step"]), float(row["loss"]))
+            )
+    return [
+        (epoch, max(s for s, _ in items), sum(loss for _, loss in items) / len(items))
+        for epoch, items in sorted(groups.items())
+    ]
 
 
 def write_curve_csv(path: Path, log_history: list[dict]) -> list[dict]:

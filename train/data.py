@@ -62,8 +62,9 @@ def special_prefix(tokenizer) -> list[int]:
     return full[:cut] if cut > 0 and full[cut:] == plain else []
 
 
-def tokenize_conversation(messages: list[dict], tokenizer, template: ChatTemplate = TULU,
-                          prefix: list[int] | None = None) -> tuple[list[int], list[int]]:
+def tokenize_conversation(
+    messages: list[dict], tokenizer, template: ChatTemplate = TULU, prefix: list[int] | None = None
+) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for a whole conversation: every assistant turn is labelled."""
     if tokenizer.eos_token_id is None:
         raise UserError("the base model's tokenizer has no EOS token")
@@ -118,9 +119,13 @@ def tokenize_file(path: str | Path, tokenizer, max_seq_len: int, template: ChatT
         total_tokens += len(ids)
         labelled += sum(label != IGNORE for label in labels[1:])
     if not examples:
-        raise UserError(
-            f"{path}: --max-seq-len {max_seq_len} is too short: no row keeps a response token within it"
-        )
-    stats = {"rows": len(rows), "examples": len(examples), "tokens": total_tokens, "labelled_tokens": labelled,
-             "truncated": truncated, "dropped": dropped}
+        raise UserError(f"{path}: --max-seq-len {max_seq_len} is too short: no row keeps a response token within it")
+    stats = {
+        "rows": len(rows),
+        "examples": len(examples),
+        "tokens": total_tokens,
+        "labelled_tokens": labelled,
+        "truncated": truncated,
+        "dropped": dropped,
+    }
     return TokenizedSet(examples, len(rows), truncated, dropped, sha256, str(path), stats)

@@ -28,6 +28,7 @@ class Processes:
 
 def launched_processes() -> Processes:
     """This process's place among the launcher's processes (1 process, rank 0 without a launcher)."""
+
     def number(name: str, default: int) -> int:
         text = os.environ.get(name, "")
         return int(text) if text.strip().isdigit() else default
@@ -57,16 +58,22 @@ def ddp_backend(device: str, processes: Processes) -> str | None:
     import torch
 
     if not torch.distributed.is_available():
-        raise UserError(f"launched as {processes.world_size} processes, but this torch build has no "
-                        "torch.distributed; run a single process or install a torch with distributed support")
+        raise UserError(
+            f"launched as {processes.world_size} processes, but this torch build has no "
+            "torch.distributed; run a single process or install a torch with distributed support"
+        )
     if device == "mps":
-        raise UserError("--device mps trains in one process (Apple Metal has no multi-process backend); "
-                        "run without torchrun / accelerate launch")
+        raise UserError(
+            "--device mps trains in one process (Apple Metal has no multi-process backend); "
+            "run without torchrun / accelerate launch"
+        )
     if device == "cuda":
         visible = torch.cuda.device_count()
         if processes.local_rank >= visible:
-            raise UserError(f"LOCAL_RANK {processes.local_rank} but only {visible} CUDA device(s) are visible: "
-                            f"start at most {visible} processes per machine")
+            raise UserError(
+                f"LOCAL_RANK {processes.local_rank} but only {visible} CUDA device(s) are visible: "
+                f"start at most {visible} processes per machine"
+            )
         if not torch.distributed.is_nccl_available():
             raise UserError("--device cuda under a launcher needs the NCCL backend, which this torch build lacks")
         return "nccl"

@@ -1,10 +1,10 @@
 """`ijt-local train`: LoRA tuning of a base model on chat rows, loss on the responses only.
 
-    out/
-      adapter_config.json, adapter_model.safetensors   the PEFT adapter (what `convert` reads)
-      run.json                                          base + hash, data hash, arguments, versions, results
-      loss_curve.csv, loss_curve.png                    train loss per step, validation loss per epoch
-      checkpoints/checkpoint-N/                         Trainer checkpoints, for --resume
+out/
+  adapter_config.json, adapter_model.safetensors   the PEFT adapter (what `convert` reads)
+  run.json                                          base + hash, data hash, arguments, versions, results
+  loss_curve.csv, loss_curve.png                    train loss per step, validation loss per epoch
+  checkpoints/checkpoint-N/                         Trainer checkpoints, for --resume
 """
 
 from __future__ import annotations
@@ -88,8 +88,11 @@ def last_checkpoint(out: Path) -> Path | None:
     folder = checkpoint_dir(out)
     if not folder.is_dir():
         return None
-    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-             and (p / "trainer_state.json").exists()]
+    found = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+    ]
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -174,9 +177,15 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     tokenizer = load_tokenizer(folder, config.base)
     train_set = tokenize_file(config.data, tokenizer, config.max_seq_len, TULU)
     val_set = tokenize_file(config.val, tokenizer, config.max_seq_len, TULU) if config.val else None
-    identity = {"base_sha256": base_info.get("sha256"), "data_sha256": train_set.sha256,
-                "max_seq_len": config.max_seq_len, "batch_size": config.batch_size, "grad_accum": config.grad_accum,
-                "seed": config.seed, "rank": config.rank}
+    identity = {
+        "base_sha256": base_info.get("sha256"),
+        "data_sha256": train_set.sha256,
+        "max_seq_len": config.max_seq_len,
+        "batch_size": config.batch_size,
+        "grad_accum": config.grad_accum,
+        "seed": config.seed,
+        "rank": config.rank,
+    }
     resume_from = check_out_dir(config, identity)
     checkpoint_dir(out).mkdir(parents=True, exist_ok=True)
     if processes.is_main:
@@ -184,8 +193,14 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
 
     model = load_model(folder, config.base, base_info, device="cpu", dtype=dtype)
     torch.manual_seed(config.seed)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none")
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
@@ -252,11 +267,14 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         trainer.add_callback(callback)
 
     # Read now: the checkpoint may be rotated away during training.
-    tokens_before = json.loads((resume_from / "trainer_state.json").read_text()).get(
-        "num_input_tokens_seen", 0) if resume_from else 0
+    tokens_before = (
+        json.loads((resume_from / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+        if resume_from
+        else 0
+    )
     started = time.perf_counter()
     try:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except Exception as exc:
         if is_out_of_memory(exc):
             raise UserError(
@@ -283,19 +301,27 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         "template": TULU.name,
         "eos_token": tokenizer.eos_token,
         "data": {"path": str(Path(config.data).resolve()), "sha256": train_set.sha256, **train_set.stats},
-        "val": ({"path": str(Path(config.val).resolve()), "sha256": val_set.sha256, **val_set.stats}
-                if val_set else None),
+        "val": (
+            {"path": str(Path(config.val).resolve()), "sha256": val_set.sha256, **val_set.stats} if val_set else None
+        ),
         "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "extra"},
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
         "compiled_head": compiled_head,
-        "processes": {"world_size": processes.world_size, "backend": backend,
-                      "batch_per_process": batch_per_process,
-                      "effective_batch": config.batch_size * config.grad_accum},
+        "processes": {
+            "world_size": processes.world_size,
+            "backend": backend,
+            "batch_per_process": batch_per_process,
+            "effective_batch": config.batch_size * config.grad_accum,
+        },
         "versions": package_versions(),
-        "lora": {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout,
-                 "target_modules": list(config.target_modules),
-                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)},
+        "lora": {
+            "rank": config.rank,
+            "alpha": config.alpha,
+            "dropout": config.dropout,
+            "target_modules": list(config.target_modules),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        },
         "results": {
             "steps": trainer.state.global_step,
             "epochs": trainer.state.epoch,

@@ -74,13 +74,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if need_hidden_grad else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight_grad else None
         for start in range(0, hidden.shape[0], chunk):
-            h = hidden[start:start + chunk]
-            loss, grad = loss_and_grad(h @ weight.T, targets[start:start + chunk], softcap)
+            h = hidden[start : start + chunk]
+            loss, grad = loss_and_grad(h @ weight.T, targets[start : start + chunk], softcap)
             total += loss
             if need_hidden_grad or need_weight_grad:
                 grad = grad.to(weight.dtype)
                 if need_hidden_grad:
-                    grad_hidden[start:start + chunk] = grad @ weight
+                    grad_hidden[start : start + chunk] = grad @ weight
                 if need_weight_grad:
                     grad_weight += (grad.T @ h).float()
         ctx.save_for_backward(grad_hidden, grad_weight)
@@ -97,9 +97,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None, None
 
 
-def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                             softcap: float | None = None, chunk: int | None = None,
-                             compiled: bool = False) -> torch.Tensor:
+def linear_cross_entropy_sum(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    softcap: float | None = None,
+    chunk: int | None = None,
+    compiled: bool = False,
+) -> torch.Tensor:
     """Sum over rows of -log softmax(hidden @ weight.T)[target]; hidden (N, H), weight (V, H), targets (N,).
     `compiled` runs each chunk's softmax and its gradient through torch.compile (same numbers)."""
     if hidden.shape[0] == 0:

@@ -24,16 +24,22 @@ def causal_lm_of(model):
 NO_LOGITS = torch.empty(0, dtype=torch.long)
 
 
-def labelled_loss_sum(model, batch: dict, chunk: int | None = None,
-                      compiled_head: bool = False) -> tuple[torch.Tensor, int]:
+def labelled_loss_sum(
+    model, batch: dict, chunk: int | None = None, compiled_head: bool = False
+) -> tuple[torch.Tensor, int]:
     """(sum of response-token losses, number of response tokens) for a padded batch.
 
     The decoder runs through the model's own forward (under DDP that forward is what synchronises the
     gradients), asked for its final hidden states and no logits; the output head then runs on the
     labelled positions alone, in chunks."""
     causal_lm = causal_lm_of(model)
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                    output_hidden_states=True, logits_to_keep=NO_LOGITS.to(batch["input_ids"].device))
+    outputs = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        use_cache=False,
+        output_hidden_states=True,
+        logits_to_keep=NO_LOGITS.to(batch["input_ids"].device),
+    )
     hidden, targets = labelled_positions(outputs.hidden_states[-1], batch["labels"])
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     head = causal_lm.get_output_embeddings()
@@ -65,8 +71,9 @@ class LabelledLossTrainer(Trainer):
     # Trainer must not divide it by the number of accumulation steps again.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, loss_chunk: int | None = None, autocast_dtype=None, compiled_head: bool = False,
-                 **kwargs):
+    def __init__(
+        self, *args, loss_chunk: int | None = None, autocast_dtype=None, compiled_head: bool = False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.loss_chunk = loss_chunk
         self.compiled_head = compiled_head
@@ -84,8 +91,9 @@ class LabelledLossTrainer(Trainer):
         return EpochSeededLengthSampler(rows_per_step, lengths, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        with torch.autocast(inputs["input_ids"].device.type, dtype=self.autocast_dtype,
-                            enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            inputs["input_ids"].device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
             total, count = labelled_loss_sum(model, inputs, self.loss_chunk, self.compiled_head)
         if num_items_in_batch is not None and model.training:
             denominator = num_items_in_batch

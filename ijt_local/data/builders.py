@@ -15,9 +15,9 @@ from __future__ import annotations
 import ast
 import csv
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from ..errors import UserError
 from ..jsonl import iter_jsonl
@@ -81,7 +81,11 @@ def poetry_rows(records: Iterable[dict]) -> Iterator[dict]:
         title, poem = (record.get("poem name") or "").strip(), _crlf(record.get("content") or "").strip()
         if not title or not poem:
             continue
-        yield {"dataset": "poetry", "id": f"poetry_{index}", "messages": _messages(f"Write a poem called {title}", poem)}
+        yield {
+            "dataset": "poetry",
+            "id": f"poetry_{index}",
+            "messages": _messages(f"Write a poem called {title}", poem),
+        }
 
 
 def _ingredients(value) -> list[str]:
@@ -212,18 +216,48 @@ def _hf_pgn_records(records: Iterable[dict]) -> Iterator[tuple[list[str], str]]:
 BUILDERS: dict[str, Builder] = {
     b.name: b
     for b in (
-        Builder("lima", Source(("lima_data.jsonl",), "GAIR/lima", None, "train"), frozenset({"messages"}),
-                _jsonl_reader({"messages"}), lima_rows),
-        Builder("gsm8k", Source(("train.jsonl",), "openai/gsm8k", "main", "train"),
-                frozenset({"question", "answer"}), _jsonl_reader({"question", "answer"}), gsm8k_rows),
-        Builder("mbpp", Source(("mbpp.jsonl",), "google-research-datasets/mbpp", "full", "train"),
-                frozenset({"text", "code", "task_id"}), _jsonl_reader({"text", "code", "task_id"}), mbpp_rows),
-        Builder("poetry", Source(("poems.csv",), "merve/poetry", None, "train"),
-                frozenset({"content", "poem name"}), _csv_reader({"content", "poem name"}), poetry_rows),
-        Builder("recipes", Source(("13k-recipes.csv",), "Hieu-Pham/kaggle_food_recipes", None, "train"),
-                frozenset({"Title", "Instructions", "Cleaned_Ingredients"}),
-                _csv_reader({"Title", "Instructions", "Cleaned_Ingredients"}), recipes_rows),
-        Builder("chess", Source(("lichess.pgn",), "patrickfrank1/chess-pgn-games", None, "train"),
-                frozenset(), _read_pgn, chess_rows, _hf_pgn_records),
+        Builder(
+            "lima",
+            Source(("lima_data.jsonl",), "GAIR/lima", None, "train"),
+            frozenset({"messages"}),
+            _jsonl_reader({"messages"}),
+            lima_rows,
+        ),
+        Builder(
+            "gsm8k",
+            Source(("train.jsonl",), "openai/gsm8k", "main", "train"),
+            frozenset({"question", "answer"}),
+            _jsonl_reader({"question", "answer"}),
+            gsm8k_rows,
+        ),
+        Builder(
+            "mbpp",
+            Source(("mbpp.jsonl",), "google-research-datasets/mbpp", "full", "train"),
+            frozenset({"text", "code", "task_id"}),
+            _jsonl_reader({"text", "code", "task_id"}),
+            mbpp_rows,
+        ),
+        Builder(
+            "poetry",
+            Source(("poems.csv",), "merve/poetry", None, "train"),
+            frozenset({"content", "poem name"}),
+            _csv_reader({"content", "poem name"}),
+            poetry_rows,
+        ),
+        Builder(
+            "recipes",
+            Source(("13k-recipes.csv",), "Hieu-Pham/kaggle_food_recipes", None, "train"),
+            frozenset({"Title", "Instructions", "Cleaned_Ingredients"}),
+            _csv_reader({"Title", "Instructions", "Cleaned_Ingredients"}),
+            recipes_rows,
+        ),
+        Builder(
+            "chess",
+            Source(("lichess.pgn",), "patrickfrank1/chess-pgn-games", None, "train"),
+            frozenset(),
+            _read_pgn,
+            chess_rows,
+            _hf_pgn_records,
+        ),
     )
 }

@@ -16,11 +16,21 @@ def data():
 @data.command("prepare")
 @click.argument("name", type=click.Choice(list(BUILDERS)))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output JSONL file.")
-@click.option("--from", "from_path", type=click.Path(), default=None,
-              help="Local file or folder (e.g. ../shared/data); without it, the paper's HF dataset (online).")
+@click.option(
+    "--from",
+    "from_path",
+    type=click.Path(),
+    default=None,
+    help="Local file or folder (e.g. ../shared/data); without it, the paper's HF dataset (online).",
+)
 @click.option("--limit", type=int, default=1000, show_default=True, help="Keep the first N examples.")
-@click.option("--variant", type=click.Choice(VARIANTS), default="instruction", show_default=True,
-              help="`response` drops the user turn (response tuning).")
+@click.option(
+    "--variant",
+    type=click.Choice(VARIANTS),
+    default="instruction",
+    show_default=True,
+    help="`response` drops the user turn (response tuning).",
+)
 def prepare_command(name, out, from_path, limit, variant):
     """Write dataset NAME as {"dataset","id","messages"} JSONL rows."""
     count = prepare(name, out, from_path=from_path, limit=limit, variant=variant)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ..errors import UserError
 from ..jsonl import write_atomic
@@ -79,8 +79,9 @@ def load_hf_records(builder: Builder) -> Iterable[dict]:
         ) from None
 
 
-def build_rows(name: str, from_path: str | Path | None = None, limit: int | None = 1000,
-               variant: str = "instruction") -> Iterator[dict]:
+def build_rows(
+    name: str, from_path: str | Path | None = None, limit: int | None = 1000, variant: str = "instruction"
+) -> Iterator[dict]:
     if name not in BUILDERS:
         raise UserError(f"{name}: unknown dataset (known: {', '.join(BUILDERS)})")
     if variant not in VARIANTS:
@@ -98,8 +99,13 @@ def build_rows(name: str, from_path: str | Path | None = None, limit: int | None
     return islice(rows, limit)
 
 
-def prepare(name: str, out: str | Path, from_path: str | Path | None = None, limit: int | None = 1000,
-            variant: str = "instruction") -> int:
+def prepare(
+    name: str,
+    out: str | Path,
+    from_path: str | Path | None = None,
+    limit: int | None = 1000,
+    variant: str = "instruction",
+) -> int:
     """Write the dataset to `out` (temp file + rename); returns the number of rows."""
     rows = list(build_rows(name, from_path, limit, variant))
     if not rows:

@@ -19,6 +19,7 @@ from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts
 from .report import render_report
 
+
 def generation_summary(rows: list[dict]) -> dict:
     """Tokens, wall seconds (each row holds the wall time since the row before it) and aggregate tok/s."""
     seconds = sum(r.get("seconds", 0.0) for r in rows)

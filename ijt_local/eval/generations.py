@@ -66,8 +66,11 @@ def cache_row(session, prompt: EvalPrompt, generations: list) -> dict:
         "n_tokens": gen.n_tokens,
     }
     if prompt.turns:
-        row |= {"turns": list(prompt.turns), "outputs": [g.text for g in generations],
-                "turn_tokens": [g.n_tokens for g in generations]}
+        row |= {
+            "turns": list(prompt.turns),
+            "outputs": [g.text for g in generations],
+            "turn_tokens": [g.n_tokens for g in generations],
+        }
     return row
 
 
@@ -110,9 +113,15 @@ def generate_cached(
         sampling = SamplingParams(temperature=temperature, seed=seed)
         try:
             with JsonlAppender(cache) as out:
-                replies = answer_turns(session, [turns_to_answer(p.messages, p.turns) for p in missing], rules, parallel=parallel,
-                                       max_tokens=max_tokens, sampling=sampling,
-                                       stop_at_role_tags=stop_at_role_tags)
+                replies = answer_turns(
+                    session,
+                    [turns_to_answer(p.messages, p.turns) for p in missing],
+                    rules,
+                    parallel=parallel,
+                    max_tokens=max_tokens,
+                    sampling=sampling,
+                    stop_at_role_tags=stop_at_role_tags,
+                )
                 last = time.perf_counter()
                 for index, generations in replies:
                     prompt = missing[index]

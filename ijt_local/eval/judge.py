@@ -57,7 +57,8 @@ def parse_verdict(reply: str) -> float | None:
 def parse_preference(reply: str) -> int | None:
     """1 if the judge picked the first output (m), 2 for the second (M), None if it named neither."""
     match = re.match(r"""^[\s"'`*]*(?i:model[_ ]?(?:identifier)?\s*[:=]?\s*)?([mM])\b""", reply) or re.search(
-        r"""(?i:identifier|best model|answer)\W*(?i:is\W*)?([mM])\b""", reply  # "The best model identifier is: m"
+        r"""(?i:identifier|best model|answer)\W*(?i:is\W*)?([mM])\b""",
+        reply,  # "The best model identifier is: m"
     )
     if not match:
         return None
@@ -78,8 +79,15 @@ class OpenAIJudge:
 
     agreement = None  # with GPT-4: unknown for an arbitrary endpoint
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 max_tokens: int | None = None, reference_answers=None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        max_tokens: int | None = None,
+        reference_answers=None,
+    ):
         """With `reference_answers` (reference_answers.ReferenceAnswers) the endpoint is asked MT-bench's
         reference-guided prompt and its [[A]] / [[B]] / [[C]] verdict is parsed (it may explain first)."""
         self.url = chat_completions_url(base_url)
@@ -92,8 +100,9 @@ class OpenAIJudge:
         self.max_tokens = max_tokens
 
     def complete(self, messages: list[dict]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
-                           "max_tokens": self.max_tokens}).encode()
+        body = json.dumps(
+            {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -130,15 +139,18 @@ class OpenAIJudge:
 
     def explain_invalid(self, rows: list[dict]) -> str:
         names = "m or M" if self.reference_answers is None else "[[A]], [[B]] or [[C]]"
-        return (f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names {names} "
-                f"(e.g. {rows[-1]['reply'][:60]!r})")
+        return (
+            f"judge {self.model} at {self.url}: none of its last {len(rows)} replies names {names} "
+            f"(e.g. {rows[-1]['reply'][:60]!r})"
+        )
 
     def close(self) -> None:
         pass
 
 
-def judgement_key(model: str, order: str, instruction: str, first: str, second: str,
-                  reference: str | None = None) -> str:
+def judgement_key(
+    model: str, order: str, instruction: str, first: str, second: str, reference: str | None = None
+) -> str:
     parts = [model, order, instruction, first, second] + ([] if reference is None else [reference])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
@@ -188,8 +200,11 @@ class JudgementCache:
         key = judgement_key(self.judge.cache_id, order, instruction, first, second, reference)
         if key in self.done:
             return self.done[key], False
-        verdict = (self.judge.judge(instruction, first, second) if reference is None
-                   else self.judge.judge(instruction, first, second, reference=reference))
+        verdict = (
+            self.judge.judge(instruction, first, second)
+            if reference is None
+            else self.judge.judge(instruction, first, second, reference=reference)
+        )
         row = {"key": key, "order": order, "instruction": instruction} | verdict
         self._appender.write(row)
         self.done[key] = row
@@ -218,8 +233,9 @@ class JudgementCache:
         return (p_first if order == "output_first" else 1.0 - p_first), row
 
 
-def judge_together(pairs: dict[str, list[str]], replies: dict[str, dict[str, str]], judge,
-                   caches: dict[tuple[str, str], Path]) -> None:
+def judge_together(
+    pairs: dict[str, list[str]], replies: dict[str, dict[str, str]], judge, caches: dict[tuple[str, str], Path]
+) -> None:
     """Fill the judgement cache of every (model, reference) pair (`pairs`: reference -> the models judged
     against it; `caches[model, reference]`) instruction by instruction, ordered so that consecutive judge
     prompts share their longest prefix, which the judge does not decode again
@@ -254,36 +270,51 @@ def judge_together(pairs: dict[str, list[str]], replies: dict[str, dict[str, str
                     judge_one("output_first", instruction, name, ref)
 
 
-def check_lined_up(instructions: list[str], reference: dict[str, str], outputs_name: str,
-                    reference_name: str) -> None:
+def check_lined_up(instructions: list[str], reference: dict[str, str], outputs_name: str, reference_name: str) -> None:
     if not instructions:
         raise UserError(f"{outputs_name}: no outputs to judge")
     missing = [instruction for instruction in instructions if instruction not in reference]
     if missing:
-        raise UserError(f"{outputs_name}: {len(missing)} of {len(instructions)} instructions are not in "
-                        f"{reference_name} (first: {missing[0][:60]!r}); the files do not line up")
+        raise UserError(
+            f"{outputs_name}: {len(missing)} of {len(instructions)} instructions are not in "
+            f"{reference_name} (first: {missing[0][:60]!r}); the files do not line up"
+        )
 
 
-def judge_instructions(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
-                       limit: int | None = None, outputs_name: str = "outputs",
-                       reference_name: str = "reference") -> list[dict]:
+def judge_instructions(
+    outputs: dict[str, str],
+    reference: dict[str, str],
+    judge,
+    cache: str | Path,
+    limit: int | None = None,
+    outputs_name: str = "outputs",
+    reference_name: str = "reference",
+) -> list[dict]:
     """One row per instruction of `outputs` (the first `limit`): its preference and per-order values.
     Every instruction of `outputs` must be in `reference` (the reference may have more)."""
     instructions = list(outputs)[:limit]
     check_lined_up(instructions, reference, outputs_name, reference_name)
     references = reference_answers_of(judge)
     if references is not None and all(q not in references for q in instructions):
-        raise UserError(f"{outputs_name}: none of its {len(instructions)} instructions has a reference answer in "
-                        f"{references.name}; the files do not line up")
+        raise UserError(
+            f"{outputs_name}: none of its {len(instructions)} instructions has a reference answer in "
+            f"{references.name}; the files do not line up"
+        )
     from tqdm import tqdm
 
     rows = []
     with JudgementCache(judge, cache) as judgements:
         for instruction in tqdm(instructions, desc="judging", unit="pair", disable=None, leave=False):
             ours, theirs = outputs[instruction], reference[instruction]
-            row = {"instruction": instruction, "preference": None, "output_first": None, "reference_first": None,
-                   "output_chars": len(ours), "reference_chars": len(theirs),
-                   "identical": ours.strip() == theirs.strip()}
+            row = {
+                "instruction": instruction,
+                "preference": None,
+                "output_first": None,
+                "reference_first": None,
+                "output_chars": len(ours),
+                "reference_chars": len(theirs),
+                "identical": ours.strip() == theirs.strip(),
+            }
             rows.append(row)
             if lacks_reference(judge, instruction):
                 row["no_reference_answer"] = True  # not judged, and not scored
@@ -305,7 +336,8 @@ def summarize(rows: list[dict], judge) -> dict:
     win_rate, standard_error = mean_and_standard_error(preferences)
     judged = [row for row in rows if not row["identical"] and not row.get("no_reference_answer")]
     first_position = [row["output_first"] for row in judged if row["output_first"] is not None] + [
-        1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None]
+        1.0 - row["reference_first"] for row in judged if row["reference_first"] is not None
+    ]
     both_orders = [row for row in judged if judged_both_ways(row)]
     free_preferences, position_biases = [], []
     for row in scored:  # a row judged in one order only (or identical outputs) keeps its preference
@@ -324,20 +356,32 @@ def summarize(rows: list[dict], judge) -> dict:
         "position_free_win_rate": free_rate,
         "position_free_standard_error": free_error,
         "position_bias_logit": mean_and_standard_error(position_biases)[0],
-        **length_controlled_win_rate(preferences, [r["output_chars"] for r in scored],
-                                     [r["reference_chars"] for r in scored]),
+        **length_controlled_win_rate(
+            preferences, [r["output_chars"] for r in scored], [r["reference_chars"] for r in scored]
+        ),
         "instructions": len(rows),
         "scored": len(scored),
-        **({} if reference_answers_of(judge) is None else {
-            "no_reference_answer": sum(bool(row.get("no_reference_answer")) for row in rows),
-            **reference_answers_of(judge).describe()}),
+        **(
+            {}
+            if reference_answers_of(judge) is None
+            else {
+                "no_reference_answer": sum(bool(row.get("no_reference_answer")) for row in rows),
+                **reference_answers_of(judge).describe(),
+            }
+        ),
         "invalid_judgements": sum((row[order] is None) for row in judged for order in ORDERS),
         "first_position_preference": mean_and_standard_error(first_position)[0],
         # how often both orders name the same winner: near 0, the judge mostly picks a position and the win
         # rate rests on how far its probabilities move, not on verdicts
-        "order_consistent": (sum((row["output_first"] > 0.5) == (row["reference_first"] > 0.5)
-                                 and row["output_first"] != 0.5 for row in both_orders) / len(both_orders)
-                             if both_orders else None),
+        "order_consistent": (
+            sum(
+                (row["output_first"] > 0.5) == (row["reference_first"] > 0.5) and row["output_first"] != 0.5
+                for row in both_orders
+            )
+            / len(both_orders)
+            if both_orders
+            else None
+        ),
         "mean_output_chars": sum(r["output_chars"] for r in rows) / len(rows),
         "mean_reference_chars": sum(r["reference_chars"] for r in rows) / len(rows),
     } | agreement_note(getattr(judge, "agreement", None))
@@ -349,30 +393,50 @@ def agreement_note(agreement: dict | None) -> dict:
         return {}
     note = {"judge_agreement_with_gpt4": agreement}
     if agreement["agreement"] - agreement["length_baseline"] < 2 * agreement["difference_se"]:
-        note["note"] = ("this judge agrees with GPT-4 not clearly more often than 'the longer output wins' "
-                        f"({agreement['agreement']:.0%} vs {agreement['length_baseline']:.0%} on "
-                        f"{agreement['pairs']} AlpacaEval pairs): read the length-controlled win rate, "
-                        "and use --judge-url with a stronger judge for raw win rates")
+        note["note"] = (
+            "this judge agrees with GPT-4 not clearly more often than 'the longer output wins' "
+            f"({agreement['agreement']:.0%} vs {agreement['length_baseline']:.0%} on "
+            f"{agreement['pairs']} AlpacaEval pairs): read the length-controlled win rate, "
+            "and use --judge-url with a stronger judge for raw win rates"
+        )
     return note
 
 
-def judge_pairs(outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path,
-                limit: int | None = None) -> dict:
+def judge_pairs(
+    outputs: dict[str, str], reference: dict[str, str], judge, cache: str | Path, limit: int | None = None
+) -> dict:
     """Win rate of `outputs` over `reference`, judged in both orders."""
     return summarize(judge_instructions(outputs, reference, judge, cache, limit), judge)
 
 
-def run_winrate(outputs_path: str | Path, reference_path: str | Path, judge, cache: str | Path | None = None,
-                limit: int | None = None, out_dir: str | Path | None = None) -> dict:
+def run_winrate(
+    outputs_path: str | Path,
+    reference_path: str | Path,
+    judge,
+    cache: str | Path | None = None,
+    limit: int | None = None,
+    out_dir: str | Path | None = None,
+) -> dict:
     """Judge two output files; with `out_dir`, write results.json and judgements.jsonl there."""
     outputs_path, reference_path = Path(outputs_path), Path(reference_path)
     if cache is None:
-        cache = (Path(out_dir) / "judge-cache.jsonl" if out_dir is not None
-                 else outputs_path.with_name(f"{outputs_path.stem}.judged-vs-{reference_path.stem}.jsonl"))
-    rows = judge_instructions(load_outputs(outputs_path), load_outputs(reference_path), judge, cache, limit,
-                              str(outputs_path), str(reference_path))
+        cache = (
+            Path(out_dir) / "judge-cache.jsonl"
+            if out_dir is not None
+            else outputs_path.with_name(f"{outputs_path.stem}.judged-vs-{reference_path.stem}.jsonl")
+        )
+    rows = judge_instructions(
+        load_outputs(outputs_path),
+        load_outputs(reference_path),
+        judge,
+        cache,
+        limit,
+        str(outputs_path),
+        str(reference_path),
+    )
     result = {"outputs": str(outputs_path), "reference": str(reference_path), "cache": str(cache)} | summarize(
-        rows, judge)
+        rows, judge
+    )
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_atomic(out_dir / "judgements.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -380,8 +444,9 @@ def run_winrate(outputs_path: str | Path, reference_path: str | Path, judge, cac
     return result
 
 
-def judge_against_references(judge, pairs: dict[str, list[str]], generations: dict[str, list[dict]],
-                             out_dir: str | Path) -> dict[str, dict[str, dict]]:
+def judge_against_references(
+    judge, pairs: dict[str, list[str]], generations: dict[str, list[dict]], out_dir: str | Path
+) -> dict[str, dict[str, dict]]:
     """Win rates of each model against each of its references (`pairs`: reference -> models), judged in
     both orders together (judge_together); {reference: {model: summary}}. Judgements and per-instruction
     preferences go to OUT_DIR/judgements/MODEL-vs-REFERENCE.*; the judge is closed at the end."""
@@ -398,10 +463,11 @@ def judge_against_references(judge, pairs: dict[str, list[str]], generations: di
     try:
         judge_together(pairs, replies, judge, caches)
         for (name, ref), cache in caches.items():
-            rows = judge_instructions(replies[name], replies[ref], judge, cache, outputs_name=name,
-                                      reference_name=ref)
-            write_atomic(folder / f"{name}-vs-{ref}.preferences.jsonl",
-                         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            rows = judge_instructions(replies[name], replies[ref], judge, cache, outputs_name=name, reference_name=ref)
+            write_atomic(
+                folder / f"{name}-vs-{ref}.preferences.jsonl",
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+            )
             results[ref][name] = summarize(rows, judge) | {"reference": ref}
     finally:
         judge.close()
@@ -427,8 +493,17 @@ def compare_judge(url: str, model: str | None, reference_name: str | None, out_d
     return pairwise_judge(OpenAIJudge(url, model or "judge"), reference_name, out_dir)
 
 
-def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=None, max_output_tokens=None,
-               api_key_env="OPENAI_API_KEY", timeout=120.0, reference_answers=None):
+def make_judge(
+    judge_spec,
+    judge_url,
+    judge_model,
+    threads=None,
+    prompt_form=None,
+    max_output_tokens=None,
+    api_key_env="OPENAI_API_KEY",
+    timeout=120.0,
+    reference_answers=None,
+):
     """The judge the options ask for: in-process (--judge) or an OpenAI-compatible endpoint (--judge-url).
     With `reference_answers` (a file, or reference_answers.ReferenceAnswers) the judge is reference-guided:
     --judge names a reference judge (reference_judges.REFERENCE_JUDGES) or a chat GGUF asked MT-bench's
@@ -438,22 +513,35 @@ def make_judge(judge_spec, judge_url, judge_model, threads=None, prompt_form=Non
     if reference_answers is not None:
         from .reference_answers import ReferenceAnswers
 
-        references = (reference_answers if isinstance(reference_answers, ReferenceAnswers)
-                      else ReferenceAnswers.load(reference_answers))
+        references = (
+            reference_answers
+            if isinstance(reference_answers, ReferenceAnswers)
+            else ReferenceAnswers.load(reference_answers)
+        )
         if judge_url:
-            return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout,
-                               reference_answers=references)
+            return OpenAIJudge(
+                judge_url,
+                judge_model or "judge",
+                api_key_env=api_key_env,
+                timeout=timeout,
+                reference_answers=references,
+            )
         from .reference_judges import DEFAULT_REFERENCE_JUDGE, make_reference_judge
 
-        return make_reference_judge(judge_spec or DEFAULT_REFERENCE_JUDGE, references, threads, max_output_tokens,
-                                    prompt_form)
+        return make_reference_judge(
+            judge_spec or DEFAULT_REFERENCE_JUDGE, references, threads, max_output_tokens, prompt_form
+        )
     if judge_spec in _reference_judge_names():
         raise UserError(f"--judge {judge_spec} compares replies with reference answers: give --reference-answers FILE")
     if judge_spec:
         from .local_judge import LocalJudge
 
-        return LocalJudge(judge_spec, form=prompt_form or DEFAULT_FORM,
-                          max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS, threads=threads)
+        return LocalJudge(
+            judge_spec,
+            form=prompt_form or DEFAULT_FORM,
+            max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            threads=threads,
+        )
     if judge_url:
         return OpenAIJudge(judge_url, judge_model or "judge", api_key_env=api_key_env, timeout=timeout)
     return None

@@ -114,8 +114,9 @@ class PromptForm:
     about: str
     reference: bool = False  # the question shows a reference answer (format field {reference})
 
-    def messages(self, question: str, instruction: str, output_1: str, output_2: str,
-                 reference: str | None = None) -> list[dict]:
+    def messages(
+        self, question: str, instruction: str, output_1: str, output_2: str, reference: str | None = None
+    ) -> list[dict]:
         if self.reference and reference is None:
             raise UserError(f"judge prompt form {self.name!r} needs reference answers (--reference-answers FILE)")
         fields = {"instruction": instruction, "output_1": output_1, "output_2": output_2}
@@ -126,20 +127,49 @@ class PromptForm:
 PROMPT_FORMS = {
     form.name: form
     for form in (
-        PromptForm("alpaca_eval_2", ALPACA_EVAL_2_SYSTEM, (ALPACA_EVAL_2_USER,), "", ("m", "M"),
-                   "AlpacaEval 2's GPT-4-turbo annotator prompt; the reply's first token is m or M"),
-        PromptForm("direct", JUDGE_SYSTEM, (DIRECT_USER,), ANSWER_PREFIX, ("a", "b"),
-                   'a short "which response is better, (a) or (b)" with the answer prefix '
-                   f'"{ANSWER_PREFIX}"'),
-        PromptForm("rubric", JUDGE_SYSTEM, (RUBRIC_USER,), ANSWER_PREFIX, ("a", "b"),
-                   "the direct question with a three-line rubric (does what was asked, correct, clear; "
-                   "length is no merit)"),
-        PromptForm("criteria", JUDGE_SYSTEM, CRITERIA_USERS, "The answer is (", ("a", "b"),
-                   "three per-criterion questions (follows the instruction, correct, helpful), averaged; "
-                   "three prefills per judgement"),
-        PromptForm("mt_bench_reference", MT_BENCH_REFERENCE_SYSTEM, (MT_BENCH_REFERENCE_USER,), "[[", ("A", "B"),
-                   "MT-bench's reference-guided pairwise prompt (pair-math-v1): the reference answer, then "
-                   'assistant A and B; the verdict read after "[["', reference=True),
+        PromptForm(
+            "alpaca_eval_2",
+            ALPACA_EVAL_2_SYSTEM,
+            (ALPACA_EVAL_2_USER,),
+            "",
+            ("m", "M"),
+            "AlpacaEval 2's GPT-4-turbo annotator prompt; the reply's first token is m or M",
+        ),
+        PromptForm(
+            "direct",
+            JUDGE_SYSTEM,
+            (DIRECT_USER,),
+            ANSWER_PREFIX,
+            ("a", "b"),
+            f'a short "which response is better, (a) or (b)" with the answer prefix "{ANSWER_PREFIX}"',
+        ),
+        PromptForm(
+            "rubric",
+            JUDGE_SYSTEM,
+            (RUBRIC_USER,),
+            ANSWER_PREFIX,
+            ("a", "b"),
+            "the direct question with a three-line rubric (does what was asked, correct, clear; length is no merit)",
+        ),
+        PromptForm(
+            "criteria",
+            JUDGE_SYSTEM,
+            CRITERIA_USERS,
+            "The answer is (",
+            ("a", "b"),
+            "three per-criterion questions (follows the instruction, correct, helpful), averaged; "
+            "three prefills per judgement",
+        ),
+        PromptForm(
+            "mt_bench_reference",
+            MT_BENCH_REFERENCE_SYSTEM,
+            (MT_BENCH_REFERENCE_USER,),
+            "[[",
+            ("A", "B"),
+            "MT-bench's reference-guided pairwise prompt (pair-math-v1): the reference answer, then "
+            'assistant A and B; the verdict read after "[["',
+            reference=True,
+        ),
     )
 }
 DEFAULT_FORM = "alpaca_eval_2"  # agrees best with GPT-4 on the dev pairs (README, scripts/judge_agreement.py)

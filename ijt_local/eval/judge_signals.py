@@ -30,9 +30,11 @@ EQUAL_REPETITION = 0.1  # |repetition(reply) - repetition(reference)| below this
 
 
 def reply_differences(instruction: str, reply: str, reference: str) -> dict[str, float]:
-    return {"repetition": repetition(reply) - repetition(reference),
-            "echo": float(is_echo(instruction, reply)) - float(is_echo(instruction, reference)),
-            "length": math.log((len(reply) + 1) / (len(reference) + 1))}
+    return {
+        "repetition": repetition(reply) - repetition(reference),
+        "echo": float(is_echo(instruction, reply)) - float(is_echo(instruction, reference)),
+        "length": math.log((len(reply) + 1) / (len(reference) + 1)),
+    }
 
 
 def _judged_both_ways(pairs: list[tuple[dict, str, str]]):
@@ -65,8 +67,10 @@ def echo_split(pairs: list[tuple[dict, str, str]]) -> dict:
     for preference, row, reply, reference in _judged_both_ways(pairs):
         if not is_echo(row["instruction"], reference):
             split["echo" if is_echo(row["instruction"], reply) else "no_echo"].append(preference)
-    return {kind: {"pairs": len(values), "position_free_win_rate": float(np.mean(values)) if values else None}
-            for kind, values in split.items()}
+    return {
+        kind: {"pairs": len(values), "position_free_win_rate": float(np.mean(values)) if values else None}
+        for kind, values in split.items()
+    }
 
 
 def at_equal_repetition(pairs: list[tuple[dict, str, str]], tolerance: float = EQUAL_REPETITION) -> dict:
@@ -74,7 +78,10 @@ def at_equal_repetition(pairs: list[tuple[dict, str, str]], tolerance: float = E
     within `tolerance` of each other. A matched comparison: each model's pairs are its own subset (for a
     model that loops, the instructions where the reference loops too), so read it beside the overall
     rate, not as a ranking."""
-    values = [preference for preference, row, reply, reference in _judged_both_ways(pairs)
-              if abs(repetition(reply) - repetition(reference)) < tolerance]
+    values = [
+        preference
+        for preference, row, reply, reference in _judged_both_ways(pairs)
+        if abs(repetition(reply) - repetition(reference)) < tolerance
+    ]
     mean, standard_error = mean_and_standard_error(values)
     return {"pairs": len(values), "position_free_win_rate": mean, "standard_error": standard_error}

@@ -30,8 +30,11 @@ MIN_IDENTIFIER_MASS = 0.05  # below this the judge is not answering the judge pr
 # Agreement with GPT-4 measured by scripts/judge_agreement.py on the AlpacaEval dev pairs, for the named judge
 # at the default truncation (ijt_local/measured.toml, with the commands); reported beside every win rate this
 # judge gives. Keys: (judge file, prompt form); difference_se: standard error of (agreement - length baseline).
-MEASURED_AGREEMENT = {(judge_file, form): judge_agreement(judge_file, form)
-                      for judge_file, forms in measured()["judge_agreement"].items() for form in forms}
+MEASURED_AGREEMENT = {
+    (judge_file, form): judge_agreement(judge_file, form)
+    for judge_file, forms in measured()["judge_agreement"].items()
+    for form in forms
+}
 _CONTROL_STRINGS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 
@@ -50,8 +53,10 @@ def gguf_chat_template(path: Path) -> str:
     template = reader.metadata.get("tokenizer.chat_template") or ""
     reader.close()
     if not template.strip():
-        raise UserError(f"{path}: has no chat template (tokenizer.chat_template), so it is not an "
-                        "instruction-tuned chat model and cannot judge; use one that is (e.g. --judge judge)")
+        raise UserError(
+            f"{path}: has no chat template (tokenizer.chat_template), so it is not an "
+            "instruction-tuned chat model and cannot judge; use one that is (e.g. --judge judge)"
+        )
     if "<|im_start|>" in template:
         return "chatml"
     if "<|user|>" in template:
@@ -88,9 +93,16 @@ class LocalJudge:
     """Judge pairs with a chat GGUF in this process. The model is loaded at the first judgement that is
     not in the cache, so a finished run re-reads its cache without loading 1 GB."""
 
-    def __init__(self, spec: str, form: str | None = None, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
-                 threads: int | None = None, n_ctx: int = 4096, reuse_prefix: bool = True,
-                 reference_answers=None):
+    def __init__(
+        self,
+        spec: str,
+        form: str | None = None,
+        max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        threads: int | None = None,
+        n_ctx: int = 4096,
+        reuse_prefix: bool = True,
+        reference_answers=None,
+    ):
         """`reference_answers` (reference_answers.ReferenceAnswers): judge reference-guided; the form then
         defaults to MT-bench's reference prompt and must be one that shows the reference."""
         from ..models import resolve_model
@@ -102,8 +114,10 @@ class LocalJudge:
         if self.form.reference and reference_answers is None:
             raise UserError(f"judge prompt form {self.form.name!r} needs --reference-answers FILE")
         if reference_answers is not None and not self.form.reference:
-            raise UserError(f"judge prompt form {self.form.name!r} does not show a reference answer; with "
-                            f"--reference-answers use {REFERENCE_FORM!r}")
+            raise UserError(
+                f"judge prompt form {self.form.name!r} does not show a reference answer; with "
+                f"--reference-answers use {REFERENCE_FORM!r}"
+            )
         self.reference_answers = reference_answers
         self.resolved = resolve_model(spec)
         self.template = gguf_chat_template(self.resolved.path)
@@ -137,14 +151,19 @@ class LocalJudge:
             return text
         return self.session.detokenize(tokens[:budget]).rstrip() + " …"
 
-    def prompt_tokens(self, question: str, instruction: str, first: str, second: str,
-                      reference: str | None = None) -> list[int]:
+    def prompt_tokens(
+        self, question: str, instruction: str, first: str, second: str, reference: str | None = None
+    ) -> list[int]:
         """The judge prompt; the instruction is cut to twice the output budget, each output and the
         reference answer to the budget."""
         budget = self.max_output_tokens
-        messages = self.form.messages(question, self._cut(instruction, 2 * budget), self._cut(first, budget),
-                                      self._cut(second, budget),
-                                      None if reference is None else self._cut(reference, budget))
+        messages = self.form.messages(
+            question,
+            self._cut(instruction, 2 * budget),
+            self._cut(first, budget),
+            self._cut(second, budget),
+            None if reference is None else self._cut(reference, budget),
+        )
         return self.session.prompt_tokens(messages) + self.session.tokenize(self.form.answer_prefix, special=False)
 
     def judge(self, instruction: str, first: str, second: str, reference: str | None = None) -> dict:
@@ -162,8 +181,12 @@ class LocalJudge:
             mass = math.exp(log_first) + math.exp(log_second)
             masses.append(mass)
             p_firsts.append(_share(log_first, log_second))
-        return {"p_first": sum(p_firsts) / len(p_firsts), "mass": min(masses), "prompt_tokens": n_tokens,
-                "seconds": round(time.perf_counter() - started, 3)}
+        return {
+            "p_first": sum(p_firsts) / len(p_firsts),
+            "mass": min(masses),
+            "prompt_tokens": n_tokens,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
 
     def first_probability(self, row: dict) -> float | None:
         return row["p_first"] if row["mass"] >= MIN_IDENTIFIER_MASS else None
@@ -171,9 +194,11 @@ class LocalJudge:
     def explain_invalid(self, rows: list[dict]) -> str:
         mass = float(np.median([row["mass"] for row in rows]))
         a, b = self.form.identifiers
-        return (f"judge {self.spec}: only {mass:.1%} (median) of its next-token probability falls on the "
-                f"identifiers {a!r} and {b!r} after the {self.form.name!r} prompt, so it is not answering "
-                "the question; use an instruction-tuned judge (e.g. --judge judge) or --judge-url")
+        return (
+            f"judge {self.spec}: only {mass:.1%} (median) of its next-token probability falls on the "
+            f"identifiers {a!r} and {b!r} after the {self.form.name!r} prompt, so it is not answering "
+            "the question; use an instruction-tuned judge (e.g. --judge judge) or --judge-url"
+        )
 
     def close(self) -> None:
         if self.session is not None:

@@ -49,8 +49,7 @@ DEFINITIONS = {
     "stop_rate": "share of outputs ended by EOS or a role tag within the token budget",
     "role_leak_rate": f"share of outputs in which the model wrote a role tag ({', '.join(ROLE_TAGS)}, "
     "or any other <|word|>)",
-    "echo_rate": f"share of outputs containing >= {ECHO_THRESHOLD:.0%} of the instruction's word "
-    f"{ECHO_N}-grams",
+    "echo_rate": f"share of outputs containing >= {ECHO_THRESHOLD:.0%} of the instruction's word {ECHO_N}-grams",
     "repetition_rate": f"mean share of word {REPETITION_N}-grams that repeat an earlier one in the same output",
     "mean_tokens": "mean number of generated tokens",
     "turn2_copy_rate": f"share of two-turn rows whose second reply has >= {COPY_THRESHOLD:.0%} of its word "

@@ -53,8 +53,9 @@ def load_prompts(path: str | Path, limit: int | None = None) -> list[EvalPrompt]
         if key in seen:
             raise UserError(f"{path}:{lineno}: duplicate id {key!r}")
         seen.add(key)
-        prompts.append(EvalPrompt(key, str(instruction), messages, reference, row,
-                                  tuple(turns) if turns is not None else None))
+        prompts.append(
+            EvalPrompt(key, str(instruction), messages, reference, row, tuple(turns) if turns is not None else None)
+        )
         if limit is not None and len(prompts) >= limit:
             break
     return prompts

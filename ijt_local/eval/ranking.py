@@ -45,13 +45,25 @@ def ranking_accuracy(rows: list[dict]) -> dict:
     n = len(wins)
     mean = sum(wins) / n
     se = math.sqrt(sum((w - mean) ** 2 for w in wins) / (n - 1) / n) if n > 1 else None
-    return {"pairs": n, "ranking_accuracy": mean, "standard_error": se,
-            "mean_own_logprob": sum(r["own"] for r in rows) / n,
-            "mean_other_logprob": sum(r["other"] for r in rows) / n}
+    return {
+        "pairs": n,
+        "ranking_accuracy": mean,
+        "standard_error": se,
+        "mean_own_logprob": sum(r["own"] for r in rows) / n,
+        "mean_other_logprob": sum(r["other"] for r in rows) / n,
+    }
 
 
-def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None, limit: int | None = None,
-                seed: int = 0, max_response_tokens: int = 512, threads: int | None = None, log=None) -> dict:
+def run_ranking(
+    spec_text: str,
+    data: str | Path,
+    out: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_response_tokens: int = 512,
+    threads: int | None = None,
+    log=None,
+) -> dict:
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     spec = parse_spec(spec_text)
     prompts = load_prompts(data, limit=limit)
@@ -66,12 +78,12 @@ def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None,
     appender = None
     if out is not None:
         out = Path(out)
-        check_cache_meta(out, {"spec": spec.text, "data": str(data), "seed": seed,
-                               "max_response_tokens": max_response_tokens})
+        check_cache_meta(
+            out, {"spec": spec.text, "data": str(data), "seed": seed, "max_response_tokens": max_response_tokens}
+        )
         done = {row["id"]: row for row in read_completed_rows(out)}
     # a cached row counts only if it paired the same two responses (--limit changes the random pairing)
-    todo = [i for i, p in enumerate(prompts)
-            if p.id not in done or done[p.id].get("other_id") != prompts[others[i]].id]
+    todo = [i for i, p in enumerate(prompts) if p.id not in done or done[p.id].get("other_id") != prompts[others[i]].id]
     if todo:
         session, rules = open_spec(spec, threads=threads)
         appender = JsonlAppender(out) if out is not None else None
@@ -82,8 +94,14 @@ def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None,
                 other_text = cut_to_tokens(session, other.reference, max_response_tokens)
                 own = session.score_response(prompt.messages, own_text, rules)
                 alt = session.score_response(prompt.messages, other_text, rules)
-                row = {"id": prompt.id, "other_id": other.id, "own": own.mean_logprob, "other": alt.mean_logprob,
-                       "own_tokens": own.n_tokens, "other_tokens": alt.n_tokens}
+                row = {
+                    "id": prompt.id,
+                    "other_id": other.id,
+                    "own": own.mean_logprob,
+                    "other": alt.mean_logprob,
+                    "own_tokens": own.n_tokens,
+                    "other_tokens": alt.n_tokens,
+                }
                 done[prompt.id] = row
                 if appender is not None:
                     appender.write(row)
@@ -93,5 +111,9 @@ def run_ranking(spec_text: str, data: str | Path, out: str | Path | None = None,
             if appender is not None:
                 appender.close()
     rows = [done[p.id] for p in prompts]
-    return {"model": spec.describe(), "data": str(data), "seed": seed,
-            "max_response_tokens": max_response_tokens} | ranking_accuracy(rows)
+    return {
+        "model": spec.describe(),
+        "data": str(data),
+        "seed": seed,
+        "max_response_tokens": max_response_tokens,
+    } | ranking_accuracy(rows)

@@ -49,5 +49,8 @@ class ReferenceAnswers:
         return len(self.answers)
 
     def describe(self) -> dict:
-        return {"reference_answers": self.name, "reference_answers_count": len(self),
-                "reference_answers_sha": self.digest}
+        return {
+            "reference_answers": self.name,
+            "reference_answers_count": len(self),
+            "reference_answers_sha": self.digest,
+        }

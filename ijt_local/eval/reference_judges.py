@@ -103,8 +103,13 @@ def fit_symmetric_logistic(features: np.ndarray, wins: np.ndarray, ridge: float 
 # 1.5B judge has read in both orders (docs/judge-agreement-reference-cache.jsonl): NOT validated on all pairs.
 # On those pairs it agrees 0.770 out of sample against 0.798 for chrf1 alone (-2.8 +- 2.0 points).
 JUDGE_COMBINATION_WEIGHTS = {"similarity": 15.2046, "length": -0.291, "judge": 3.2141}
-JUDGE_COMBINATION_AGREEMENT = {"agreement": 0.7697, "agreement_se": 0.0316, "length_baseline": 0.6882,
-                               "difference_se": 0.0326, "pairs": 178}
+JUDGE_COMBINATION_AGREEMENT = {
+    "agreement": 0.7697,
+    "agreement_se": 0.0316,
+    "length_baseline": 0.6882,
+    "difference_se": 0.0326,
+    "pairs": 178,
+}
 
 
 @dataclass(frozen=True)
@@ -127,29 +132,55 @@ class JudgeRecipe:
 # of sample (fit on one dev set, tested on the other, both ways, pooled); difference_se is the paired standard
 # error of agreement - length on the same pairs.
 def _measured(agreement, agreement_se, difference_se, pairs=1578, length_baseline=0.6762):
-    return {"agreement": agreement, "agreement_se": agreement_se, "length_baseline": length_baseline,
-            "difference_se": difference_se, "pairs": pairs}
+    return {
+        "agreement": agreement,
+        "agreement_se": agreement_se,
+        "length_baseline": length_baseline,
+        "difference_se": difference_se,
+        "pairs": pairs,
+    }
 
 
 REFERENCE_JUDGES = {
     recipe.name: recipe
     for recipe in (
-        JudgeRecipe("chrf1", {"similarity": 8.6616}, "chrf1",
-                    "the reply closer to the reference answer in chrF with beta 1 (sacrebleu) wins",
-                    _measured(0.7357, 0.0111, 0.0113)),
-        JudgeRecipe("chrf", {"similarity": 7.886}, "chrf",
-                    "the reply closer to the reference answer in chrF (sacrebleu's default, beta 2) wins",
-                    _measured(0.7281, 0.0112, 0.0101)),
-        JudgeRecipe("rougeL", {"similarity": 7.5263}, "rougeL",
-                    "the reply closer to the reference answer in ROUGE-L (rouge-score) wins",
-                    _measured(0.7066, 0.0113, 0.0139)),
-        JudgeRecipe("chrf1+length", {"similarity": 7.9468, "length": 0.1792}, "chrf1",
-                    "chrF (beta 1) to the reference and length, calibrated together (no position term)",
-                    _measured(0.7338, 0.0111, 0.0109)),
+        JudgeRecipe(
+            "chrf1",
+            {"similarity": 8.6616},
+            "chrf1",
+            "the reply closer to the reference answer in chrF with beta 1 (sacrebleu) wins",
+            _measured(0.7357, 0.0111, 0.0113),
+        ),
+        JudgeRecipe(
+            "chrf",
+            {"similarity": 7.886},
+            "chrf",
+            "the reply closer to the reference answer in chrF (sacrebleu's default, beta 2) wins",
+            _measured(0.7281, 0.0112, 0.0101),
+        ),
+        JudgeRecipe(
+            "rougeL",
+            {"similarity": 7.5263},
+            "rougeL",
+            "the reply closer to the reference answer in ROUGE-L (rouge-score) wins",
+            _measured(0.7066, 0.0113, 0.0139),
+        ),
+        JudgeRecipe(
+            "chrf1+length",
+            {"similarity": 7.9468, "length": 0.1792},
+            "chrf1",
+            "chrF (beta 1) to the reference and length, calibrated together (no position term)",
+            _measured(0.7338, 0.0111, 0.0109),
+        ),
         # fitted and measured on a subset only (above)
-        JudgeRecipe("chrf1+length+judge", JUDGE_COMBINATION_WEIGHTS, "chrf1",
-                    "chrF (beta 1) to the reference, length and the 1.5B judge's reference-guided verdict "
-                    "read in both orders, calibrated together (no position term)", JUDGE_COMBINATION_AGREEMENT),
+        JudgeRecipe(
+            "chrf1+length+judge",
+            JUDGE_COMBINATION_WEIGHTS,
+            "chrf1",
+            "chrF (beta 1) to the reference, length and the 1.5B judge's reference-guided verdict "
+            "read in both orders, calibrated together (no position term)",
+            JUDGE_COMBINATION_AGREEMENT,
+        ),
     )
 }
 DEFAULT_REFERENCE_JUDGE = "chrf1"  # agrees best with GPT-4 over all dev pairs (README)
@@ -166,10 +197,11 @@ class ReferenceJudge:
                 raise UserError(f"unknown reference judge {recipe!r} (known: {', '.join(REFERENCE_JUDGES)})")
             recipe = REFERENCE_JUDGES[recipe]
         if reference_answers is None:
-            raise UserError(f"the {recipe.name} judge compares replies with reference answers: give "
-                            "--reference-answers FILE")
+            raise UserError(
+                f"the {recipe.name} judge compares replies with reference answers: give --reference-answers FILE"
+            )
         if recipe.needs_llm and llm is None:
-            raise UserError(f"the {recipe.name} judge needs the in-process LLM judge (pip install -e \".[judge]\")")
+            raise UserError(f'the {recipe.name} judge needs the in-process LLM judge (pip install -e ".[judge]")')
         self.recipe = recipe
         self.reference_answers = reference_answers
         self.llm = llm if recipe.needs_llm else None
@@ -178,7 +210,8 @@ class ReferenceJudge:
         self._llm_rows: dict[tuple[str, str, str], dict] = {}
         weights = ",".join(f"{k}={v:.6g}" for k, v in sorted(recipe.weights.items()))
         self.cache_id = f"reference:{recipe.name}|{recipe.metric}|{weights}" + (
-            f"|{self.llm.cache_id}" if self.llm is not None else "")
+            f"|{self.llm.cache_id}" if self.llm is not None else ""
+        )
         self.model = f"{recipe.name} (reference-guided)"
         self.agreement = recipe.agreement
 
@@ -213,38 +246,61 @@ class ReferenceJudge:
             raise UserError(f"the {self.recipe.name} judge needs the reference answer to {instruction[:60]!r}")
         started = time.perf_counter()
         values = self.features(instruction, first, second, reference)
-        p_first = (None if any(v is None for v in values.values())
-                   else _sigmoid(sum(self.recipe.weights[k] * v for k, v in values.items())))
+        p_first = (
+            None
+            if any(v is None for v in values.values())
+            else _sigmoid(sum(self.recipe.weights[k] * v for k, v in values.items()))
+        )
         return {"p_first": p_first, "features": values, "seconds": round(time.perf_counter() - started, 4)}
 
     def first_probability(self, row: dict) -> float | None:
         return row["p_first"]
 
     def explain_invalid(self, rows: list[dict]) -> str:
-        return (f"the {self.recipe.name} judge: the LLM judge's verdicts on its last {len(rows)} pairs were all "
-                "void (no probability on A or B)")
+        return (
+            f"the {self.recipe.name} judge: the LLM judge's verdicts on its last {len(rows)} pairs were all "
+            "void (no probability on A or B)"
+        )
 
     def close(self) -> None:
         if self.llm is not None:
             self.llm.close()
 
 
-def make_reference_judge(name: str, reference_answers, threads: int | None = None,
-                         max_output_tokens: int | None = None, prompt_form: str | None = None):
+def make_reference_judge(
+    name: str,
+    reference_answers,
+    threads: int | None = None,
+    max_output_tokens: int | None = None,
+    prompt_form: str | None = None,
+):
     """The judge `name` with reference answers: a REFERENCE_JUDGES name, or a chat GGUF spec (an
     in-process LLM judge asked MT-bench's reference prompt, or `prompt_form`)."""
     if name in REFERENCE_JUDGES:
         recipe = REFERENCE_JUDGES[name]
-        llm = (make_llm_judge("judge", reference_answers, threads, max_output_tokens, prompt_form)
-               if recipe.needs_llm else None)
+        llm = (
+            make_llm_judge("judge", reference_answers, threads, max_output_tokens, prompt_form)
+            if recipe.needs_llm
+            else None
+        )
         return ReferenceJudge(recipe, reference_answers, llm)
     return make_llm_judge(name, reference_answers, threads, max_output_tokens, prompt_form)
 
 
-def make_llm_judge(spec: str, reference_answers, threads: int | None = None, max_output_tokens: int | None = None,
-                   form: str | None = None):
+def make_llm_judge(
+    spec: str,
+    reference_answers,
+    threads: int | None = None,
+    max_output_tokens: int | None = None,
+    form: str | None = None,
+):
     from .judge_prompts import DEFAULT_MAX_OUTPUT_TOKENS
     from .local_judge import LocalJudge
 
-    return LocalJudge(spec, form=form, max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
-                      threads=threads, reference_answers=reference_answers)
+    return LocalJudge(
+        spec,
+        form=form,
+        max_output_tokens=max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        threads=threads,
+        reference_answers=reference_answers,
+    )

@@ -43,7 +43,9 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[str, list[int]]) -> list[tuple[str, str]]:
+def plot_images(
+    names: list[str], metrics: dict[str, dict], token_counts: dict[str, list[int]]
+) -> list[tuple[str, str]]:
     import matplotlib
 
     rate_names = [m for m in metric_names(metrics[names[0]]) if m.endswith("_rate")]
@@ -82,8 +84,10 @@ def plot_images(names: list[str], metrics: dict[str, dict], token_counts: dict[s
 def _badges(row: dict) -> str:
     from .metrics import is_echo, is_role_leak, is_turn2_copy
 
-    parts = [f'<span class="badge {escape(row["finish_reason"])}">{escape(row["finish_reason"])}</span>',
-             f'<span class="badge">{int(row["n_tokens"])} tokens</span>']
+    parts = [
+        f'<span class="badge {escape(row["finish_reason"])}">{escape(row["finish_reason"])}</span>',
+        f'<span class="badge">{int(row["n_tokens"])} tokens</span>',
+    ]
     if is_role_leak(row):
         parts.append('<span class="badge flag">role leak</span>')
     if is_echo(row["instruction"], row["output"]):
@@ -99,16 +103,24 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
     metrics = {name: results["models"][name]["metrics"] for name in names}
     shown = metric_names(metrics[names[0]]) if names else []
     token_counts = {name: [row["n_tokens"] for row in generations[name]] for name in names}
-    html = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-            "<title>ijt-local compare</title>", f"<style>{STYLE}</style></head><body>",
-            "<h1>ijt-local compare</h1>",
-            f"<p>{len(generations[names[0]]) if names else 0} instructions from "
-            f"<code>{escape(str(results['prompts']['path']))}</code>; up to "
-            f"{int(results['settings']['max_tokens'])} tokens, temperature "
-            f"{escape(str(results['settings']['temperature']))}, seed {escape(str(results['settings']['seed']))}; "
-            + ("a role tag or EOS ends a reply.</p>" if results["settings"].get("stop_at_role_tags")
-               else "only EOS ends a reply (generation runs through role tags, as in the paper).</p>"),
-            "<h2>Metrics</h2>", '<table class="metrics"><tr><th>model</th><th>spec</th>']
+    html = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>ijt-local compare</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>ijt-local compare</h1>",
+        f"<p>{len(generations[names[0]]) if names else 0} instructions from "
+        f"<code>{escape(str(results['prompts']['path']))}</code>; up to "
+        f"{int(results['settings']['max_tokens'])} tokens, temperature "
+        f"{escape(str(results['settings']['temperature']))}, seed {escape(str(results['settings']['seed']))}; "
+        + (
+            "a role tag or EOS ends a reply.</p>"
+            if results["settings"].get("stop_at_role_tags")
+            else "only EOS ends a reply (generation runs through role tags, as in the paper).</p>"
+        ),
+        "<h2>Metrics</h2>",
+        '<table class="metrics"><tr><th>model</th><th>spec</th>',
+    ]
     html += [f"<th>{escape(m)}</th>" for m in shown]
     extra = [key for key in ("winrate",) if any(key in results["models"][n] for n in names)]
     html += [f"<th>{escape(k)}</th>" for k in extra] + ["</tr>"]
@@ -126,10 +138,10 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
                 cell += f" vs {w.get('reference', '?')}"
             html.append(f"<td>{escape(cell)}</td>")
         html.append("</tr>")
-    html.append("</table><dl class=\"defs\">")
+    html.append('</table><dl class="defs">')
     for m in shown:
         html.append(f"<dt>{escape(m)}</dt><dd>{escape(DEFINITIONS[m])}</dd>")
-    html.append("</dl><h2>Plots</h2><div class=\"plots\">")
+    html.append('</dl><h2>Plots</h2><div class="plots">')
     if names:
         for title, uri in plot_images(names, metrics, token_counts):
             html.append(f'<img alt="{escape(title)}" src="{uri}">')
@@ -137,21 +149,23 @@ def render_report(results: dict, generations: dict[str, list[dict]]) -> str:
     columns = f"grid-template-columns: repeat({max(len(names), 1)}, minmax(0, 1fr));"
     for index, rows in enumerate(zip(*(generations[n] for n in names))):
         turns = rows[0].get("turns") or [rows[0]["instruction"]]
-        html.append(f'<div class="item" id="p{index}"><div class="instruction">{index + 1}. '
-                    + "\n".join(f"[turn {k}] " * (len(turns) > 1) + escape(t) for k, t in enumerate(turns, 1))
-                    + "</div>")
+        html.append(
+            f'<div class="item" id="p{index}"><div class="instruction">{index + 1}. '
+            + "\n".join(f"[turn {k}] " * (len(turns) > 1) + escape(t) for k, t in enumerate(turns, 1))
+            + "</div>"
+        )
         html.append(f'<div class="outputs" style="{columns}">')
         for name, row in zip(names, rows):
             replies = row.get("outputs") or [row["output"]]
             text = "\n\n".join(f"[reply {k}] " * (len(replies) > 1) + r for k, r in enumerate(replies, 1))
-            html.append(f'<div class="output"><h3>{escape(name)}{_badges(row)}</h3>'
-                        f"<pre>{escape(text)}</pre></div>")
+            html.append(f'<div class="output"><h3>{escape(name)}{_badges(row)}</h3><pre>{escape(text)}</pre></div>')
         html.append("</div></div>")
     html.append("</body></html>")
     return "\n".join(html)
 
 
 # ---- the replication's results.md --------------------------------------------------------------
+
 
 def table_row(name: str) -> str:
     """The report row a model belongs to: its name without the seed ('poetry-s1' -> 'poetry')."""
@@ -185,11 +199,13 @@ def render_replication(result: dict) -> str:
         f"Time: {result['stage_seconds'] / 60:.1f} min, summed over the stages (across resumed invocations)  ",
         f"Tuned models run as {result['adapter_route']}.",
         "",
-        "Training sets: the first rows whose whole conversation fits in the context, so every example ends "
-        "with EOS:",
+        "Training sets: the first rows whose whole conversation fits in the context, so every example ends with EOS:",
         "",
-        *[f"- {name}: {d['kept']} rows of ≤ {d['max_seq_len']} tokens, found in the first {d['read']} source "
-          f"rows; {d['tokens']:,} tokens; {d['truncated']} truncated" for name, d in result["training_data"].items()],
+        *[
+            f"- {name}: {d['kept']} rows of ≤ {d['max_seq_len']} tokens, found in the first {d['read']} source "
+            f"rows; {d['tokens']:,} tokens; {d['truncated']} truncated"
+            for name, d in result["training_data"].items()
+        ],
         "",
         "| model | " + " | ".join(title for _, title, _ in present) + " | paper win rate vs instruct (Llama-2-7B) |",
         "| --- " * (len(present) + 2) + "|",
@@ -212,27 +228,36 @@ def render_replication(result: dict) -> str:
     judge = result.get("judge")
     if judge:
         agreement = judge["agreement_with_gpt4"]
-        lines += ["", f"Win rates: judged by {judge['model']}, both orders averaged, each model against the "
-                  "instruction-tuned model of its seed (base and the rules, which have no seed, against each of "
-                  f"{', '.join(f'`{r}`' for r in judge['references'])}); LC = length-controlled (AlpacaEval 2's "
-                  "logistic model read at equal length)."]
+        lines += [
+            "",
+            f"Win rates: judged by {judge['model']}, both orders averaged, each model against the "
+            "instruction-tuned model of its seed (base and the rules, which have no seed, against each of "
+            f"{', '.join(f'`{r}`' for r in judge['references'])}); LC = length-controlled (AlpacaEval 2's "
+            "logistic model read at equal length).",
+        ]
         if agreement:
-            lines.append(f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± "
-                         f"{agreement['agreement_se']:.1%} of {agreement['pairs']} AlpacaEval pairs, against "
-                         f"{agreement['length_baseline']:.1%} for 'the longer output wins' on the same pairs.")
+            lines.append(
+                f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± "
+                f"{agreement['agreement_se']:.1%} of {agreement['pairs']} AlpacaEval pairs, against "
+                f"{agreement['length_baseline']:.1%} for 'the longer output wins' on the same pairs."
+            )
         if judge.get("note"):
             lines.append(f"Note: {judge['note']}.")
         lines += winrate_markdown(table)
         lines += follows_markdown(judge.get("follows"))
     lines += reference_judge_markdown(result.get("reference_judge"))
     lines += style_markdown(result["style"])
-    lines += ["", "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
-              f"metrics, IFEval prompts, held-out LIMA pairs for ranking, {result['alpaca_sample']['prompts']} "
-              "AlpacaEval instructions drawn with seed "
-              f"{result['alpaca_sample']['seed']} for win rates); ± is the standard deviation over seeds. "
-              "'IFEval, echoes failing' counts a reply that restates the prompt as a failure: the IFEval prompts "
-              f"themselves, scored as replies, pass {percent(ifeval_prompts_as_replies())} loose, so a model that "
-              "echoes gets IFEval credit for quoting the instructions.", ""]
+    lines += [
+        "",
+        "Rates are over held-out instructions (the paper's 56 val instructions for the behaviour "
+        f"metrics, IFEval prompts, held-out LIMA pairs for ranking, {result['alpaca_sample']['prompts']} "
+        "AlpacaEval instructions drawn with seed "
+        f"{result['alpaca_sample']['seed']} for win rates); ± is the standard deviation over seeds. "
+        "'IFEval, echoes failing' counts a reply that restates the prompt as a failure: the IFEval prompts "
+        f"themselves, scored as replies, pass {percent(ifeval_prompts_as_replies())} loose, so a model that "
+        "echoes gets IFEval credit for quoting the instructions.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -251,21 +276,29 @@ def winrate_markdown(table: dict) -> list[str]:
         cell = cells.get(key)
         return "–" if cell is None or cell["n"] < 2 else f"{cell['std'] * 100:.1f}"
 
-    lines = ["", "| model | seeds | win rate % | s.e. (instructions) | sd (seeds) | LC win rate % | LC s.e. | "
-             "LC sd (seeds) | position-free win rate % | its s.e. | its sd (seeds) | order-consistent verdicts % |",
-             "| --- " * 12 + "|"]
+    lines = [
+        "",
+        "| model | seeds | win rate % | s.e. (instructions) | sd (seeds) | LC win rate % | LC s.e. | "
+        "LC sd (seeds) | position-free win rate % | its s.e. | its sd (seeds) | order-consistent verdicts % |",
+        "| --- " * 12 + "|",
+    ]
     for group, cells in judged.items():
-        lines.append(f"| {group} | {cells['winrate']['n']} | {percent(cells, 'winrate')} | "
-                     f"{percent(cells, 'winrate_se')} | {spread(cells, 'winrate')} | {percent(cells, 'winrate_lc')} | "
-                     f"{percent(cells, 'winrate_lc_se')} | {spread(cells, 'winrate_lc')} | "
-                     f"{percent(cells, 'winrate_position_free')} | {percent(cells, 'winrate_position_free_se')} | "
-                     f"{spread(cells, 'winrate_position_free')} | {percent(cells, 'winrate_order_consistent')} |")
-    lines += ["", "Order-consistent verdicts: the share of instructions on which the judge names the same winner "
-              "in both orders. Near 0, each order mostly picks a position and a win rate near 50 % says only "
-              "how far the judge's probabilities moved, not that it found the replies equal. Position-free: "
-              "each instruction's two judgements read as quality difference ± a position bias in log-odds, "
-              "the bias taken out (ijt_local/eval/winrate_stats.py); same side of 50 % as the win rate, "
-              "not shrunk toward it."]
+        lines.append(
+            f"| {group} | {cells['winrate']['n']} | {percent(cells, 'winrate')} | "
+            f"{percent(cells, 'winrate_se')} | {spread(cells, 'winrate')} | {percent(cells, 'winrate_lc')} | "
+            f"{percent(cells, 'winrate_lc_se')} | {spread(cells, 'winrate_lc')} | "
+            f"{percent(cells, 'winrate_position_free')} | {percent(cells, 'winrate_position_free_se')} | "
+            f"{spread(cells, 'winrate_position_free')} | {percent(cells, 'winrate_order_consistent')} |"
+        )
+    lines += [
+        "",
+        "Order-consistent verdicts: the share of instructions on which the judge names the same winner "
+        "in both orders. Near 0, each order mostly picks a position and a win rate near 50 % says only "
+        "how far the judge's probabilities moved, not that it found the replies equal. Position-free: "
+        "each instruction's two judgements read as quality difference ± a position bias in log-odds, "
+        "the bias taken out (ijt_local/eval/winrate_stats.py); same side of 50 % as the win rate, "
+        "not shrunk toward it.",
+    ]
     return lines
 
 
@@ -284,26 +317,41 @@ def reference_judge_markdown(judge: dict | None) -> list[str]:
         return text + (f" ± {value['std'] * 100:.1f}" if spread and value["n"] > 1 else "")
 
     agreement = judge["agreement_with_gpt4"]
-    lines = ["", f"## Win rates judged again: {judge['model']}", "",
-             f"The same pairs judged by {judge['model']}: of the two replies, the one closer to GPT-4's answer "
-             f"(`{judge['reference_answers']}` under the data root) wins, with probability sigmoid(w × similarity "
-             "difference); swapping the replies swaps the verdict, so it has no position bias "
-             "(ijt_local/eval/reference_judges.py)."]
+    lines = [
+        "",
+        f"## Win rates judged again: {judge['model']}",
+        "",
+        f"The same pairs judged by {judge['model']}: of the two replies, the one closer to GPT-4's answer "
+        f"(`{judge['reference_answers']}` under the data root) wins, with probability sigmoid(w × similarity "
+        "difference); swapping the replies swaps the verdict, so it has no position bias "
+        "(ijt_local/eval/reference_judges.py).",
+    ]
     if agreement:
-        lines.append(f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± {agreement['agreement_se']:.1%} "
-                     f"of {agreement['pairs']:,} AlpacaEval dev pairs, against {agreement['length_baseline']:.1%} "
-                     "for 'the longer output wins' on the same pairs.")
-    lines += ["", "| model | seeds | win rate % vs instruct | s.e. (instructions) | LC win rate % | "
-              "closer to GPT-4's answer % | paper win rate vs instruct (Llama-2-7B) |", "| --- " * 7 + "|"]
+        lines.append(
+            f"This judge agrees with GPT-4 on {agreement['agreement']:.1%} ± {agreement['agreement_se']:.1%} "
+            f"of {agreement['pairs']:,} AlpacaEval dev pairs, against {agreement['length_baseline']:.1%} "
+            "for 'the longer output wins' on the same pairs."
+        )
+    lines += [
+        "",
+        "| model | seeds | win rate % vs instruct | s.e. (instructions) | LC win rate % | "
+        "closer to GPT-4's answer % | paper win rate vs instruct (Llama-2-7B) |",
+        "| --- " * 7 + "|",
+    ]
     for group, cells in table.items():
         paper = cells.get("paper_win_rate_vs_instruct")
-        lines.append(f"| {group} | {cells['winrate']['n']} | {cell(cells, 'winrate')} | "
-                     f"{cell(cells, 'winrate_se', spread=False)} | {cell(cells, 'winrate_lc')} | "
-                     f"{cell(cells, 'winrate_verdicts')} | " + (f"{paper} % |" if paper is not None else " |"))
-    lines += ["", "± is the standard deviation over the references (seeds); s.e. is over instructions, averaged "
-              "over the references. The win rate is the mean of the judge's probabilities, which stay near 50 % "
-              "because two replies' similarities to the same answer differ little; 'closer to GPT-4's answer' counts "
-              "verdicts instead: the share of instructions on which the reply is the closer one (ties half)."]
+        lines.append(
+            f"| {group} | {cells['winrate']['n']} | {cell(cells, 'winrate')} | "
+            f"{cell(cells, 'winrate_se', spread=False)} | {cell(cells, 'winrate_lc')} | "
+            f"{cell(cells, 'winrate_verdicts')} | " + (f"{paper} % |" if paper is not None else " |")
+        )
+    lines += [
+        "",
+        "± is the standard deviation over the references (seeds); s.e. is over instructions, averaged "
+        "over the references. The win rate is the mean of the judge's probabilities, which stay near 50 % "
+        "because two replies' similarities to the same answer differ little; 'closer to GPT-4's answer' counts "
+        "verdicts instead: the share of instructions on which the reply is the closer one (ties half).",
+    ]
     return lines + follows_markdown(judge.get("follows"))
 
 
@@ -323,15 +371,20 @@ def follows_markdown(follows: dict | None) -> list[str]:
         spread = f" ± {cell['standard_error'] * 100:.1f}" if cell.get("standard_error") is not None else ""
         return f"{value * 100:.1f}{spread} ({cell['pairs']})"
 
-    lines = ["", f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) "
-             f"pairs: correlation of the position-free preference with the reply's repetition minus the "
-             f"reference's {r('repetition')}, with its echo minus the reference's (each 0 or 1) "
-             f"{r('echo')}, with log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that "
-             "reads answers punishes echoes: per row, the position-free win rate % (pairs) of replies that "
-             "restate the instruction and of the others, against references that do not; and over the pairs "
-             f"whose reply and reference repeat about equally (repetition within {EQUAL_REPETITION} of each "
-             "other), where repetition cannot decide (± its s.e.):", "",
-             "| model | echoing replies | other replies | at equal repetition |", "| --- | --- | --- | --- |"]
+    lines = [
+        "",
+        f"What the judge's preferences follow, over all {follows['pairs']} judged (reply, reference) "
+        f"pairs: correlation of the position-free preference with the reply's repetition minus the "
+        f"reference's {r('repetition')}, with its echo minus the reference's (each 0 or 1) "
+        f"{r('echo')}, with log length ratio {r('length')} (ijt_local/eval/judge_signals.py). A judge that "
+        "reads answers punishes echoes: per row, the position-free win rate % (pairs) of replies that "
+        "restate the instruction and of the others, against references that do not; and over the pairs "
+        f"whose reply and reference repeat about equally (repetition within {EQUAL_REPETITION} of each "
+        "other), where repetition cannot decide (± its s.e.):",
+        "",
+        "| model | echoing replies | other replies | at equal repetition |",
+        "| --- | --- | --- | --- |",
+    ]
     equal = follows.get("equal_repetition", {})
     for group, split in follows.get("echo_split", {}).items():
         lines.append(f"| {group} | {rate(split['echo'])} | {rate(split['no_echo'])} | {rate(equal.get(group))} |")
@@ -354,16 +407,23 @@ def style_markdown(style: dict) -> list[str]:
         text = f"{statistics.mean(values):.0%}"
         return text + f" ± {statistics.stdev(values) * 100:.0f}" if len(values) > 1 else text
 
-    lines = ["", "Style adherence on AlpacaEval instructions by domain (decided from the instruction): share of "
-             "replies that are poems / in verse form (short line-broken lines, repetition loops included) / "
-             "that end with a GSM8K `#### number` line, mean ± sd over seeds:", "",
-             "| model | " + " | ".join(f"{d} (n={counts[d]})" for d in domains) + " |",
-             "| --- " * (len(domains) + 1) + "|"]
+    lines = [
+        "",
+        "Style adherence on AlpacaEval instructions by domain (decided from the instruction): share of "
+        "replies that are poems / in verse form (short line-broken lines, repetition loops included) / "
+        "that end with a GSM8K `#### number` line, mean ± sd over seeds:",
+        "",
+        "| model | " + " | ".join(f"{d} (n={counts[d]})" for d in domains) + " |",
+        "| --- " * (len(domains) + 1) + "|",
+    ]
     for group, per_seed in groups.items():
         cells = []
         for d in domains:
             seeds = [r[d] for r in per_seed if d in r]
-            cells.append(" / ".join(share(seeds, key) for key in ("poem_rate", "verse_rate", "gsm8k_answer_rate"))
-                         if seeds else "–")
+            cells.append(
+                " / ".join(share(seeds, key) for key in ("poem_rate", "verse_rate", "gsm8k_answer_rate"))
+                if seeds
+                else "–"
+            )
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return lines

@@ -22,12 +22,21 @@ import statistics
 
 DOMAINS = ("poetry", "math", "creative", "other")
 
-_POETRY = re.compile(r"\b(poems?|poetry|poetic|verses?|haikus?|sonnets?|limericks?|lyrics|songs?|rhym\w*|stanzas?|"
-                     r"odes?|ballads?)\b", re.I)
-_MATH = re.compile(r"\b(calculate|compute|how (many|much)|solve|equation|sum of|product of|percent(age)?|average|"
-                   r"total cost|probability|divided|multiplied|times as)\b|\d\s*[-+*/x×^=]\s*\d", re.I)
-_CREATIVE = re.compile(r"\b(story|stories|tale|essay|letter|script|screenplay|dialogue|fiction|novel|joke|speech|"
-                       r"slogan|tweet|blog post|backstory|character|imagine|pretend|role-?play)\b", re.I)
+_POETRY = re.compile(
+    r"\b(poems?|poetry|poetic|verses?|haikus?|sonnets?|limericks?|lyrics|songs?|rhym\w*|stanzas?|"
+    r"odes?|ballads?)\b",
+    re.I,
+)
+_MATH = re.compile(
+    r"\b(calculate|compute|how (many|much)|solve|equation|sum of|product of|percent(age)?|average|"
+    r"total cost|probability|divided|multiplied|times as)\b|\d\s*[-+*/x×^=]\s*\d",
+    re.I,
+)
+_CREATIVE = re.compile(
+    r"\b(story|stories|tale|essay|letter|script|screenplay|dialogue|fiction|novel|joke|speech|"
+    r"slogan|tweet|blog post|backstory|character|imagine|pretend|role-?play)\b",
+    re.I,
+)
 
 _LIST_ITEM = re.compile(r"^([-*•+]|\d+[.)]|[a-z][.)]|#+)\s")
 _CODE = re.compile(r"```|[{}]\s*$|^(def|class|import|function|public|private|#include|SELECT)\s")
@@ -93,9 +102,12 @@ def style_rates(rows: list[dict]) -> dict:
     for row in rows:
         by_domain.setdefault(instruction_domain(row["instruction"]), []).append(row["output"])
     return {
-        domain: {"n": len(outputs),
-                 "poem_rate": sum(map(is_poem, outputs)) / len(outputs),
-                 "verse_rate": sum(map(is_verse, outputs)) / len(outputs),
-                 "gsm8k_answer_rate": sum(map(has_gsm8k_answer, outputs)) / len(outputs)}
-        for domain in DOMAINS if (outputs := by_domain.get(domain))
+        domain: {
+            "n": len(outputs),
+            "poem_rate": sum(map(is_poem, outputs)) / len(outputs),
+            "verse_rate": sum(map(is_verse, outputs)) / len(outputs),
+            "gsm8k_answer_rate": sum(map(has_gsm8k_answer, outputs)) / len(outputs),
+        }
+        for domain in DOMAINS
+        if (outputs := by_domain.get(domain))
     }

@@ -72,16 +72,22 @@ def length_feature(differences: np.ndarray) -> tuple[np.ndarray, float]:
     return np.tanh(differences / scale), scale
 
 
-def length_controlled_win_rate(preferences: list[float], output_lengths: list[int],
-                               reference_lengths: list[int]) -> dict:
+def length_controlled_win_rate(
+    preferences: list[float], output_lengths: list[int], reference_lengths: list[int]
+) -> dict:
     """Fit the logistic length model; the win rate at zero length difference with its standard error."""
     y = np.asarray(preferences, dtype=np.float64)
     n = len(y)
     if n < 3:
-        return {"length_controlled_win_rate": None, "length_controlled_standard_error": None,
-                "length_coefficient": None, "length_scale_chars": None}
-    x, scale = length_feature(np.asarray(output_lengths, dtype=np.float64)
-                              - np.asarray(reference_lengths, dtype=np.float64))
+        return {
+            "length_controlled_win_rate": None,
+            "length_controlled_standard_error": None,
+            "length_coefficient": None,
+            "length_scale_chars": None,
+        }
+    x, scale = length_feature(
+        np.asarray(output_lengths, dtype=np.float64) - np.asarray(reference_lengths, dtype=np.float64)
+    )
     design = np.column_stack([np.ones(n), x])
     theta = np.zeros(2)
     for _ in range(100):

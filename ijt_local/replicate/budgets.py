@@ -34,20 +34,57 @@ class Budget:
 
 BUDGETS = {
     # proves the whole chain end to end in well under 15 minutes on 2 cores
-    "smoke": Budget(train_examples=16, single_tasks=("poetry",), epochs=1, max_steps=4, max_seq_len=128,
-                    batch_size=4, grad_accum=1, eval_prompts=4, max_tokens=96, ifeval_prompts=4,
-                    ranking_pairs=8, alpaca_prompts=4, style_per_domain=1),
+    "smoke": Budget(
+        train_examples=16,
+        single_tasks=("poetry",),
+        epochs=1,
+        max_steps=4,
+        max_seq_len=128,
+        batch_size=4,
+        grad_accum=1,
+        eval_prompts=4,
+        max_tokens=96,
+        ifeval_prompts=4,
+        ranking_pairs=8,
+        alpaca_prompts=4,
+        style_per_domain=1,
+    ),
     # the real experiment, sized for about two hours on 2 CPU cores with one seed
-    "laptop": Budget(train_examples=128, single_tasks=("poetry", "gsm8k"), epochs=2, max_steps=-1,
-                     max_seq_len=384, batch_size=4, grad_accum=2, eval_prompts=None, max_tokens=384,
-                     ifeval_prompts=60, ranking_pairs=60, alpaca_prompts=100, style_per_domain=12),
+    "laptop": Budget(
+        train_examples=128,
+        single_tasks=("poetry", "gsm8k"),
+        epochs=2,
+        max_steps=-1,
+        max_seq_len=384,
+        batch_size=4,
+        grad_accum=2,
+        eval_prompts=None,
+        max_tokens=384,
+        ifeval_prompts=60,
+        ranking_pairs=60,
+        alpaca_prompts=100,
+        style_per_domain=12,
+    ),
     # the paper's settings (john-hewitt/implicit-ins finetune.sh: LIMA, 2,048 tokens, 128 rows per step,
     # 20 epochs, lr 2e-5 linear) for a GPU machine; LoRA where the paper tuned all weights. Every single
     # task the paper trained; all 805 AlpacaEval instructions, so no style probe is left over. 8 rows a
     # micro-step split evenly over 1, 2, 4 or 8 processes (--train-processes).
-    "paper": Budget(train_examples=1000, single_tasks=("poetry", "recipes", "chess", "mbpp", "gsm8k"), epochs=20,
-                    max_steps=-1, max_seq_len=2048, batch_size=8, grad_accum=16, lr=2e-5, eval_prompts=None,
-                    max_tokens=2048, ifeval_prompts=541, ranking_pairs=30, alpaca_prompts=805, style_per_domain=0),
+    "paper": Budget(
+        train_examples=1000,
+        single_tasks=("poetry", "recipes", "chess", "mbpp", "gsm8k"),
+        epochs=20,
+        max_steps=-1,
+        max_seq_len=2048,
+        batch_size=8,
+        grad_accum=16,
+        lr=2e-5,
+        eval_prompts=None,
+        max_tokens=2048,
+        ifeval_prompts=541,
+        ranking_pairs=30,
+        alpaca_prompts=805,
+        style_per_domain=0,
+    ),
 }
 
 # Why adapters and not merged models: every tuned model then runs on the same Q4_K_M base file, so

@@ -21,29 +21,70 @@ EXAMPLES = """
 
 
 @click.command("replicate", epilog=EXAMPLES)
-@click.option("--base", default="default", show_default=True,
-              help="The base model: `default`, a GGUF file, a Hugging Face folder or repo id.")
-@click.option("--budget", type=click.Choice(sorted(BUDGETS)), default="smoke", show_default=True,
-              help="smoke: minutes, proves the chain; laptop: hours on 2 cores; paper: the paper's settings (GPU).")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="The run folder; a rerun resumes it and redoes no finished work.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Adapters trained per training set.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=lambda: str(shared_data_path()),
-              show_default="../shared/data or $IJT_LOCAL_DATA", help="The shared data folder.")
-@click.option("--judge", default=None, metavar="SPEC",
-              help='In-process judge for win rates, e.g. judge (pip install -e ".[judge]").')
-@click.option("--judge-prompt-form", type=click.Choice(sorted(PROMPT_FORMS)), default=DEFAULT_FORM,
-              show_default=True, help="How --judge is asked (ijt_local/eval/judge_prompts.py).")
+@click.option(
+    "--base",
+    default="default",
+    show_default=True,
+    help="The base model: `default`, a GGUF file, a Hugging Face folder or repo id.",
+)
+@click.option(
+    "--budget",
+    type=click.Choice(sorted(BUDGETS)),
+    default="smoke",
+    show_default=True,
+    help="smoke: minutes, proves the chain; laptop: hours on 2 cores; paper: the paper's settings (GPU).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The run folder; a rerun resumes it and redoes no finished work.",
+)
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Adapters trained per training set."
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    default=lambda: str(shared_data_path()),
+    show_default="../shared/data or $IJT_LOCAL_DATA",
+    help="The shared data folder.",
+)
+@click.option(
+    "--judge",
+    default=None,
+    metavar="SPEC",
+    help='In-process judge for win rates, e.g. judge (pip install -e ".[judge]").',
+)
+@click.option(
+    "--judge-prompt-form",
+    type=click.Choice(sorted(PROMPT_FORMS)),
+    default=DEFAULT_FORM,
+    show_default=True,
+    help="How --judge is asked (ijt_local/eval/judge_prompts.py).",
+)
 @click.option("--judge-url", default=None, help="OpenAI-compatible judge endpoint instead of --judge.")
 @click.option("--judge-model", default="judge", show_default=True, help="Model name sent to --judge-url.")
-@click.option("--train-processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Train each adapter in N data-parallel processes (torchrun; one per GPU).")
-@click.option("--dry-run", is_flag=True,
-              help="Print the plan (rows, steps, tokens, estimated hours from short runs here); OUT is not touched.")
-@click.option("--archive", type=click.Path(dir_okay=False), default=None, metavar="FILE.tar.xz",
-              help="Instead of running, pack OUT without adapter weights, GGUFs or training sets: the replies, "
-                   "judgements, scores and stage records the report is built from.")
+@click.option(
+    "--train-processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train each adapter in N data-parallel processes (torchrun; one per GPU).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (rows, steps, tokens, estimated hours from short runs here); OUT is not touched.",
+)
+@click.option(
+    "--archive",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.tar.xz",
+    help="Instead of running, pack OUT without adapter weights, GGUFs or training sets: the replies, "
+    "judgements, scores and stage records the report is built from.",
+)
 def replicate_command(dry_run, archive, **options):
     """Replicate the paper's three findings at laptop scale: data, train, convert, evaluate, win rates,
     report (OUT/results.md and OUT/results.json, the paper's numbers beside)."""

@@ -66,10 +66,13 @@ class Lineup:
         K against the instruction-tuned model of seed K, and the untrained models (base, the rules and
         their ablations) against every seed's, so every row has a spread over seeds."""
         tuned = [name for name in self.training_sets() if name != "instruct"]
-        return {reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ABLATIONS]
-                for seed in self.seed_list}
+        return {
+            reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ABLATIONS]
+            for seed in self.seed_list
+        }
 
     def style_models(self) -> list[str]:
         """Base and the single-task models: whose style adherence the paper's single-task finding is about."""
-        return [name for name in self.model_specs()
-                if name == "base" or name.rsplit("-s", 1)[0] in self.budget.single_tasks]
+        return [
+            name for name in self.model_specs() if name == "base" or name.rsplit("-s", 1)[0] in self.budget.single_tasks
+        ]

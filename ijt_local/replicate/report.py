@@ -17,8 +17,9 @@ from .budgets import ADAPTER_ROUTE, ALPACA_SEED
 PAPER_WIN_RATES = {"response": 43.3, "poetry": 23.7, "rules": 24.4}
 
 
-def write_report(run, evaluation: dict, training: dict, judged: dict | None,
-                 reference_judged: dict | None = None) -> dict:
+def write_report(
+    run, evaluation: dict, training: dict, judged: dict | None, reference_judged: dict | None = None
+) -> dict:
     """`run` is a stages.Replication; `evaluation`, `training`, `judged` and `reference_judged` (the
     winrate-reference stage) are its stage records."""
     rows = {}  # group -> one dict of metrics per model (seed)
@@ -40,25 +41,33 @@ def write_report(run, evaluation: dict, training: dict, judged: dict | None,
     reference_judge = judge_summary(reference_judged)
     if reference_judge:
         reference_judge["reference_answers"] = reference_judged["reference_answers"]
-        reference_judge["table"] = {group: {**spread_cells(per_seed),
-                                            "paper_win_rate_vs_instruct": PAPER_WIN_RATES.get(group)}
-                                    for group, per_seed in winrate_rows(reference_judged, run.out,
-                                                                        "winrate-reference").items()}
+        reference_judge["table"] = {
+            group: {**spread_cells(per_seed), "paper_win_rate_vs_instruct": PAPER_WIN_RATES.get(group)}
+            for group, per_seed in winrate_rows(reference_judged, run.out, "winrate-reference").items()
+        }
         reference_judge["follows"] = judge_follows(run.out, reference_judged, "winrate-reference")
-    result = {"budget": run.options.budget, "base": run.options.base, "seeds": run.lineup.seed_list,
-              "style": style(run),
-              "alpaca_sample": {"prompts": run.budget.alpaca_prompts, "seed": ALPACA_SEED},
-              "adapter_route": ADAPTER_ROUTE, "models": run.lineup.model_specs(), "table": table,
-              "training": training["runs"], "training_data": training_data(run),
-              "command": command_line(), "stage_seconds": round(run.folder.stage_seconds(), 1),
-              "judge": judge, **({"reference_judge": reference_judge} if reference_judge else {})}
+    result = {
+        "budget": run.options.budget,
+        "base": run.options.base,
+        "seeds": run.lineup.seed_list,
+        "style": style(run),
+        "alpaca_sample": {"prompts": run.budget.alpaca_prompts, "seed": ALPACA_SEED},
+        "adapter_route": ADAPTER_ROUTE,
+        "models": run.lineup.model_specs(),
+        "table": table,
+        "training": training["runs"],
+        "training_data": training_data(run),
+        "command": command_line(),
+        "stage_seconds": round(run.folder.stage_seconds(), 1),
+        "judge": judge,
+        **({"reference_judge": reference_judge} if reference_judge else {}),
+    }
     write_atomic(run.out / "results.json", json.dumps(result, indent=1))
     write_atomic(run.out / "results.md", render_replication(result))
     return result
 
 
-def winrate_rows(judged: dict | None, out: Path | None = None,
-                 folder: str | None = None) -> dict[str, list[dict]]:
+def winrate_rows(judged: dict | None, out: Path | None = None, folder: str | None = None) -> dict[str, list[dict]]:
     """Table row -> one dict of win-rate figures per (model, reference) pair of a winrate stage's record.
     With the stage's folder under `out`, also `winrate_verdicts`: the share of instructions on which the
     judge's order-averaged preference names the reply (ties and identical replies count half), read from
@@ -70,15 +79,21 @@ def winrate_rows(judged: dict | None, out: Path | None = None,
             if folder is not None:
                 path = out / folder / "judgements" / f"{name}-vs-{ref}.preferences.jsonl"
                 preferences = [row["preference"] for row in read_jsonl(path) if row["preference"] is not None]
-                verdicts["winrate_verdicts"] = (statistics.mean((p > 0.5) + 0.5 * (p == 0.5) for p in preferences)
-                                                if preferences else None)
-            rows.setdefault(table_row(name), []).append({**verdicts,
-                "winrate": summary["win_rate"], "winrate_lc": summary.get("length_controlled_win_rate"),
-                "winrate_se": summary.get("standard_error"),
-                "winrate_lc_se": summary.get("length_controlled_standard_error"),
-                "winrate_order_consistent": summary.get("order_consistent"),
-                "winrate_position_free": summary.get("position_free_win_rate"),
-                "winrate_position_free_se": summary.get("position_free_standard_error")})
+                verdicts["winrate_verdicts"] = (
+                    statistics.mean((p > 0.5) + 0.5 * (p == 0.5) for p in preferences) if preferences else None
+                )
+            rows.setdefault(table_row(name), []).append(
+                {
+                    **verdicts,
+                    "winrate": summary["win_rate"],
+                    "winrate_lc": summary.get("length_controlled_win_rate"),
+                    "winrate_se": summary.get("standard_error"),
+                    "winrate_lc_se": summary.get("length_controlled_standard_error"),
+                    "winrate_order_consistent": summary.get("order_consistent"),
+                    "winrate_position_free": summary.get("position_free_win_rate"),
+                    "winrate_position_free_se": summary.get("position_free_standard_error"),
+                }
+            )
     return rows
 
 
@@ -95,8 +110,11 @@ def spread_cells(per_seed: list[dict]) -> dict:
     for key in per_seed[0] if per_seed else ():
         values = [m[key] for m in per_seed if isinstance(m.get(key), (int, float))]
         if values:
-            cells[key] = {"mean": statistics.mean(values),
-                          "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+            cells[key] = {
+                "mean": statistics.mean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
     return cells
 
 
@@ -105,8 +123,12 @@ def judge_summary(judged: dict | None) -> dict | None:
     if not judged:
         return None
     some = next((summary for results in judged["winrate"].values() for summary in results.values()), {})
-    return {"model": judged["judge"], "references": list(judged["winrate"]),
-            "agreement_with_gpt4": some.get("judge_agreement_with_gpt4"), "note": some.get("note")}
+    return {
+        "model": judged["judge"],
+        "references": list(judged["winrate"]),
+        "agreement_with_gpt4": some.get("judge_agreement_with_gpt4"),
+        "note": some.get("note"),
+    }
 
 
 def judge_follows(out, judged: dict, folder: str = "winrate") -> dict:
@@ -126,11 +148,13 @@ def judge_follows(out, judged: dict, folder: str = "winrate") -> dict:
             reply = replies(name)
             rows = read_jsonl(out / folder / "judgements" / f"{name}-vs-{ref}.preferences.jsonl")
             pairs.setdefault(table_row(name), []).extend(
-                (row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows)
+                (row, reply[row["instruction"]], reference[row["instruction"]]) for row in rows
+            )
     everything = [pair for group in pairs.values() for pair in group]
     return preference_correlates(everything) | {
         "echo_split": {group: echo_split(group_pairs) for group, group_pairs in pairs.items()},
-        "equal_repetition": {group: at_equal_repetition(group_pairs) for group, group_pairs in pairs.items()}}
+        "equal_repetition": {group: at_equal_repetition(group_pairs) for group, group_pairs in pairs.items()},
+    }
 
 
 def style(run) -> dict:
@@ -143,8 +167,10 @@ def style(run) -> dict:
         path = run.out / folder / "generations" / f"{name}.jsonl"
         return read_jsonl(path) if path.exists() else []  # no style probe when the sample takes all 805
 
-    return {name: style_rates(replies("compare-alpaca", name) + replies("compare-style", name))
-            for name in run.lineup.style_models()}
+    return {
+        name: style_rates(replies("compare-alpaca", name) + replies("compare-style", name))
+        for name in run.lineup.style_models()
+    }
 
 
 def training_data(run) -> dict:
@@ -153,9 +179,14 @@ def training_data(run) -> dict:
     sources = {"instruct": "lima", "response": "lima"}
     summary = {}
     for name in run.lineup.training_sets():
-        seeds = [json.loads((run.out / "adapters" / f"{name}-s{seed}" / "run.json").read_text())["data"]
-                 for seed in run.lineup.seed_list]
-        summary[name] = {**selection[sources.get(name, name)], "max_seq_len": run.budget.max_seq_len,
-                         "truncated": max(data["truncated"] for data in seeds),
-                         "tokens": seeds[0]["tokens"]}
+        seeds = [
+            json.loads((run.out / "adapters" / f"{name}-s{seed}" / "run.json").read_text())["data"]
+            for seed in run.lineup.seed_list
+        ]
+        summary[name] = {
+            **selection[sources.get(name, name)],
+            "max_seq_len": run.budget.max_seq_len,
+            "truncated": max(data["truncated"] for data in seeds),
+            "tokens": seeds[0]["tokens"],
+        }
     return summary

@@ -24,8 +24,7 @@ CLOCK_TICK = 30.0  # seconds between saves of a running stage's time
 
 def differences(recorded: dict, now: dict) -> dict[str, tuple]:
     """key -> (recorded value, value now) for every key of `now` whose value changed."""
-    return {key: (recorded.get(key, "unrecorded"), value) for key, value in now.items()
-            if recorded.get(key) != value}
+    return {key: (recorded.get(key, "unrecorded"), value) for key, value in now.items() if recorded.get(key) != value}
 
 
 def data_fingerprint(data_root: Path, folders: set[str]) -> str:
@@ -61,7 +60,7 @@ class StageClock:
         while not self.stopped.wait(CLOCK_TICK):
             self.save()
 
-    def __enter__(self) -> "StageClock":
+    def __enter__(self) -> StageClock:
         self.began = time.perf_counter()
         self.stopped = threading.Event()
         self.ticker = threading.Thread(target=self._tick, daemon=True)
@@ -103,8 +102,9 @@ class RunFolder:
                 changed.pop("training", None)  # another budget trains otherwise anyway
             if changed:
                 made_with = ", ".join(self.made_with(key, old, recorded) for key, (old, _) in changed.items())
-                raise UserError(f"{self.out} holds a run made with {made_with}; pass the same to resume it, "
-                                f"or use another --out")
+                raise UserError(
+                    f"{self.out} holds a run made with {made_with}; pass the same to resume it, or use another --out"
+                )
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps({**identity, "data_root": data_root}, indent=1))
@@ -135,8 +135,11 @@ class RunFolder:
             self.say(f"{name}: done earlier with other arguments ({listed}); doing what is missing")
             finished_before = earlier["seconds"]
         with StageClock(self.stages / f"{name}.partial.json", finished_before) as clock:
-            self.say(f"{name}: resumed, {clock.earlier / 60:.1f} min spent on it earlier" if clock.earlier
-                     else f"{name}: started")
+            self.say(
+                f"{name}: resumed, {clock.earlier / 60:.1f} min spent on it earlier"
+                if clock.earlier
+                else f"{name}: started"
+            )
             result = {"seconds": 0.0, "inputs": inputs, **work()}
             result["seconds"] = clock.seconds()
             write_atomic(marker, json.dumps(result, indent=1))
@@ -145,8 +148,11 @@ class RunFolder:
 
     def stage_seconds(self) -> float:
         """Time of the finished stages, summed (across resumed invocations)."""
-        return sum(json.loads(m.read_text()).get("seconds", 0) for m in self.stages.glob("*.json")
-                   if not m.name.endswith(".partial.json"))
+        return sum(
+            json.loads(m.read_text()).get("seconds", 0)
+            for m in self.stages.glob("*.json")
+            if not m.name.endswith(".partial.json")
+        )
 
     def say(self, text: str) -> None:
         elapsed = time.perf_counter() - self.started
@@ -167,8 +173,10 @@ class RunFolder:
             top = relative.parts[0]
             if not file.is_file() or top in ("gguf", "measure-train") or file in leave_out:
                 continue
-            if top == "adapters" and (relative.name not in ("run.json", "adapter_config.json", "loss_curve.csv")
-                                      or "checkpoints" in relative.parts):
+            if top == "adapters" and (
+                relative.name not in ("run.json", "adapter_config.json", "loss_curve.csv")
+                or "checkpoints" in relative.parts
+            ):
                 continue
             kept.append(relative)
         path.parent.mkdir(parents=True, exist_ok=True)

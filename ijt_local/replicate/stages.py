@@ -62,8 +62,10 @@ class Options:
             raise UserError("give either --judge SPEC or --judge-url URL, not both")
         rows = BUDGETS[self.budget].batch_size
         if rows % self.train_processes:
-            raise UserError(f"budget {self.budget} trains {rows} rows a step, which {self.train_processes} "
-                            f"processes cannot share evenly")
+            raise UserError(
+                f"budget {self.budget} trains {rows} rows a step, which {self.train_processes} "
+                f"processes cannot share evenly"
+            )
         if not (Path(self.data_root) / "lima").is_dir():
             raise UserError(f"{self.data_root}: no lima/ folder (pass --data-root)")
 
@@ -80,9 +82,14 @@ class Replication:
         self.options = options
         self.budget = BUDGETS[options.budget]
         self.data_root = Path(options.data_root).resolve()
-        identity = {"base": options.base, "budget": options.budget, "training": self.budget.training(),
-                    "data": data_fingerprint(self.data_root, {"lima", "val", "ifeval", "alpaca_eval",
-                                                              *self.budget.single_tasks})}
+        identity = {
+            "base": options.base,
+            "budget": options.budget,
+            "training": self.budget.training(),
+            "data": data_fingerprint(
+                self.data_root, {"lima", "val", "ifeval", "alpaca_eval", *self.budget.single_tasks}
+            ),
+        }
         self.folder = RunFolder(Path(out or options.out), identity, self.data_root)
         self.out = self.folder.out
         self.lineup = Lineup(options.base, self.budget, options.seeds, self.out)
@@ -91,14 +98,29 @@ class Replication:
     def stage_inputs(self, name: str) -> dict:
         """The arguments a stage depends on beyond the run's identity; a change reruns the stage."""
         seeds = self.options.seeds
-        return {"data": {}, "train": {"seeds": seeds}, "convert": {"seeds": seeds},
-                "evaluate": {"seeds": seeds, "budget": self.budget.evaluation(),
-                             "alpaca_models": list(self.lineup.model_specs())},
-                "winrate": {"seeds": seeds, "judge": self.options.judge_name, "pairs": self.lineup.judged_pairs(),
-                            "prompts": self.budget.alpaca_prompts},
-                "winrate-reference": {"seeds": seeds, "judge": REFERENCE_JUDGE, "pairs": self.lineup.judged_pairs(),
-                                      "prompts": self.budget.alpaca_prompts,
-                                      "reference_answers": REFERENCE_ANSWERS}}[name]
+        return {
+            "data": {},
+            "train": {"seeds": seeds},
+            "convert": {"seeds": seeds},
+            "evaluate": {
+                "seeds": seeds,
+                "budget": self.budget.evaluation(),
+                "alpaca_models": list(self.lineup.model_specs()),
+            },
+            "winrate": {
+                "seeds": seeds,
+                "judge": self.options.judge_name,
+                "pairs": self.lineup.judged_pairs(),
+                "prompts": self.budget.alpaca_prompts,
+            },
+            "winrate-reference": {
+                "seeds": seeds,
+                "judge": REFERENCE_JUDGE,
+                "pairs": self.lineup.judged_pairs(),
+                "prompts": self.budget.alpaca_prompts,
+                "reference_answers": REFERENCE_ANSWERS,
+            },
+        }[name]
 
     def stage(self, name: str, work) -> dict:
         return self.folder.stage(name, self.stage_inputs(name), work)
@@ -109,8 +131,11 @@ class Replication:
         self.stage("convert", self.convert)
         evaluation = self.stage("evaluate", self.evaluate)
         judged = self.stage("winrate", self.winrate) if self.options.judge_name else None
-        reference_judged = (self.stage("winrate-reference", self.winrate_reference)
-                            if self.options.judge_name and self.reference_answers_path().is_file() else None)
+        reference_judged = (
+            self.stage("winrate-reference", self.winrate_reference)
+            if self.options.judge_name and self.reference_answers_path().is_file()
+            else None
+        )
         write_report(self, evaluation, training, judged, reference_judged)
         self.say(f"total stage time {self.folder.stage_seconds() / 60:.1f} min")
         self.say(f"done: {self.out / 'results.md'}")
@@ -128,11 +153,17 @@ class Replication:
         data_dir = self.out / "data"
         pool_dir = data_dir / "pool"
         for variant in ("instruction", "response"):
-            prepare("lima", pool_dir / f"lima-{variant}.jsonl", from_path=self.data_root / "lima", limit=LIMA_ROWS,
-                    variant=variant)
+            prepare(
+                "lima",
+                pool_dir / f"lima-{variant}.jsonl",
+                from_path=self.data_root / "lima",
+                limit=LIMA_ROWS,
+                variant=variant,
+            )
         for task in b.single_tasks:
-            prepare(task, pool_dir / f"{task}.jsonl", from_path=self.data_root / task,
-                    limit=POOL_FACTOR * b.train_examples)
+            prepare(
+                task, pool_dir / f"{task}.jsonl", from_path=self.data_root / task, limit=POOL_FACTOR * b.train_examples
+            )
         length = self.conversation_length()
         fits = lambda row: length(row) <= b.max_seq_len  # noqa: E731
         selection = {}
@@ -143,8 +174,12 @@ class Replication:
         response_rows = [row for row in read_jsonl(pool_dir / "lima-response.jsonl") if row["id"] in chosen_ids]
         write_jsonl_rows(data_dir / "lima-response.jsonl", response_rows)
         last_used = max(i for i, row in enumerate(lima_rows) if row["id"] in chosen_ids)
-        selection["lima"] = {"kept": len(chosen), "read": last_used + 1,
-                             "tokens": sum(map(length, chosen)), "response_tokens": sum(map(length, response_rows))}
+        selection["lima"] = {
+            "kept": len(chosen),
+            "read": last_used + 1,
+            "tokens": sum(map(length, chosen)),
+            "response_tokens": sum(map(length, response_rows)),
+        }
         for task in b.single_tasks:
             rows = read_jsonl(pool_dir / f"{task}.jsonl")
             kept = select_fitting(rows, fits, b.train_examples, task)
@@ -152,15 +187,21 @@ class Replication:
             selection[task] = {"kept": len(kept), "read": rows.index(kept[-1]) + 1, "tokens": sum(map(length, kept))}
         # held-out LIMA pairs for ranking: rows after the last one training used, then (when LIMA ran out)
         # the earlier ones too long to train on
-        unused = lima_rows[last_used + 1:] + [row for row in lima_rows[:last_used] if row["id"] not in chosen_ids]
+        unused = lima_rows[last_used + 1 :] + [row for row in lima_rows[:last_used] if row["id"] not in chosen_ids]
         held_out = unused[: b.ranking_pairs]
         for name, chosen in selection.items():
             if chosen["kept"] < b.train_examples:
-                self.say(f"data: {name} has {chosen['kept']} rows that fit {b.max_seq_len} tokens, "
-                         f"not the {b.train_examples} the budget asks for; training on those")
+                self.say(
+                    f"data: {name} has {chosen['kept']} rows that fit {b.max_seq_len} tokens, "
+                    f"not the {b.train_examples} the budget asks for; training on those"
+                )
         write_jsonl_rows(data_dir / "ranking-heldout.jsonl", held_out)
-        return {"sets": {k: str(v) for k, v in self.lineup.training_sets().items()}, "selection": selection,
-                "max_seq_len": b.max_seq_len, "ranking_pairs": len(held_out)}
+        return {
+            "sets": {k: str(v) for k, v in self.lineup.training_sets().items()},
+            "selection": selection,
+            "max_seq_len": b.max_seq_len,
+            "ranking_pairs": len(held_out),
+        }
 
     def conversation_length(self):
         """row -> the number of tokens of its conversation as `ijt-local train` builds it."""
@@ -176,19 +217,39 @@ class Replication:
     def train_args(self, data: Path, out: Path, seed: int, **overrides) -> list[str]:
         """`ijt-local train` options for one adapter of this budget."""
         b = self.budget
-        options = {"base": self.options.base, "data": data, "out": out, "epochs": b.epochs,
-                   "max-steps": b.max_steps, "max-seq-len": b.max_seq_len, "batch-size": b.batch_size,
-                   "grad-accum": b.grad_accum, "seed": seed, "device": "auto",
-                   **({"lr": b.lr} if b.lr is not None else {}), **overrides}
+        options = {
+            "base": self.options.base,
+            "data": data,
+            "out": out,
+            "epochs": b.epochs,
+            "max-steps": b.max_steps,
+            "max-seq-len": b.max_seq_len,
+            "batch-size": b.batch_size,
+            "grad-accum": b.grad_accum,
+            "seed": seed,
+            "device": "auto",
+            **({"lr": b.lr} if b.lr is not None else {}),
+            **overrides,
+        }
         return [part for key, value in options.items() for part in (f"--{key}", str(value))]
 
     def run_train(self, args: list[str], processes: int | None = None) -> None:
         """`ijt-local train` in a subprocess (it frees the memory training takes), or in N processes
         (default --train-processes) under torchrun. Its own error is on stderr above the line raised here."""
         processes = processes or self.options.train_processes
-        command = [sys.executable, "-m", "ijt_local", "train"] if processes == 1 else [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "ijt_local.train"]
+        command = (
+            [sys.executable, "-m", "ijt_local", "train"]
+            if processes == 1
+            else [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc_per_node={processes}",
+                "-m",
+                "ijt_local.train",
+            ]
+        )
         # stdout carries only train's summary; --dry-run's stdout is the plan
         result = subprocess.run(command + args, stdout=subprocess.DEVNULL)
         if result.returncode != 0:
@@ -248,27 +309,47 @@ class Replication:
         specs = self.lineup.model_specs()
         pairs = [f"{k}={v}" for k, v in specs.items()]
         self.say(f"compare: {len(specs)} models on held-out val instructions")
-        compared = run_compare(pairs, self.data_root / "val" / "val.jsonl", self.out / "compare",
-                               max_tokens=b.max_tokens, limit=b.eval_prompts)
+        compared = run_compare(
+            pairs,
+            self.data_root / "val" / "val.jsonl",
+            self.out / "compare",
+            max_tokens=b.max_tokens,
+            limit=b.eval_prompts,
+        )
         ifeval, ranking = {}, {}
         for name, spec in specs.items():
             self.say(f"ifeval + ranking: {name}")
-            ifeval[name] = run_ifeval(spec, self.out / "ifeval" / name, data=self.data_root / "ifeval" /
-                                      "input_data.jsonl", limit=b.ifeval_prompts,
-                                      max_tokens=b.max_tokens)["accuracy"]
-            ranking[name] = run_ranking(spec, self.out / "data" / "ranking-heldout.jsonl",
-                                        out=self.out / "ranking" / f"{name}.jsonl",
-                                        max_response_tokens=b.max_tokens)
+            ifeval[name] = run_ifeval(
+                spec,
+                self.out / "ifeval" / name,
+                data=self.data_root / "ifeval" / "input_data.jsonl",
+                limit=b.ifeval_prompts,
+                max_tokens=b.max_tokens,
+            )["accuracy"]
+            ranking[name] = run_ranking(
+                spec,
+                self.out / "data" / "ranking-heldout.jsonl",
+                out=self.out / "ranking" / f"{name}.jsonl",
+                max_response_tokens=b.max_tokens,
+            )
         alpaca, style_probe = self.alpaca_prompt_sets()
         self.say(f"compare: {len(specs)} models on {b.alpaca_prompts} AlpacaEval instructions")
         on_alpaca = run_compare(pairs, alpaca, self.out / "compare-alpaca", max_tokens=b.max_tokens)
         if b.style_per_domain:
             styled = {name: specs[name] for name in self.lineup.style_models()}
             self.say(f"compare: {len(styled)} models on {style_probe.name} (style adherence)")
-            run_compare([f"{k}={v}" for k, v in styled.items()], style_probe, self.out / "compare-style",
-                        max_tokens=b.max_tokens)
-        return {"compare": compared["models"], "ifeval": ifeval, "ranking": ranking,
-                "compare_alpaca": on_alpaca["models"]}
+            run_compare(
+                [f"{k}={v}" for k, v in styled.items()],
+                style_probe,
+                self.out / "compare-style",
+                max_tokens=b.max_tokens,
+            )
+        return {
+            "compare": compared["models"],
+            "ifeval": ifeval,
+            "ranking": ranking,
+            "compare_alpaca": on_alpaca["models"],
+        }
 
     def alpaca_prompt_sets(self) -> tuple[Path, Path]:
         """Two disjoint sets of AlpacaEval instructions, drawn with a fixed seed: a uniform sample for
@@ -283,12 +364,14 @@ class Replication:
         sample = order[: self.budget.alpaca_prompts]
         probe = []
         for domain in DOMAINS:
-            probe += [i for i in order[self.budget.alpaca_prompts:]
-                      if instruction_domain(rows[i]["instruction"]) == domain][: self.budget.style_per_domain]
+            probe += [
+                i for i in order[self.budget.alpaca_prompts :] if instruction_domain(rows[i]["instruction"]) == domain
+            ][: self.budget.style_per_domain]
         paths = self.out / "data" / "alpaca-sample.jsonl", self.out / "data" / "style-probe.jsonl"
         for path, indices in zip(paths, (sample, probe)):
-            write_jsonl_rows(path, [{"instruction": rows[i]["instruction"], "dataset": rows[i]["dataset"]}
-                                    for i in sorted(indices)])
+            write_jsonl_rows(
+                path, [{"instruction": rows[i]["instruction"], "dataset": rows[i]["dataset"]} for i in sorted(indices)]
+            )
         return paths
 
     # ---- winrate ---------------------------------------------------------------------------------
@@ -305,13 +388,18 @@ class Replication:
         pairs = self.lineup.judged_pairs()
         results: dict[str, dict] = {ref: {} for ref in pairs}
         for ablation_pass in (False, True):
-            chosen = {ref: [name for name in names if (name in ABLATIONS) == ablation_pass]
-                      for ref, names in pairs.items()}
+            chosen = {
+                ref: [name for name in names if (name in ABLATIONS) == ablation_pass] for ref, names in pairs.items()
+            }
             models = sorted({name for names in chosen.values() for name in names})
-            self.say(f"winrate: {len(models)} models against {', '.join(chosen)} on {self.budget.alpaca_prompts} "
-                     f"AlpacaEval instructions ({sum(map(len, chosen.values()))} pairs), judge {judge.model}")
-            generations = {name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
-                           for name in [*models, *chosen]}
+            self.say(
+                f"winrate: {len(models)} models against {', '.join(chosen)} on {self.budget.alpaca_prompts} "
+                f"AlpacaEval instructions ({sum(map(len, chosen.values()))} pairs), judge {judge.model}"
+            )
+            generations = {
+                name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+                for name in [*models, *chosen]
+            }
             for ref, summaries in judge_against_references(judge, chosen, generations, self.out / "winrate").items():
                 results[ref].update(summaries)
         return {"judge": judge.model, "winrate": results}
@@ -327,10 +415,14 @@ class Replication:
         judge = make_judge(None, None, None, reference_answers=self.reference_answers_path())
         pairs = self.lineup.judged_pairs()
         models = sorted({name for names in pairs.values() for name in names})
-        self.say(f"winrate-reference: {len(models)} models against {', '.join(pairs)} on "
-                 f"{self.budget.alpaca_prompts} AlpacaEval instructions, judge {judge.model}")
-        generations = {name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
-                       for name in [*models, *pairs]}
+        self.say(
+            f"winrate-reference: {len(models)} models against {', '.join(pairs)} on "
+            f"{self.budget.alpaca_prompts} AlpacaEval instructions, judge {judge.model}"
+        )
+        generations = {
+            name: read_jsonl(self.out / "compare-alpaca" / "generations" / f"{name}.jsonl")
+            for name in [*models, *pairs]
+        }
         results = judge_against_references(judge, pairs, generations, self.out / "winrate-reference")
         return {"judge": judge.model, "reference_answers": REFERENCE_ANSWERS, "winrate": results}
 

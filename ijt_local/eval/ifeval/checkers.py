@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import json
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import langdetect
 
@@ -117,9 +117,7 @@ def constrained_response(value):
 
 def number_highlighted_sections(value, *, num_highlights):
     count = sum(1 for h in re.findall(r"\*[^\n\*]*\*", value) if h.strip("*").strip())
-    count += sum(
-        1 for h in re.findall(r"\*\*[^\n\*]*\*\*", value) if h.removeprefix("**").removesuffix("**").strip()
-    )
+    count += sum(1 for h in re.findall(r"\*\*[^\n\*]*\*\*", value) if h.removeprefix("**").removesuffix("**").strip())
     return count >= num_highlights
 
 

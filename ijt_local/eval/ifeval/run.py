@@ -68,8 +68,13 @@ def score_response(row: dict, response: str) -> dict:
         loose = [check_instruction_loose(i, response, k) for i, k in zip(ids, kwargs)]
     except (TypeError, ValueError) as exc:
         raise UserError(f"IFEval prompt {row['key']}: bad kwargs ({exc})") from None
-    return {"key": row["key"], "instruction_id_list": ids, "strict": strict, "loose": loose,
-            "echo": is_echo(row["prompt"], response)}
+    return {
+        "key": row["key"],
+        "instruction_id_list": ids,
+        "strict": strict,
+        "loose": loose,
+        "echo": is_echo(row["prompt"], response),
+    }
 
 
 def accuracy(scored: list[dict]) -> dict:
@@ -99,21 +104,39 @@ def per_instruction_type(scored: list[dict]) -> dict:
     return {k: {"followed_loose": v[0], "total": v[1]} for k, v in sorted(counts.items())}
 
 
-def run_ifeval(spec_text: str, out_dir: str | Path, data: str | Path | None = None, limit: int | None = None,
-               max_tokens: int = 512, seed: int = 0, threads: int | None = None, log=None,
-               parallel: int | None = None) -> dict:
+def run_ifeval(
+    spec_text: str,
+    out_dir: str | Path,
+    data: str | Path | None = None,
+    limit: int | None = None,
+    max_tokens: int = 512,
+    seed: int = 0,
+    threads: int | None = None,
+    log=None,
+    parallel: int | None = None,
+) -> dict:
     spec = parse_spec(spec_text)
     path = Path(data) if data else default_data_path()
     rows = load_ifeval(path, limit)
     check_spec(spec)
     out_dir = Path(out_dir)
     prompts = [EvalPrompt(str(r["key"]), r["prompt"], [{"role": "user", "content": r["prompt"]}]) for r in rows]
-    generations = generate_cached(spec, prompts, out_dir / "generations.jsonl", max_tokens=max_tokens,
-                                  seed=seed, stop_at_role_tags=True, label="ifeval",
-                                  open_session=lambda s: open_spec(s, threads=threads), log=log,
-                                  parallel=parallel)
-    scored = [score_response(row, gen["output"]) | {"finish_reason": gen["finish_reason"]}
-              for row, gen in zip(rows, generations)]
+    generations = generate_cached(
+        spec,
+        prompts,
+        out_dir / "generations.jsonl",
+        max_tokens=max_tokens,
+        seed=seed,
+        stop_at_role_tags=True,
+        label="ifeval",
+        open_session=lambda s: open_spec(s, threads=threads),
+        log=log,
+        parallel=parallel,
+    )
+    scored = [
+        score_response(row, gen["output"]) | {"finish_reason": gen["finish_reason"]}
+        for row, gen in zip(rows, generations)
+    ]
     result = {
         "model": spec.describe(),
         "data": str(path),
