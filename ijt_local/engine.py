@@ -121,7 +121,7 @@ class Engine:
         diversity rule is seeded with the text. `prompt_logprobs`: also the base model's logprobs of the
         prompt's tokens (top-k), on the first event."""
         session = self.session
-        prompt = session.tokenize(text, add_bos=session._adds_bos())
+        prompt = session.tokenize(text, add_bos=session.adds_bos())
         if not prompt:
             raise UserError("the prompt is empty")
         return self._queue(

@@ -240,12 +240,12 @@ class Session:
 
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
         text = self.template.render(messages, eos=self.eos_text())
-        return self.tokenize(text, add_bos=self._adds_bos())
+        return self.tokenize(text, add_bos=self.adds_bos())
 
     def eos_text(self) -> str:
         return self.token_bytes(self.eos_id, special=True).decode("utf-8", errors="replace")
 
-    def _adds_bos(self) -> bool:
+    def adds_bos(self) -> bool:
         import llama_cpp
 
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))

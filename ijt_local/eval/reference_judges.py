@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UserError
-from .winrate_stats import _logit
+from .winrate_stats import logit
 
 FEATURES = ("similarity", "length", "judge")
 
@@ -75,7 +75,7 @@ def length_feature(first: str, second: str) -> float:
 def llm_feature(p_first_ab: float, p_first_ba: float) -> float:
     """The LLM judge's position-free log-odds that A beats B, from P(first wins) with A first and with B
     first: the mean of the two orders' log-odds for A (winrate_stats.position_free_preference)."""
-    return (_logit(p_first_ab) + _logit(1.0 - p_first_ba)) / 2
+    return (logit(p_first_ab) + logit(1.0 - p_first_ba)) / 2
 
 
 def _sigmoid(z: float) -> float:

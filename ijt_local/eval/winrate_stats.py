@@ -26,7 +26,8 @@ RIDGE = 1e-4
 CLIP = 1e-6  # probabilities of exactly 0 or 1 (parsed replies) become log-odds of about +-13.8
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """log(p / (1 - p)), with p clipped away from 0 and 1."""
     p = min(max(p, CLIP), 1.0 - CLIP)
     return math.log(p / (1.0 - p))
 
@@ -39,7 +40,7 @@ def position_free_preference(output_first: float, reference_first: float) -> tup
     d = their mean and b = half their difference. Averaging the two probabilities instead has the same
     sign as d but shrinks it toward 0.5 as |b| grows: a judge that nearly always picks one position gives
     order-averaged win rates within a few points of 50 % whatever it thinks of the replies."""
-    first, second = _logit(output_first), _logit(reference_first)
+    first, second = logit(output_first), logit(reference_first)
     difference = (first + second) / 2
     return 1.0 / (1.0 + math.exp(-difference)), (first - second) / 2
 
