@@ -253,22 +253,20 @@ class Session:
     # ---- decoding --------------------------------------------------------------------------------
 
     def _decode(self, tokens: list[int], n_past: int, all_logits: bool = False, logits_from: int = 0) -> None:
-        """Decode `tokens` at positions n_past...; logits for the last token, or with `all_logits` for every
-        token at position `logits_from` or later (a scored response needs none for its prompt, and on a
-        262k vocabulary the output layer costs more per position than the rest of a small model)."""
-        import llama_cpp
-
-        self.follow_load()
-        batch = self.llama._batch
+        """Decode `tokens` at positions n_past... in calls of at most n_batch; logits for each call's last
+        token, or with `all_logits` for every token at position `logits_from` or later (a scored response
+        needs none for its prompt, and on a 262k vocabulary the output layer costs more per position than
+        the rest of a small model)."""
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
-            batch.set_batch(chunk, n_past=n_past + start, logits_all=all_logits)
-            if all_logits and logits_from > n_past + start:
-                for i in range(min(logits_from - n_past - start, len(chunk))):
-                    batch.batch.logits[i] = False
-            rc = llama_cpp.llama_decode(self._ctx, batch.batch)
-            if rc != 0:
-                raise UserError(f"llama.cpp decode failed (code {rc}; context {self.n_ctx} tokens)")
+            first = n_past + start
+            last = len(chunk) - 1
+            self._decode_rows(
+                [
+                    (token, first + i, 0, first + i >= logits_from if all_logits else i == last)
+                    for i, token in enumerate(chunk)
+                ]
+            )
 
     def _decode_rows(self, rows: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (token, position, seq_id, wants_logits) rows."""
