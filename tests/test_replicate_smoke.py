@@ -47,6 +47,11 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         assert results["table"][name]["winrate_se"]["mean"] >= 0.0, name
         assert 0.0 <= results["table"][name]["winrate_order_consistent"]["mean"] <= 1.0, name
     assert "winrate" not in results["table"]["instruct"]
+    # the reference-guided judge (GPT-4's answers in shared data) gets its own table beside the LLM judge's
+    reference = results["reference_judge"]
+    assert reference["reference_answers"].endswith("gpt4.jsonl")
+    for name in ("base", "response", "poetry", "rules"):
+        assert 0.0 <= reference["table"][name]["winrate"]["mean"] <= 1.0, name
     assert results["judge"]["references"] == ["instruct-s0"] and results["seeds"] == [0]
     follows = results["judge"]["follows"]  # what the judge's preferences follow, over the judged pairs
     assert 0 <= follows["pairs"] <= 7 * 4
@@ -79,7 +84,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert "Style adherence on AlpacaEval instructions" in markdown and "| poetry |" in markdown
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("done earlier, skipped") == 5
+    assert again.stderr.count("done earlier, skipped") == 6  # data train convert evaluate winrate winrate-reference
 
     # --archive packs what the report needs, without weights or GGUFs; unpacked elsewhere, the same
     # command skips every stage and writes the same table
@@ -102,7 +107,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         timeout=600,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    assert rebuilt.stderr.count("done earlier, skipped") == 5
+    assert rebuilt.stderr.count("done earlier, skipped") == 6
     assert json.loads((restored / "results.json").read_text())["table"] == results["table"]
 
     # --dry-run plans the same budget from the same data: its rows, steps and tokens are what training did
