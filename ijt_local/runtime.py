@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ class Session:
         for path, scale in adapters:
             self._load_adapter(Path(path), float(scale))
         self.apply_adapters(self._ctx)
-        self._piece_buffer = ctypes.create_string_buffer(64)
+        # One piece buffer per thread: serve's engine thread decodes reply tokens while its request thread
+        # writes logprobs tokens, and ctypes lets both into llama_token_to_piece at once.
+        self._piece_buffers = threading.local()
         self._kv_tokens: list[int] = []  # what the KV cache holds, for prefix reuse across turns
         self._kv_prefilled = 0  # how many of them prompt calls wrote (the rest: decode steps)
         self._rows_batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
@@ -191,12 +194,15 @@ class Session:
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         import llama_cpp
 
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buffer, 64, 0, special)
+        buffer = getattr(self._piece_buffers, "buffer", None)
+        if buffer is None:
+            buffer = self._piece_buffers.buffer = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
         if n < 0:  # longer than the buffer: ask again with the size llama.cpp reported
-            buffer = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -n, 0, special)
-            return buffer.raw[:n]
-        return self._piece_buffer.raw[:n]
+            long_buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, long_buffer, -n, 0, special)
+            return long_buffer.raw[:n]
+        return buffer.raw[:n]
 
     def is_end(self, token: int) -> bool:
         import llama_cpp

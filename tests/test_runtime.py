@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,22 @@ def test_next_token_logprobs_keep_a_shared_prefix_and_match_a_fresh_prefill(smol
     reused = session.next_token_logprobs(second)  # keeps the cells of `head` + "The better one is ("
     assert np.allclose(np.exp(reused), np.exp(fresh), atol=1e-4)
     assert reused.argmax() == fresh.argmax()
+
+
+def test_token_pieces_are_right_when_two_threads_ask_at_once(gemma_session):
+    """serve's engine thread decodes reply tokens while its request thread writes logprobs tokens; a piece
+    buffer shared between them gave one thread the other's bytes (a reply read "< cover>" for "<script>")."""
+    ids = list(range(1000, 3000))
+    expected = {token: gemma_session.token_bytes(token) for token in ids}
+    wrong = []
+
+    def read(order):
+        for _ in range(5):
+            wrong.extend(token for token in order if gemma_session.token_bytes(token) != expected[token])
+
+    threads = [threading.Thread(target=read, args=(order,)) for order in (ids, ids[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
