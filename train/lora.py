@@ -159,6 +159,7 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     from .data import tokenize_file
     from .device import pick_device, pick_dtype
     from .distributed import ddp_backend, launched_processes, per_process_batch
+    from .dropout import use_lane_dropout
     from .trainer import LabelledLossTrainer
 
     transformers.logging.set_verbosity_error()
@@ -206,6 +207,7 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     except ValueError as exc:
         raise UserError(f"--target-modules: {exc}") from None
     model.config.use_cache = False
+    lane_dropouts = use_lane_dropout(model)
     autocast_dtype = None if dtype == torch.float32 else dtype
     if autocast_dtype is not None:
         # The LoRA weights stay float32 (for the optimizer) but see half-precision inputs: by default peft
@@ -319,6 +321,7 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
             "rank": config.rank,
             "alpha": config.alpha,
             "dropout": config.dropout,
+            "dropout_masks": "16-bit lanes (train/dropout.py)" if lane_dropouts else None,
             "target_modules": list(config.target_modules),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         },

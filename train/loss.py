@@ -14,11 +14,12 @@ import torch
 IGNORE = -100
 
 
-def default_chunk(vocab_size: int, budget_bytes: int = 256 * 2**20) -> int:
+def default_chunk(vocab_size: int, budget_bytes: int = 128 * 2**20) -> int:
     """Rows per chunk so that one chunk's float32 logits stay within `budget_bytes`. Every chunk streams
     the whole head weight through memory twice (forward, and the gradient for the hidden states), so
-    fewer, larger chunks run faster; 256 MB (256 rows at gemma's 262k vocabulary) keeps 4 x 256 tokens at
-    4 chunks while the peak stays well under full logits."""
+    chunks should not be small; but the compiled softmax keeps a few float32 buffers of a chunk's size, and
+    measured on gemma-3-270m (4 x 256 tokens, 2 cores) 128 rows ran a step faster than 256 (5.3 against
+    5.5 s; 64 rows 5.9 s) with 0.8 GB less peak RSS."""
     return max(16, budget_bytes // (4 * vocab_size))
 
 
