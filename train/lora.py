@@ -49,7 +49,6 @@ class TrainConfig:
     max_steps: int = -1  # overrides epochs when > 0
     warmup_ratio: float = 0.03
     loss_chunk: int | None = None
-    compile_head: bool | None = None  # None: compile where it pays (see compiles_head)
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -126,15 +125,6 @@ def save_adapter(model, out: Path) -> None:
     for name in os.listdir(tmp):
         os.replace(tmp / name, out / name)
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def compiles_head(config: TrainConfig, device: str, vocab_size: int) -> bool:
-    """Whether the loss's per-chunk softmax runs through torch.compile. Compiling takes ~30 s once and
-    saves a few passes over every chunk's logits, so it pays with a large vocabulary on the CPU (measured
-    on gemma-3-270m: see scripts/bench_train.py); tiny test models stay eager."""
-    if config.compile_head is not None:
-        return config.compile_head
-    return device == "cpu" and vocab_size >= 32_768
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -217,7 +207,6 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
             if hasattr(module, "cast_input_dtype_enabled"):
                 module.cast_input_dtype_enabled = False
 
-    compiled_head = compiles_head(config, device, base_info["vocab_size"])
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(out)),
         per_device_train_batch_size=batch_per_process,
@@ -257,7 +246,6 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         processing_class=tokenizer,
         loss_chunk=config.loss_chunk,
         autocast_dtype=autocast_dtype,
-        compiled_head=compiled_head,
     )
     title = f"{Path(config.data).name} on {base_info.get('architecture')} ({config.base})"
     trainer.remove_callback(ProgressCallback)
@@ -309,7 +297,6 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "extra"},
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
-        "compiled_head": compiled_head,
         "processes": {
             "world_size": processes.world_size,
             "backend": backend,

@@ -17,40 +17,15 @@ IGNORE = -100
 def default_chunk(vocab_size: int, budget_bytes: int = 128 * 2**20) -> int:
     """Rows per chunk so that one chunk's float32 logits stay within `budget_bytes`. Every chunk streams
     the whole head weight through memory twice (forward, and the gradient for the hidden states), so
-    chunks should not be small; but the compiled softmax keeps a few float32 buffers of a chunk's size, and
-    measured on gemma-3-270m (4 x 256 tokens, 2 cores) 128 rows ran a step faster than 256 (5.3 against
-    5.5 s; 64 rows 5.9 s) with 0.8 GB less peak RSS."""
+    chunks should not be small. On gemma-3-270m (4 x 256 tokens, 2 cores, separate processes) 128 rows
+    and 256 rows ran at the same speed within noise (150-176 against 168-169 tokens/s), and 128 rows
+    peaked 0.25 GB lower."""
     return max(16, budget_bytes // (4 * vocab_size))
 
 
 def _softmax_loss_and_grad(logits, targets, softcap: float):
-    """One chunk's (sum of -log softmax at the targets, gradient of that sum with respect to `logits`),
-    written for torch.compile: it fuses the float32 upcast, softcap, logsumexp and softmax - onehot into
-    two passes over the chunk's logits instead of a dozen eager ones."""
-    x = logits.float()
-    if softcap:
-        capped = torch.tanh(x / softcap)
-        x = capped * softcap
-    lse = torch.logsumexp(x, dim=-1)
-    picked = x.gather(1, targets[:, None]).squeeze(1)
-    grad = torch.exp(x - lse[:, None]) - torch.nn.functional.one_hot(targets, x.shape[1]).to(x.dtype)
-    if softcap:
-        grad = grad * (1.0 - capped * capped)
-    return (lse - picked).sum(), grad.to(logits.dtype)
-
-
-_compiled_softmax_loss_and_grad = None
-
-
-def compiled_softmax_loss_and_grad():
-    global _compiled_softmax_loss_and_grad
-    if _compiled_softmax_loss_and_grad is None:
-        _compiled_softmax_loss_and_grad = torch.compile(_softmax_loss_and_grad, dynamic=True)
-    return _compiled_softmax_loss_and_grad
-
-
-def _eager_softmax_loss_and_grad(logits, targets, softcap: float):
-    """The same as _softmax_loss_and_grad, in place on one float32 buffer (eager memory stays one chunk)."""
+    """One chunk's (sum of -log softmax at the targets, gradient of that sum with respect to `logits`), in
+    place on one float32 buffer so memory stays one chunk."""
     logits = logits.float()
     if softcap:
         capped = torch.tanh(logits / softcap)
@@ -67,16 +42,15 @@ def _eager_softmax_loss_and_grad(logits, targets, softcap: float):
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, softcap, chunk, compiled):
+    def forward(ctx, hidden, weight, targets, softcap, chunk):
         need_hidden_grad = ctx.needs_input_grad[0]
         need_weight_grad = ctx.needs_input_grad[1]
-        loss_and_grad = compiled_softmax_loss_and_grad() if compiled else _eager_softmax_loss_and_grad
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need_hidden_grad else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight_grad else None
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start : start + chunk]
-            loss, grad = loss_and_grad(h @ weight.T, targets[start : start + chunk], softcap)
+            loss, grad = _softmax_loss_and_grad(h @ weight.T, targets[start : start + chunk], softcap)
             total += loss
             if need_hidden_grad or need_weight_grad:
                 grad = grad.to(weight.dtype)
@@ -95,7 +69,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_output.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None
 
 
 def linear_cross_entropy_sum(
@@ -104,14 +78,12 @@ def linear_cross_entropy_sum(
     targets: torch.Tensor,
     softcap: float | None = None,
     chunk: int | None = None,
-    compiled: bool = False,
 ) -> torch.Tensor:
-    """Sum over rows of -log softmax(hidden @ weight.T)[target]; hidden (N, H), weight (V, H), targets (N,).
-    `compiled` runs each chunk's softmax and its gradient through torch.compile (same numbers)."""
+    """Sum over rows of -log softmax(hidden @ weight.T)[target]; hidden (N, H), weight (V, H), targets (N,)."""
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     chunk = chunk or default_chunk(weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap or 0.0, chunk, compiled)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap or 0.0, chunk)
 
 
 def labelled_positions(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

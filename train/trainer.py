@@ -24,9 +24,7 @@ def causal_lm_of(model):
 NO_LOGITS = torch.empty(0, dtype=torch.long)
 
 
-def labelled_loss_sum(
-    model, batch: dict, chunk: int | None = None, compiled_head: bool = False
-) -> tuple[torch.Tensor, int]:
+def labelled_loss_sum(model, batch: dict, chunk: int | None = None) -> tuple[torch.Tensor, int]:
     """(sum of response-token losses, number of response tokens) for a padded batch.
 
     The decoder runs through the model's own forward (under DDP that forward is what synchronises the
@@ -43,7 +41,7 @@ def labelled_loss_sum(
     hidden, targets = labelled_positions(outputs.hidden_states[-1], batch["labels"])
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     head = causal_lm.get_output_embeddings()
-    return linear_cross_entropy_sum(hidden, head.weight, targets, softcap, chunk, compiled_head), targets.numel()
+    return linear_cross_entropy_sum(hidden, head.weight, targets, softcap, chunk), targets.numel()
 
 
 class EpochSeededLengthSampler(LengthGroupedSampler):
@@ -71,12 +69,9 @@ class LabelledLossTrainer(Trainer):
     # Trainer must not divide it by the number of accumulation steps again.
     loss_is_scaled_for_ga = True
 
-    def __init__(
-        self, *args, loss_chunk: int | None = None, autocast_dtype=None, compiled_head: bool = False, **kwargs
-    ):
+    def __init__(self, *args, loss_chunk: int | None = None, autocast_dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_chunk = loss_chunk
-        self.compiled_head = compiled_head
         self.autocast_dtype = autocast_dtype
         # Makes Trainer count the labelled tokens of each accumulation window (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
@@ -94,7 +89,7 @@ class LabelledLossTrainer(Trainer):
         with torch.autocast(
             inputs["input_ids"].device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
-            total, count = labelled_loss_sum(model, inputs, self.loss_chunk, self.compiled_head)
+            total, count = labelled_loss_sum(model, inputs, self.loss_chunk)
         if num_items_in_batch is not None and model.training:
             denominator = num_items_in_batch
         else:
