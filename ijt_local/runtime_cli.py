@@ -20,7 +20,9 @@ def model_options(function):
             "-m",
             default="default",
             show_default=True,
-            help="A name (see `ijt-local models`), a GGUF path, or owner/repo:file.gguf.",
+            metavar="SPEC",
+            help="A name (see `ijt-local models`), a GGUF path or owner/repo:file.gguf, optionally with "
+            "`+adapter.gguf[@SCALE]` and `+poe[:RULES]`: a SPEC, as in `serve` (docs/chat-and-serve.md).",
         ),
         click.option(
             "--adapter",
@@ -123,15 +125,22 @@ def parse_adapter(text: str) -> tuple[str, float]:
 
 def open_session(opts: dict):
     """(session, rules or None, sampling, generator name) from the shared options."""
-    from .rules import load_rules
+    from .rules import load_rules, parse_rule_spec
     from .runtime import SamplingParams, Session
+    from .specs import parse_spec
 
+    spec = parse_spec(opts["model"])
+    rule_spec = opts["rule_spec"]
+    if spec.rules is not None:
+        if rule_spec is not None and parse_rule_spec(rule_spec) != parse_rule_spec(spec.rules):
+            raise UserError(f"--model {spec.text} and --rules {rule_spec} name different rules; give them once")
+        rule_spec = spec.rules
     rules = None
-    if opts["poe"] or opts["rule_spec"] or opts["rules_config"]:
-        rules = load_rules(opts["rule_spec"], opts["rules_config"], opts["paper_exact"])
-    adapters = [parse_adapter(a) for a in opts["adapters"]]
+    if opts["poe"] or spec.poe or rule_spec or opts["rules_config"]:
+        rules = load_rules(rule_spec, opts["rules_config"], opts["paper_exact"])
+    adapters = [*spec.adapters, *(parse_adapter(a) for a in opts["adapters"])]
     session = Session(
-        opts["model"],
+        spec.model,
         n_ctx=opts["n_ctx"],
         threads=opts["threads"],
         gpu_layers=opts["gpu_layers"],
@@ -139,7 +148,7 @@ def open_session(opts: dict):
         template=opts["template"],
     )
     sampling = SamplingParams(opts["temperature"], opts["top_p"], opts["top_k"], opts["seed"])
-    name = opts["model"] + "".join(f"+{Path(p).name}" for p, _ in adapters)
+    name = spec.model + "".join(f"+{Path(p).name}" for p, _ in adapters)
     if rules is not None:
         name += "+poe" + ("" if len(rules.enabled) == 4 else ":" + ",".join(sorted(rules.enabled)))
         unresolved = session.rule_expert(rules).unresolved

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from gemma_lora import make_gemma_lora
 
 from ijt_local.cli import cli
 
@@ -96,6 +97,22 @@ def test_generate_file_is_resumable(tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "already generated" in again.output
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_model_spec_is_the_same_as_the_options(tmp_path):
+    """`--model 'default+a.gguf@0.8+poe:eos,uniform'` runs what --adapter/--poe/--rules run, as serve's SPEC."""
+    adapter = tmp_path / "a.gguf"
+    make_gemma_lora(adapter, 1)
+    prompt = ("--prompt", "Give me two tips for sleeping well.", "--max-tokens", "24")
+    as_spec = run_cli("generate", "--model", f"default+{adapter}@0.8+poe:eos,uniform", *prompt)
+    as_options = run_cli("generate", "--adapter", f"{adapter}@0.8", "--poe", "--rules", "uniform,eos", *prompt)
+    without_adapter = run_cli("generate", "--model", "default+poe:eos,uniform", *prompt)
+    assert as_spec.returncode == 0 and as_options.returncode == 0, as_spec.stderr + as_options.stderr
+    assert as_spec.stdout.strip() and as_spec.stdout == as_options.stdout
+    assert as_spec.stdout != without_adapter.stdout  # the adapter in the spec was applied
+    clash = run_cli("generate", "--model", "default+poe:eos", "--rules", "uniform", *prompt)
+    assert clash.returncode != 0 and "name different rules" in clash.stderr
+    assert len(clash.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
