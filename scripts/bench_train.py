@@ -13,9 +13,11 @@ the ratio of the medians. Tokens/s counts real (non-padding) input tokens over t
 --warmup steps are not timed). Each worker also counts the matmul FLOPs of its last warm-up step (torch's
 FlopCounterMode); a short torch matmul benchmark at the model's shapes, before and after the rounds, gives
 the machine's bf16 and fp32 peak (the better of the two), so the line says what share of its peak each
-side reaches. The last line printed is one JSON object.
+side reaches. The last line printed is one JSON object. `--against torch-dropout` makes the baseline side
+ijt-local's own trainer with peft's nn.Dropout masks, an A/B of the lane dropout (train/dropout.py).
 
     python scripts/bench_train.py [--base default] [--seq 256] [--batch 4] [--rank 16] [--steps 3] [--rounds 3]
+        [--against naive|torch-dropout]
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def summarize(timer, warmup: int) -> dict:
     }
 
 
-def run_ours(opts, data: Path, out: Path) -> dict:
+def run_ours(opts, data: Path, out: Path, lane_dropout: bool = True) -> dict:
     from ijt_local.train.lora import TrainConfig, train_lora
 
     timer = step_timer(opts.warmup)
@@ -106,6 +108,7 @@ def run_ours(opts, data: Path, out: Path) -> dict:
         progress=False,
         dtype=opts.dtype,
         loss_chunk=opts.loss_chunk or None,
+        lane_dropout=lane_dropout,
     )
     manifest = train_lora(config, callbacks=[timer])
     return {
@@ -216,8 +219,13 @@ def worker(opts) -> None:
         result = matmul_peak(opts)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            run = run_ours if opts.worker == "ours" else run_baseline
-            result = run(opts, Path(opts.data), Path(tmp) / "out")
+            out = Path(tmp) / "out"
+            if opts.worker == "ours":
+                result = run_ours(opts, Path(opts.data), out)
+            elif opts.against == "torch-dropout":
+                result = run_ours(opts, Path(opts.data), out, lane_dropout=False)
+            else:
+                result = run_baseline(opts, Path(opts.data), out)
     print(json.dumps(result))
 
 
@@ -245,6 +253,8 @@ def spawn(opts, which: str, data: Path) -> dict:
         opts.dtype,
         "--loss-chunk",
         str(opts.loss_chunk),
+        "--against",
+        opts.against,
     ]
     # Both workers wait passively for OpenMP work, as `ijt-local train` does (see train/cli.py).
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
@@ -300,6 +310,13 @@ def main() -> None:
     parser.add_argument(
         "--loss-chunk", type=int, default=0, help="ijt-local's output-head chunk in rows (0: the trainer's default)"
     )
+    parser.add_argument(
+        "--against",
+        default="naive",
+        choices=["naive", "torch-dropout"],
+        help="the baseline side: the naive Trainer + peft loop, or ijt-local's trainer with peft's "
+        "nn.Dropout instead of the 16-bit lane masks (an A/B of train/dropout.py)",
+    )
     parser.add_argument("--worker", choices=["ours", "baseline", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -348,6 +365,7 @@ def main() -> None:
         "rounds": opts.rounds,
         "dtype_option": opts.dtype,
         "loss_chunk_option": opts.loss_chunk,
+        "against": opts.against,
         "examples": opts.examples,
         "tokens_per_second_ratio": round(ours["tokens_per_second_median"] / baseline["tokens_per_second_median"], 3),
         "tokens_per_second_ratio_rounds": [round(r, 3) for r in per_round],

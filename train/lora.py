@@ -49,6 +49,7 @@ class TrainConfig:
     max_steps: int = -1  # overrides epochs when > 0
     warmup_ratio: float = 0.03
     loss_chunk: int | None = None
+    lane_dropout: bool = True  # False: peft's nn.Dropout masks (scripts/bench_train.py --against torch-dropout)
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -197,7 +198,7 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     except ValueError as exc:
         raise UserError(f"--target-modules: {exc}") from None
     model.config.use_cache = False
-    lane_dropouts = use_lane_dropout(model)
+    lane_dropouts = use_lane_dropout(model) if config.lane_dropout else 0
     autocast_dtype = None if dtype == torch.float32 else dtype
     if autocast_dtype is not None:
         # The LoRA weights stay float32 (for the optimizer) but see half-precision inputs: by default peft
