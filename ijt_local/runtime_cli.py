@@ -123,10 +123,10 @@ def parse_adapter(text: str) -> tuple[str, float]:
         raise UserError(f"--adapter {text}: scale after '@' must be a number") from None
 
 
-def open_session(opts: dict):
-    """(session, rules or None, sampling, generator name) from the shared options."""
+def resolve_generator(opts: dict):
+    """(model spec, rules or None, adapters, generator name) from the shared options, without loading
+    the model: enough to name what a run would generate."""
     from .rules import load_rules, parse_rule_spec
-    from .runtime import SamplingParams, Session
     from .specs import parse_spec
 
     spec = parse_spec(opts["model"])
@@ -139,6 +139,17 @@ def open_session(opts: dict):
     if opts["poe"] or spec.poe or rule_spec or opts["rules_config"]:
         rules = load_rules(rule_spec, opts["rules_config"], opts["paper_exact"])
     adapters = [*spec.adapters, *(parse_adapter(a) for a in opts["adapters"])]
+    name = spec.model + "".join(f"+{Path(p).name}" for p, _ in adapters)
+    if rules is not None:
+        name += "+poe" + ("" if len(rules.enabled) == 4 else ":" + ",".join(sorted(rules.enabled)))
+    return spec, rules, adapters, name
+
+
+def open_session(opts: dict):
+    """(session, rules or None, sampling, generator name) from the shared options."""
+    from .runtime import SamplingParams, Session
+
+    spec, rules, adapters, name = resolve_generator(opts)
     session = Session(
         spec.model,
         n_ctx=opts["n_ctx"],
@@ -148,9 +159,7 @@ def open_session(opts: dict):
         template=opts["template"],
     )
     sampling = SamplingParams(opts["temperature"], opts["top_p"], opts["top_k"], opts["seed"])
-    name = spec.model + "".join(f"+{Path(p).name}" for p, _ in adapters)
     if rules is not None:
-        name += "+poe" + ("" if len(rules.enabled) == 4 else ":" + ",".join(sorted(rules.enabled)))
         unresolved = session.rule_expert(rules).unresolved
         if unresolved:
             click.echo(f"rules: no single token for {', '.join(map(repr, sorted(unresolved)))}", err=True)
@@ -244,7 +253,7 @@ def chat(independent, exact, **opts):
     "output_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="JSONL to append results to; rows already there are skipped (resume).",
+    help="JSONL to append results to; rows already there from the same model are skipped (resume).",
 )
 @parallel_option
 @exact_option
@@ -312,9 +321,15 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     from .conversation import answer_turns, turns_to_answer
     from .jsonl import JsonlAppender, read_completed_rows
 
-    done = collections.Counter(
-        _row_key(row.get("instruction"), row.get("turns")) for row in read_completed_rows(output_path)
-    )
+    *_, name = resolve_generator(opts)
+    existing = read_completed_rows(output_path)
+    others = sorted({row["generator"] for row in existing if row.get("generator", name) != name})
+    if others:
+        raise UserError(
+            f"{output_path} holds replies from {', '.join(others)}, not {name}; "
+            "give another --output (or delete the file) to generate with this model"
+        )
+    done = collections.Counter(_row_key(row.get("instruction"), row.get("turns")) for row in existing)
     todo = []
     for instruction, messages, turns in rows:
         if done[_row_key(instruction, turns)] > 0:

@@ -104,7 +104,7 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     out = tmp_path / "out.jsonl"
     # an interrupted parallel run: rows were appended as they finished, out of order
     finished = [
-        {"instruction": q, "output": "x", "generator": "earlier", "finish_reason": "stop", "n_tokens": 1}
+        {"instruction": q, "output": "(earlier)", "generator": "smollm2-135m-instruct", "finish_reason": "stop", "n_tokens": 1}
         for q in (questions[3], questions[1])
     ]
     out.write_text("".join(json.dumps(row) + "\n" for row in finished))
@@ -127,7 +127,7 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["instruction"] for row in rows] == questions
-    assert [row["generator"] == "earlier" for row in rows] == [False, True, False, True, False]
+    assert [row["output"] == "(earlier)" for row in rows] == [False, True, False, True, False]
 
 
 def test_running_sequences_stay_one_run_of_ids_as_replies_finish(smollm_session, monkeypatch):

@@ -69,7 +69,13 @@ def test_generate_file_is_resumable(tmp_path):
     # an interrupted earlier run: one finished row and a torn second line
     out.write_text(
         json.dumps(
-            {"instruction": "Name a color.", "output": "Red.", "generator": "x", "finish_reason": "stop", "n_tokens": 2}
+            {
+                "instruction": "Name a color.",
+                "output": "Red.",
+                "generator": "smollm2-135m-instruct",
+                "finish_reason": "stop",
+                "n_tokens": 2,
+            }
         )
         + "\n"
         + '{"instruction": "Na'
@@ -97,6 +103,15 @@ def test_generate_file_is_resumable(tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "already generated" in again.output
     assert len(out.read_text().splitlines()) == 3
+    # the same file with another model would mix two generators' replies: refused, file untouched
+    before = out.read_text()
+    other = CliRunner().invoke(cli, [*args, "--poe"])
+    assert other.exit_code != 0
+    assert other.output.strip().splitlines()[-1] == (
+        f"Error: {out} holds replies from smollm2-135m-instruct, not smollm2-135m-instruct+poe; "
+        "give another --output (or delete the file) to generate with this model"
+    )
+    assert out.read_text() == before
 
 
 def test_model_spec_is_the_same_as_the_options(tmp_path):
