@@ -29,7 +29,7 @@ def model_options(function):
             "adapters",
             multiple=True,
             metavar="A.gguf[@SCALE]",
-            help="GGUF LoRA adapter applied at run time (repeatable; scale defaults to 1).",
+            help="GGUF LoRA adapter, ADAPTER.gguf[@SCALE], applied at run time (repeatable; scale defaults to 1).",
         ),
         click.option(
             "--template",
@@ -115,12 +115,13 @@ parallel_option = click.option(
 )
 
 
-def parse_adapter(text: str) -> tuple[str, float]:
-    path, _, scale = text.rpartition("@") if "@" in text else (text, "", "1")
-    try:
-        return path, float(scale)
-    except ValueError:
-        raise UserError(f"--adapter {text}: scale after '@' must be a number") from None
+def adapter_option(text: str) -> tuple[str, float]:
+    from .specs import parse_adapter
+
+    adapter = parse_adapter(text)
+    if adapter is None:
+        raise UserError(f"--adapter {text}: expected a GGUF LoRA file, path/to/adapter.gguf[@scale]")
+    return adapter
 
 
 def resolve_generator(opts: dict):
@@ -138,7 +139,7 @@ def resolve_generator(opts: dict):
     rules = None
     if opts["poe"] or spec.poe or rule_spec or opts["rules_config"]:
         rules = load_rules(rule_spec, opts["rules_config"], opts["paper_exact"])
-    adapters = [*spec.adapters, *(parse_adapter(a) for a in opts["adapters"])]
+    adapters = [*spec.adapters, *(adapter_option(a) for a in opts["adapters"])]
     name = spec.model + "".join(f"+{Path(p).name}" for p, _ in adapters)
     if rules is not None:
         name += "+poe" + ("" if len(rules.enabled) == 4 else ":" + ",".join(sorted(rules.enabled)))

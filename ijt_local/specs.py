@@ -64,12 +64,20 @@ def parse_spec(text: str) -> ModelSpec:
         raise UserError(f"{text}: no model before `+`")
     adapters = []
     for part in adapter_parts:
-        found = _ADAPTER.match(part)
-        if not found:
+        adapter = parse_adapter(part)
+        if adapter is None:
             raise UserError(f"{text}: unknown suffix `+{part}` (expected `+adapter.gguf[@scale]` or `+poe[:rules]`)")
-        scale = float(found.group("scale")) if found.group("scale") is not None else 1.0
-        adapters.append((found.group("path"), scale))
+        adapters.append(adapter)
     return ModelSpec(text, model, tuple(adapters), poe, rules)
+
+
+def parse_adapter(text: str) -> tuple[str, float] | None:
+    """`path/to/adapter.gguf[@scale]` as (path, scale); None when `text` is not of that form."""
+    found = _ADAPTER.match(text.strip())
+    if not found:
+        return None
+    scale = found.group("scale")
+    return found.group("path"), float(scale) if scale is not None else 1.0
 
 
 def check_spec(spec: ModelSpec) -> None:

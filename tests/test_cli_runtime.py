@@ -137,6 +137,8 @@ def test_model_spec_is_the_same_as_the_options(tmp_path):
         (["--model", "no/such/file.gguf"], "no such model file"),
         (["--model", "not-a-model"], "not a model name"),
         (["--adapter", "missing.gguf"], "no such adapter file"),
+        (["--adapter", "lora.gguf@strong"], "expected a GGUF LoRA file, path/to/adapter.gguf[@scale]"),
+        (["--model", "default+lora.gguf@strong"], "unknown suffix `+lora.gguf@strong`"),
     ],
 )
 def test_bad_options_give_one_line(args, message):
