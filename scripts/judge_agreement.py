@@ -364,7 +364,7 @@ def reference_judges(args) -> list[dict]:
             if scores[k] != 0 and columns["length"][i] != 0
         ]
         entry["judge_picks_longer"] = _mean(picks)
-        if len(index) < len(pairs):  # a subset: the default judge on the same pairs, paired
+        if name != DEFAULT_REFERENCE_JUDGE and name != "longer output wins":  # against the default, paired
             default = [_verdict_agreement(columns[default_metric][i], pairs[i]["gpt4"]) for i in index]
             difference, difference_se = mean_se([a - b for a, b in zip(agree, default)])
             entry[f"{DEFAULT_REFERENCE_JUDGE}_same_pairs"] = round(statistics.fmean(default), 4)
@@ -432,8 +432,12 @@ def reference_judges(args) -> list[dict]:
                 averaged,
                 covered,
                 {
-                    "about": "the 1.5B judge asked MT-bench's reference prompt, both orders averaged "
-                    f"({len(covered)} of {len(pairs)} pairs judged: a fixed random subset, seed {args.seed})",
+                    "about": "the 1.5B judge asked MT-bench's reference prompt, both orders averaged"
+                    + (
+                        ""
+                        if len(covered) == len(pairs)
+                        else f" ({len(covered)} of {len(pairs)} pairs judged: a fixed random subset, seed {args.seed})"
+                    ),
                     "agreement_position_free": round(
                         statistics.fmean(_verdict_agreement(columns["judge"][i], pairs[i]["gpt4"]) for i in covered), 4
                     ),
@@ -444,7 +448,8 @@ def reference_judges(args) -> list[dict]:
                 },
             )
         )
-        results[-1]["subset_note"] = f"on these {len(covered)} pairs only, not all {len(pairs)}"
+        if len(covered) < len(pairs):
+            results[-1]["subset_note"] = f"on these {len(covered)} pairs only, not all {len(pairs)}"
     return results
 
 
