@@ -104,7 +104,13 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     out = tmp_path / "out.jsonl"
     # an interrupted parallel run: rows were appended as they finished, out of order
     finished = [
-        {"instruction": q, "output": "(earlier)", "generator": "smollm2-135m-instruct", "finish_reason": "stop", "n_tokens": 1}
+        {
+            "instruction": q,
+            "output": "(earlier)",
+            "generator": "smollm2-135m-instruct",
+            "finish_reason": "stop",
+            "n_tokens": 1,
+        }
         for q in (questions[3], questions[1])
     ]
     out.write_text("".join(json.dumps(row) + "\n" for row in finished))
