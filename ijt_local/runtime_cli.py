@@ -146,11 +146,12 @@ def resolve_generator(opts: dict):
     return spec, rules, adapters, name
 
 
-def open_session(opts: dict):
-    """(session, rules or None, sampling, generator name) from the shared options."""
+def open_session(opts: dict, generator: tuple | None = None):
+    """(session, rules or None, sampling, generator name) from the shared options (or from what
+    `resolve_generator(opts)` already returned, passed as `generator`)."""
     from .runtime import SamplingParams, Session
 
-    spec, rules, adapters, name = resolve_generator(opts)
+    spec, rules, adapters, name = generator or resolve_generator(opts)
     session = Session(
         spec.model,
         n_ctx=opts["n_ctx"],
@@ -322,7 +323,8 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     from .conversation import answer_turns, turns_to_answer
     from .jsonl import JsonlAppender, read_completed_rows
 
-    *_, name = resolve_generator(opts)
+    generator = resolve_generator(opts)
+    name = generator[-1]
     existing = read_completed_rows(output_path)
     others = sorted({row["generator"] for row in existing if row.get("generator", name) != name})
     if others:
@@ -340,7 +342,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     if not todo:
         click.echo(f"{output_path}: all {len(rows)} rows already generated", err=True)
         return
-    session, rules, sampling, name = open_session(opts)
+    session, rules, sampling, _ = open_session(opts, generator)
     stops = tokens = 0
     started = time.perf_counter()
     prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]

@@ -51,6 +51,7 @@ from ijt_local.shared_data import shared_data_path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = shared_data_path("alpaca_eval/judge_dev")
 DEFAULT_REFERENCES = shared_data_path("alpaca_eval/references/gpt4.jsonl")
+LENGTH_JUDGE = "longer output wins"  # the baseline row of --reference-judges
 
 
 def load_pairs(data_dir: Path, n: int | None, seed: int) -> list[dict]:
@@ -364,7 +365,7 @@ def reference_judges(args) -> list[dict]:
             if scores[k] != 0 and columns["length"][i] != 0
         ]
         entry["judge_picks_longer"] = _mean(picks)
-        if name != DEFAULT_REFERENCE_JUDGE and name != "longer output wins":  # against the default, paired
+        if name not in (DEFAULT_REFERENCE_JUDGE, LENGTH_JUDGE):  # against the default, paired
             default = [_verdict_agreement(columns[default_metric][i], pairs[i]["gpt4"]) for i in index]
             difference, difference_se = mean_se([a - b for a, b in zip(agree, default)])
             entry[f"{DEFAULT_REFERENCE_JUDGE}_same_pairs"] = round(statistics.fmean(default), 4)
@@ -380,7 +381,7 @@ def reference_judges(args) -> list[dict]:
     results = []
     everything = list(range(len(pairs)))
     results.append(
-        report("longer output wins", columns["length"], everything, {"about": "the longer reply (in characters) wins"})
+        report(LENGTH_JUDGE, columns["length"], everything, {"about": "the longer reply (in characters) wins"})
     )
     covered = [i for i in everything if llm[i] is not None and None not in llm[i]["values"]]
     if covered:
