@@ -66,6 +66,13 @@ def rules():
 @click.option("--min-stop", default=0.95, show_default=True, help="Constraint: share of replies ending at EOS.")
 @click.option("--max-leak", default=0.15, show_default=True, help="Constraint: share starting a role tag.")
 @click.option("--max-echo", default=0.05, show_default=True, help="Constraint: share echoing the instruction.")
+@click.option(
+    "--rules",
+    "rule_names",
+    default=None,
+    metavar="SPEC",
+    help="The rules whose numbers are searched (default: eos,uniform,diversity, the paper's; start adds its scale).",
+)
 @click.option("--threads", type=int, default=None)
 def fit_command(
     model_spec,
@@ -84,9 +91,11 @@ def fit_command(
     min_stop,
     max_leak,
     max_echo,
+    rule_names,
     threads,
 ):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
+    from .rules import parse_rule_spec
     from .rules_fit import Constraints, fit, load_fit_data
     from .specs import open_spec, parse_spec
 
@@ -96,6 +105,7 @@ def fit_command(
     if behaviour is None or not behaviour.is_file():
         raise UserError(f"--behaviour-data {behaviour_data or '(the 56 val instructions)'}: no such file")
     spec = parse_spec(model_spec)
+    parse_rule_spec(rule_names)  # an unknown rule fails before the model loads
     session, _ = open_spec(spec, threads=threads)
     try:
         data = load_fit_data(
@@ -120,6 +130,7 @@ def fit_command(
             max_tokens,
             spec.text,
             log=lambda text: click.echo(text, err=True),
+            rule_names=rule_names,
         )
     finally:
         session.close()

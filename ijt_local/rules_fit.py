@@ -7,7 +7,10 @@ settings did well spends the budget better than a grid over five dimensions):
     eos.max_bonus, eos.ramp_tokens      how strongly and how soon the EOS bonus grows
     uniform scale                       one factor on every uniform word weight
     diversity.penalty                   the per-token penalty for tokens already seen
-    start.scale                         the first token's class score
+    start.scale                         the first token's class score (only when `start` is among the rules)
+
+The rules searched are the paper's three (eos, uniform, diversity) unless `--rules` names others; the
+fitted TOML records them, so `--rules-config` turns on the same set.
 
 A trial decodes the 56-style behaviour set with the candidate rules and rejects the configuration if it
 breaks the behaviour constraints (stop rate, role-tag leaks, echo; Optuna's constrained TPE learns where
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .eval.metrics import behaviour_metrics
-from .rules import RuleConfig, load_rules
+from .rules import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
 
 PARAMETERS = ("eos_max_bonus", "eos_ramp_tokens", "uniform_scale", "diversity_penalty", "start_scale")
 
@@ -54,40 +57,50 @@ class Constraints:
         ]
 
 
-def default_params() -> dict:
+def searched(rule_names: str | None) -> tuple[str, ...]:
+    """The PARAMETERS a search over `rule_names` moves: start.scale only when the start rule is on."""
+    return tuple(p for p in PARAMETERS if p != "start_scale" or "start" in parse_rule_spec(rule_names))
+
+
+def default_params(rule_names: str | None) -> dict:
     settings = load_rules().settings
-    return {
+    params = {
         "eos_max_bonus": float(settings["eos"]["max_bonus"]),
         "eos_ramp_tokens": int(settings["eos"]["ramp_tokens"]),
         "uniform_scale": 1.0,
         "diversity_penalty": float(settings["diversity"]["penalty"]),
         "start_scale": float(settings["start"]["scale"]),
     }
+    return {name: params[name] for name in searched(rule_names)}
 
 
-def overrides(params: dict) -> dict:
-    """The rule-config TOML tables these numbers change (everything else keeps its default)."""
+def overrides(params: dict, rule_names: str) -> dict:
+    """The rule-config TOML these numbers give: the rule set and the tables they change (everything else
+    keeps its default)."""
     words = load_rules().settings["uniform"]["words"]
-    return {
+    tables = {
+        "rules": rule_names.split(","),
         "eos": {"max_bonus": round(params["eos_max_bonus"], 4), "ramp_tokens": int(params["eos_ramp_tokens"])},
         "uniform": {"words": {word: round(weight * params["uniform_scale"], 4) for word, weight in words.items()}},
         "diversity": {"penalty": round(params["diversity_penalty"], 4)},
-        "start": {"scale": round(params["start_scale"], 4)},
     }
+    if "start_scale" in params:
+        tables["start"] = {"scale": round(params["start_scale"], 4)}
+    return tables
 
 
-def write_config(path: Path, params: dict, header: list[str]) -> None:
+def write_config(path: Path, params: dict, rule_names: str, header: list[str]) -> None:
     import tomli_w
 
     from .jsonl import write_atomic
 
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header)
-    write_atomic(path, comment + "\n" + tomli_w.dumps(overrides(params)))
+    write_atomic(path, comment + "\n" + tomli_w.dumps(overrides(params, rule_names)))
 
 
-def config_for(params: dict, scratch: Path) -> RuleConfig:
+def config_for(params: dict, rule_names: str, scratch: Path) -> RuleConfig:
     """The RuleConfig these numbers give, through the same TOML path `--rules-config` reads."""
-    write_config(scratch, params, [])
+    write_config(scratch, params, rule_names, [])
     return load_rules(config_path=scratch)
 
 
@@ -136,13 +149,17 @@ class Scorer:
             "echo_rate": result["echo_rate"],
         }
 
-    def _ranking(self, rules, pairs) -> float:
-        wins = 0
-        for prompt, own, other in pairs:
-            mine = self.session.score_response(prompt.messages, own, rules).mean_logprob
-            theirs = self.session.score_response(prompt.messages, other, rules).mean_logprob
-            wins += mine > theirs
-        return wins / len(pairs)
+    def _ranking(self, rules, rows) -> float:
+        """The share of (real, random) pairs ranked correctly (eval/ranking.py), ties counting half."""
+        wins, pairs = 0.0, 0
+        for prompt, own, others in rows:
+            mine, *theirs = self.session.score_responses(prompt.messages, [own, *others], rules)
+            for other in theirs:
+                wins += (
+                    1.0 if mine.mean_logprob > other.mean_logprob else 0.5 * (mine.mean_logprob == other.mean_logprob)
+                )
+                pairs += 1
+        return wins / pairs
 
 
 def load_fit_data(
@@ -176,17 +193,17 @@ def load_fit_data(
                 "--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
                 "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows"
             )
-        from .eval.ranking import cut_to_tokens, pick_others
+        from .eval.ranking import DEFAULT_OTHERS, cut_to_tokens, pick_others
 
         prompts = load_prompts(ranking_path)
         if any(not (p.reference or "").strip() for p in prompts) or len(prompts) < 4:
             raise UserError(f"{ranking_path}: ranking needs at least 4 rows, each with a response")
-        others = pick_others(len(prompts), 0)
+        others = pick_others(len(prompts), 0, min(DEFAULT_OTHERS, len(prompts) - 1))
         pairs = [
             (
                 p,
                 cut_to_tokens(session, p.reference, max_tokens),
-                cut_to_tokens(session, prompts[others[i]].reference, max_tokens),
+                [cut_to_tokens(session, prompts[j].reference, max_tokens) for j in others[i]],
             )
             for i, p in enumerate(prompts)
         ]
@@ -225,6 +242,7 @@ def fit(
     max_tokens: int,
     model_name: str,
     log,
+    rule_names: str | None = None,
 ) -> dict:
     try:
         import optuna
@@ -235,6 +253,8 @@ def fit(
     if not trials and not minutes:
         raise UserError("give a budget: --trials N or --minutes M (at least one, above zero)")
     check_vocabulary(session)
+    rule_names = rule_spec_text(parse_rule_spec(rule_names))  # None: the default set, spelled out
+    paper_rules = load_rules(rule_names)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scorer = Scorer(session, data, max_tokens)
     scratch = out.with_name(f".{out.name}.trial.toml")
@@ -247,7 +267,7 @@ def fit(
         load_if_exists=True,
     )
     if not study.trials:
-        study.enqueue_trial(default_params())
+        study.enqueue_trial(default_params(rule_names))
 
     def objective(trial) -> float:
         params = {
@@ -255,9 +275,10 @@ def fit(
             "eos_ramp_tokens": trial.suggest_int("eos_ramp_tokens", 50, 600),
             "uniform_scale": trial.suggest_float("uniform_scale", 0.0, 2.0),
             "diversity_penalty": trial.suggest_float("diversity_penalty", -4.0, 0.0),
-            "start_scale": trial.suggest_float("start_scale", 0.0, 10.0),
         }
-        rules = config_for(params, scratch)
+        if "start_scale" in searched(rule_names):
+            params["start_scale"] = trial.suggest_float("start_scale", 0.0, 10.0)
+        rules = config_for(params, rule_names, scratch)
         metrics = scorer.behaviour(rules)
         violations = constraints.violations(metrics)
         trial.set_user_attr("violations", violations)
@@ -286,12 +307,12 @@ def fit(
             f"{best.user_attrs['behaviour']} (relax --min-stop/--max-leak/--max-echo or search longer)"
         )
     best = max(feasible, key=lambda t: (t.value, -t.number))
-    fitted = {name: best.params[name] for name in PARAMETERS}
+    fitted = {name: best.params[name] for name in searched(rule_names)}
     log("scoring the fitted rules, the paper's and none on the test split")
-    defaults_dev = scorer.objective(load_rules(), "dev")  # its trial skipped dev if it broke the constraints
+    defaults_dev = scorer.objective(paper_rules, "dev")  # its trial skipped dev if it broke the constraints
     test_scores = {
-        "fitted": scorer.scores(config_for(fitted, scratch), "test"),
-        "paper defaults": scorer.scores(load_rules(), "test"),
+        "fitted": scorer.scores(config_for(fitted, rule_names, scratch), "test"),
+        "paper defaults": scorer.scores(paper_rules, "test"),
         "base model (no rules)": scorer.scores(None, "test"),
     }
     scratch.unlink(missing_ok=True)
@@ -299,6 +320,7 @@ def fit(
     defaults_trial = study.trials[0]
     result = {
         "model": model_name,
+        "rules": rule_names,
         "objective": data.objective,
         "trials": len(study.trials),
         "search_minutes": round(search_seconds(study) / 60, 1),
@@ -330,5 +352,5 @@ def fit(
         "behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()),
         "numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()),
     ]
-    write_config(out, fitted, header)
+    write_config(out, fitted, rule_names, header)
     return result

@@ -427,33 +427,54 @@ class Session:
     def score_response(self, messages: list[dict], response: str, rules: RuleConfig | None = None) -> ResponseScore:
         """log p(response | prompt) under the model, or under the normalised product of experts
         (logit + rule score − logsumexp(logit + rule score)) when `rules` is given."""
+        return self.score_responses(messages, [response], rules)[0]
+
+    def score_responses(
+        self, messages: list[dict], responses: list[str], rules: RuleConfig | None = None
+    ) -> list[ResponseScore]:
+        """`score_response` of each of `responses` to the same prompt. The prompt is decoded once and its
+        cells kept; each response is decoded after it and its cells removed again. Every call carries
+        whole row groups (decode_rows), so a score does not depend on which other responses were scored
+        with it, nor on their order."""
         import llama_cpp
 
         prompt = self.prompt_tokens(messages)
-        response_tokens = self.tokenize(response, special=False)
-        if not response_tokens:
-            return ResponseScore(0.0, 0)
-        tokens = (prompt + response_tokens)[: self.n_ctx]
-        state = self.rule_state(rules, messages)
+        initial_state = self.rule_state(rules, messages)
+        head = prompt[:-1]  # its cells are shared; the last prompt token's logits predict each response
         llama_cpp.llama_memory_clear(self._memory, True)
         self._kv_tokens, self._kv_prefilled = [], 0
-        total, n = 0.0, 0
+        kept = 0
+        if len(head) >= 1:
+            self._prefill(head)
+            kept = len(head)
         first = len(prompt) - 1  # the position whose logits predict the first response token
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            self._decode(chunk, n_past=start, all_logits=True, logits_from=first)
-            for i in range(len(chunk)):
-                pos = start + i
-                if pos < first or pos + 1 >= len(tokens):
-                    continue
-                target = tokens[pos + 1]
-                scores = state.scores() if state is not None else None
-                total += poe_logprob(self._logits_view(i), scores, target)
-                n += 1
-                if state is not None:
-                    state.accept(target)
+        scores = []
+        for response in responses:
+            response_tokens = self.tokenize(response, special=False)
+            if not response_tokens:
+                scores.append(ResponseScore(0.0, 0))
+                continue
+            tokens = (prompt + response_tokens)[: self.n_ctx]
+            state = initial_state.copy() if initial_state is not None else None
+            total, n = 0.0, 0
+            for start, end in prefill_ranges(kept, len(tokens), self.n_batch):
+                llama_cpp.llama_memory_seq_rm(self._memory, 0, start, -1)
+                rows = prompt_rows(tokens, start, end, 0, logits_last=False)
+                rows = [(t, pos, seq, pos >= first and pos < end) for t, pos, seq, _ in rows]
+                self._decode_rows(rows)
+                for index, (_, pos, _, wanted) in enumerate(rows):
+                    if not wanted or pos + 1 >= len(tokens):
+                        continue
+                    target = tokens[pos + 1]
+                    total += poe_logprob(self._logits_view(index), state.scores() if state else None, target)
+                    n += 1
+                    if state is not None:
+                        state.accept(target)
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, kept, -1)
+            scores.append(ResponseScore(total, n))
         llama_cpp.llama_memory_clear(self._memory, True)
-        return ResponseScore(total, n)
+        self._kv_tokens, self._kv_prefilled = [], 0
+        return scores
 
     def close(self) -> None:
         for close in reversed(self._on_close):

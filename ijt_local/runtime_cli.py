@@ -43,7 +43,8 @@ def model_options(function):
             "rule_spec",
             default=None,
             metavar="SPEC",
-            help="Rules for --poe, e.g. eos,uniform,diversity,start (default: all).",
+            help="Rules for --poe: names from eos,uniform,diversity,start, or all "
+            "(default: eos,uniform,diversity, the paper's).",
         ),
         click.option(
             "--rules-config",
@@ -127,7 +128,7 @@ def adapter_option(text: str) -> tuple[str, float]:
 def resolve_generator(opts: dict):
     """(model spec, rules or None, adapters, generator name) from the shared options, without loading
     the model: enough to name what a run would generate."""
-    from .rules import load_rules, parse_rule_spec
+    from .rules import DEFAULT_RULES, load_rules, parse_rule_spec, rule_spec_text
     from .specs import parse_spec
 
     spec = parse_spec(opts["model"])
@@ -142,7 +143,7 @@ def resolve_generator(opts: dict):
     adapters = [*spec.adapters, *(adapter_option(a) for a in opts["adapters"])]
     name = spec.model + "".join(f"+{Path(p).name}" for p, _ in adapters)
     if rules is not None:
-        name += "+poe" + ("" if len(rules.enabled) == 4 else ":" + ",".join(sorted(rules.enabled)))
+        name += "+poe" + ("" if rules.enabled == DEFAULT_RULES else ":" + rule_spec_text(rules.enabled))
     return spec, rules, adapters, name
 
 

@@ -56,7 +56,7 @@ class ServedModel:
         if key == "off":
             return None
         if key not in self.chosen_rules:
-            self.chosen_rules[key] = load_rules(spec=None if key == "all" else key, config_path=self.rules_config)
+            self.chosen_rules[key] = load_rules(spec=key, config_path=self.rules_config)
         return self.chosen_rules[key]
 
 

@@ -118,7 +118,7 @@ class SpecEngines:
     def rules_for(self, spec: ModelSpec) -> RuleConfig | None:
         if not spec.poe:
             return None
-        key = spec.rules or "all"
+        key = spec.rule_names()
         if key not in self._rules:
             self._rules[key] = load_rules(spec=spec.rules, config_path=self.rules_config)
         return self._rules[key]

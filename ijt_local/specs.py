@@ -4,7 +4,8 @@
     SPEC     := MODEL ("+" ADAPTER)* ["+poe" [":" RULES]]
     MODEL    := anything `--model` takes: default | smollm2-135m-instruct | path.gguf | owner/repo:file.gguf
     ADAPTER  := path/to/adapter.gguf ["@" SCALE]        (scale defaults to 1.0)
-    RULES    := comma-separated rule names (eos,uniform,diversity,start); all four when omitted
+    RULES    := comma-separated rule names (eos,uniform,diversity,start) or `all`; when omitted, the
+                paper's three (eos,uniform,diversity: rules.DEFAULT_RULES)
 
 Examples: `default`, `default+poe`, `default+poe:eos,uniform`, `tuned.gguf`, `base.gguf+adapter.gguf@0.5`.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .rules import parse_rule_spec
+from .rules import RULE_NAMES, parse_rule_spec, rule_spec_text
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ADAPTER = re.compile(r"^(?P<path>.+\.gguf)(?:@(?P<scale>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?$", re.IGNORECASE)
@@ -28,7 +29,7 @@ class ModelSpec:
     model: str
     adapters: tuple[tuple[str, float], ...] = ()
     poe: bool = False
-    rules: str | None = None  # the rule option string, None = all rules
+    rules: str | None = None  # the rule option string, None = the default set (rules.DEFAULT_RULES)
 
     def describe(self) -> dict:
         return {
@@ -36,8 +37,13 @@ class ModelSpec:
             "model": self.model,
             "adapters": [{"path": p, "scale": s} for p, s in self.adapters],
             "poe": self.poe,
-            "rules": self.rules if self.poe else None,
+            "rules": self.rule_names(),
         }
+
+    def rule_names(self) -> str | None:
+        """The rules this spec turns on, spelled out (`eos,uniform,diversity`); None without `+poe`. Caches and
+        result files record this, not the spec's text: `+poe` alone has meant another set before."""
+        return rule_spec_text(parse_rule_spec(self.rules)) if self.poe else None
 
 
 def parse_spec(text: str) -> ModelSpec:
@@ -52,7 +58,7 @@ def parse_spec(text: str) -> ModelSpec:
         rules = match.group("rules")
         if rules is not None:
             if not rules.strip():
-                raise UserError(f"{text}: `+poe:` needs rule names (eos,uniform,diversity,start)")
+                raise UserError(f"{text}: `+poe:` needs rule names ({', '.join(RULE_NAMES)}, or all)")
             parse_rule_spec(rules)  # unknown rule names fail here, before any model loads
     if not body:
         raise UserError(f"{text}: no model before `+poe`")

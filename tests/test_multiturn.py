@@ -230,22 +230,24 @@ FIRST_QUESTION = "What are three good ways to learn a new language?"
 UNRELATED = "Write a haiku about autumn rain."
 
 
-def before_rules(tmp_path):
+def before_rules(tmp_path, spec=None):
     """The rules as they ran in conversations before the [conversation] table: full history, no penalties."""
     config = tmp_path / "before.toml"
     config.write_text("[conversation]\nhistory_turns = -1\nearlier_replies = 0.0\ncopy_penalty = 0.0\n")
-    return load_rules(config_path=config)
+    return load_rules(spec, config_path=config)
 
 
 @pytest.mark.slow
-def test_second_turn_does_not_copy_the_first_under_poe(gemma_session, tmp_path):
+@pytest.mark.parametrize("spec", [None, "all"], ids=["paper-rules", "with-start"])
+def test_second_turn_does_not_copy_the_first_under_poe(gemma_session, tmp_path, spec):
     from ijt_local.conversation import generate_turns
 
     turns = [FIRST_QUESTION, UNRELATED]
-    before = generate_turns(gemma_session, turns, before_rules(tmp_path), max_tokens=48)
-    after = generate_turns(gemma_session, turns, load_rules(), max_tokens=48)
+    before = generate_turns(gemma_session, turns, before_rules(tmp_path, spec), max_tokens=48)
+    after = generate_turns(gemma_session, turns, load_rules(spec), max_tokens=48)
     assert before[0].text == after[0].text  # the first turn is the paper's single-turn PoE
-    assert copy_overlap(before[0].text, before[1].text) >= 0.5  # what the issue saw
+    if spec == "all":  # what the issue saw: the start rule opens both replies alike and the model copies on
+        assert copy_overlap(before[0].text, before[1].text) >= 0.5
     assert copy_overlap(after[0].text, after[1].text) < 0.5
     assert after[1].text.strip()
 

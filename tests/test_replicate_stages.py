@@ -96,8 +96,16 @@ def test_every_seed_is_judged_against_the_instruction_tuned_model_of_its_seed(tm
         "rules-no-eos",
         "rules-no-uniform",
         "rules-no-diversity",
+        "rules-start",
     ]
-    specs = run.lineup.model_specs()  # every judged model and reference has AlpacaEval replies from evaluate
+    specs = run.lineup.model_specs()
+    # the paper's headline rules run and its ablations have no `start`; rules-start (ours) adds it
+    assert specs["rules"].endswith("+poe:eos,uniform,diversity") and specs["rules-no-eos"].endswith(
+        ":uniform,diversity"
+    )
+    assert specs["rules-start"].endswith(
+        "+poe:eos,uniform,diversity,start"
+    )  # every judged model and reference has AlpacaEval replies from evaluate
     assert all(name in specs for ref, names in pairs.items() for name in [ref, *names])
     assert run.stage_inputs("evaluate")["alpaca_models"] == list(specs)
     cells = spread_cells([{"winrate": 0.4, "winrate_se": None}, {"winrate": 0.6, "winrate_se": None}])

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from ijt_local.eval.report import render_replication
+from ijt_local.replicate.budgets import BUDGETS
+from ijt_local.replicate.lineup import Lineup
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -22,11 +24,35 @@ def without_command_line(report: str) -> list[str]:
     return [line for line in report.splitlines() if not line.startswith("Command: ")]
 
 
+def assert_same_numbers(rebuilt, committed, where: str) -> None:
+    """Equal, floats within 2e-6: results.json rounds to 6 decimals, and numpy's sums differ with the CPU's SIMD
+    width in the 16th digit, which rounding can carry to the 6th only at a boundary."""
+    if isinstance(committed, float) or isinstance(rebuilt, float):
+        assert rebuilt == pytest.approx(committed, abs=2e-6), where
+    elif isinstance(committed, dict):
+        assert isinstance(rebuilt, dict) and set(rebuilt) == set(committed), where
+        for key in committed:
+            assert_same_numbers(rebuilt[key], committed[key], f"{where}.{key}")
+    elif isinstance(committed, list):
+        assert isinstance(rebuilt, list) and len(rebuilt) == len(committed), where
+        for index, (a, b) in enumerate(zip(rebuilt, committed)):
+            assert_same_numbers(a, b, f"{where}[{index}]")
+    else:
+        assert rebuilt == committed, where
+
+
 @pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
 def test_committed_archive_rebuilds_the_committed_report(tmp_path):
     with tarfile.open(DOCS / "laptop-run.tar.xz") as tar:
         tar.extractall(tmp_path, filter="data")
     out = tmp_path / "laptop"
+    archived = json.loads((out / "stages" / "evaluate.json").read_text())["inputs"]["alpaca_models"]
+    lineup = list(Lineup("default", BUDGETS["laptop"], 3, out).model_specs())
+    if archived != lineup:
+        # The committed run's rule rows ran all four rules; they are being generated and judged again with the
+        # paper's three (issue 42), which takes longer than a session. Until that archive lands, this one
+        # cannot be rebuilt without its models: say so rather than pass.
+        pytest.skip(f"the committed archive evaluated {len(archived)} models, today's laptop lineup has {len(lineup)}")
     env = {**os.environ, "IJT_LOCAL_HOME": str(tmp_path / "no-models")}  # neither base nor judge is there
     rebuilt = subprocess.run(
         [
@@ -61,8 +87,8 @@ def test_committed_archive_rebuilds_the_committed_report(tmp_path):
     committed = json.loads((DOCS / "results.json").read_text())
     again = json.loads((out / "results.json").read_text())
     assert again["seeds"] == committed["seeds"] == [0, 1, 2]
-    assert again["table"] == committed["table"] and again["judge"] == committed["judge"]
-    assert again["reference_judge"] == committed["reference_judge"]
+    for key in ("table", "judge", "reference_judge", "rule_sets"):
+        assert_same_numbers(again[key], committed[key], key)
     # every row of the paper's table has a win rate with a spread over the three references
     for name, row in committed["table"].items():
         if name != "instruct":

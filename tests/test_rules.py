@@ -7,7 +7,7 @@ import pytest
 
 from ijt_local.errors import UserError
 from ijt_local.poe import poe_logprob
-from ijt_local.rules import RuleExpert, load_rules, parse_rule_spec
+from ijt_local.rules import DEFAULT_RULES, RuleExpert, load_rules, parse_rule_spec, rule_spec_text
 
 
 def expert_for(session, spec=None, **kwargs):
@@ -150,3 +150,18 @@ def test_bad_config_is_one_clear_error(tmp_path, text, message):
 def test_unknown_rule_name():
     with pytest.raises(UserError, match="unknown rule 'length'"):
         parse_rule_spec("eos,length")
+
+
+def test_the_default_set_is_the_papers_headline_run():
+    # john-hewitt/implicit-ins: `--add_rule_based_helper eos-uniform-diversity`; start only when named
+    assert load_rules().enabled == parse_rule_spec("eos-uniform-diversity") == DEFAULT_RULES
+    assert "start" not in load_rules().enabled
+    assert parse_rule_spec("all") == {"eos", "uniform", "diversity", "start"}
+    assert parse_rule_spec("eos,uniform,diversity,start") == parse_rule_spec("all")
+    assert rule_spec_text(parse_rule_spec("diversity-eos")) == "eos,diversity"
+
+
+@pytest.mark.parametrize("spec", ["", " , ", "-"])
+def test_an_empty_rule_list_names_the_valid_ones(spec):
+    with pytest.raises(UserError, match="empty rule list .* eos, uniform, diversity, start, or all"):
+        parse_rule_spec(spec)

@@ -59,7 +59,7 @@ def test_fit_writes_a_loadable_config_and_continues(tmp_path):
     first = fit("--model", "smollm2-135m-instruct", "--objective", "ifeval", "--out", str(out), "--trials", "1", *SMALL)
     assert first.returncode == 0, first.stderr[-2000:]
     result = json.loads(first.stdout.splitlines()[-1])
-    assert result["trials"] == 1 and result["params"] == pytest.approx(default_params())  # the paper's first
+    assert result["trials"] == 1 and result["params"] == pytest.approx(default_params(None))  # the paper's first
     assert set(result["test"]) == {"fitted", "paper defaults", "base model (no rules)"}
     for scores in result["test_details"].values():  # echoes of the prompt can only lose IFEval passes
         assert scores["no_echo"] <= scores["score"] and 0 <= scores["echo_rate"] <= 1

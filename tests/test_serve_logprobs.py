@@ -62,9 +62,14 @@ def test_chat_logprobs_carry_the_product_and_the_base_model_beside_it(server):
         assert entry["logprob"] <= 0 and seen["logprob"] <= 0
         assert seen["changed"] == (seen["top_logprobs"][0]["token"] != seen["token"])
         assert bytes(entry["bytes"]).decode("utf-8", errors="replace") == entry["token"]
-    # the paper's first-token rule: `Okay` (+10 x 5) is what the rules chose, not the base model
-    assert base[0]["changed"] and base[0]["rule_score"] > 10
+    # the paper's rules change the base model's choice where they penalise its top token (a word of the
+    # instruction, `<`, `I`): the first token here, and more later
+    assert base[0]["changed"] and base[0]["top_logprobs"][0]["token"] != content[0]["token"]
     assert sum(seen["changed"] for seen in base) >= 2
+    # with `start` too (ours, off by default) the first token is its `Okay` (+10 x 5), not the base model's
+    opener = chat(server, PROMPTS[0], max_tokens=3, logprobs=True, ijt_rules="all")["choices"][0]
+    first = opener["ijt_base_logprobs"]["content"][0]
+    assert first["token"] == "Okay" and first["rule_score"] == 50.0 and first["changed"]
     # without rules there is no base view, and the logprobs are the base model's
     off = chat(server, PROMPTS[0], max_tokens=5, logprobs=True, ijt_rules="off")["choices"][0]
     assert "ijt_base_logprobs" not in off and all(e["top_logprobs"] == [] for e in off["logprobs"]["content"])

@@ -10,6 +10,7 @@ import click
 from ..runtime_cli import parallel_option
 from .judge import make_judge
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
+from .ranking import DEFAULT_OTHERS
 
 MODEL_SPEC_HELP = (
     "default | smollm2-135m-instruct | judge | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
@@ -285,6 +286,13 @@ def winrate(
 @click.option("--limit", type=int, default=None, help="only the first N pairs")
 @click.option("--seed", default=0, show_default=True, type=int, help="picks the random other responses")
 @click.option(
+    "--others",
+    default=DEFAULT_OTHERS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="random other responses per instruction, each one (real, random) pair (the paper: 5)",
+)
+@click.option(
     "--max-response-tokens",
     default=512,
     show_default=True,
@@ -292,12 +300,20 @@ def winrate(
     help="responses are cut to this many tokens before scoring",
 )
 @threads_option
-def ranking(spec, data, out, limit, seed, max_response_tokens, threads):
-    """Response ranking (paper §4.2): how often an instruction's own response outscores a random other one."""
+def ranking(spec, data, out, limit, seed, others, max_response_tokens, threads):
+    """Response ranking (paper §4.2): the share of (real, random) response pairs in which an instruction's own
+    response outscores a random other one."""
     from .ranking import run_ranking
 
     result = run_ranking(
-        spec, data, out=out, limit=limit, seed=seed, max_response_tokens=max_response_tokens, threads=threads
+        spec,
+        data,
+        out=out,
+        limit=limit,
+        seed=seed,
+        others=others,
+        max_response_tokens=max_response_tokens,
+        threads=threads,
     )
     click.echo(json.dumps(result, indent=1))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..jsonl import write_atomic
 from ..specs import check_spec, open_spec, parse_named_specs
-from .generations import generate_cached
+from .generations import cached_rows, generate_cached
 from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts
 from .report import render_report
@@ -53,9 +53,10 @@ def run_compare(
         raise UserError("--max-tokens must be at least 1")
     named = parse_named_specs(model_pairs)
     prompts = load_prompts(prompts_path, limit=limit)
-    for _, spec in named:  # every model must exist before hours of generation start
-        check_spec(spec)
     out_dir = Path(out_dir)
+    for name, spec in named:  # every model that has replies to write must exist before hours of generation start
+        if not cached_rows(out_dir / "generations" / f"{name}.jsonl", prompts).keys() >= {p.id for p in prompts}:
+            check_spec(spec)
     generations = {}
     for name, spec in named:
         generations[name] = generate_cached(

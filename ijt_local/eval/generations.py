@@ -19,6 +19,7 @@ from .prompt_sets import EvalPrompt
 def cache_meta(spec: ModelSpec, max_tokens: int, temperature: float, seed: int, stop_at_role_tags: bool) -> dict:
     return {
         "spec": spec.text,
+        **({"rules": spec.rule_names()} if spec.poe else {}),
         "max_tokens": max_tokens,
         "temperature": temperature,
         "seed": seed,

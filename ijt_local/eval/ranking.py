@@ -1,13 +1,17 @@
-"""`ijt-local eval ranking` (paper §4.2): does the model rank an instruction's own response above a random
-other response? For each instruction x_i with response y_i, a random j != i is drawn (seeded) and the
-pair counts as ranked correctly when
+"""`ijt-local eval ranking` (paper §4.2): does the model rank an instruction's own response above random
+other responses? For each instruction x_i with response y_i, N random others j != i are drawn (seeded; the
+paper's `ratio_eval.py` pairs each real response with 5) and each (real, random) pair counts as ranked
+correctly when
 
     mean log p(y_i | x_i)  >  mean log p(y_j | x_i)
 
 (log-probabilities per response token, through llama.cpp; for a `+poe` spec the normalised product-of-
-experts log-probability, logit + rule score − logsumexp). Ties count half. Responses are cut to
-`max_response_tokens` first so long answers fit the context. Scores are cached row by row when `out`
-is given, and a rerun resumes.
+experts log-probability, logit + rule score − logsumexp). The paper's score, exp(−mean token loss), orders
+responses the same way. Ties count half. The accuracy is the share of pairs ranked correctly; its standard
+error is over instructions (an instruction's N pairs share its prompt and its own response). The prompt is
+decoded once for its N + 1 responses (Session.score_responses). Responses are cut to
+`max_response_tokens` first so long answers fit the context. Scores are cached row by row when `out` is
+given, and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -19,39 +23,63 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows
-from ..specs import check_spec, open_spec, parse_spec
+from ..specs import open_spec, parse_spec
 from .generations import check_cache_meta
 from .prompt_sets import load_prompts
 
+DEFAULT_OTHERS = 5  # random other responses per instruction, as the paper's ratio_eval.py
 
-def pick_others(n: int, seed: int) -> list[int]:
-    """For each i, a random j != i."""
+
+def pick_others(n: int, seed: int, others: int = 1) -> list[list[int]]:
+    """For each i, `others` distinct random j != i. With one other it draws what `eval ranking` drew before
+    --others existed, so those score caches stay valid."""
+    if not 1 <= others <= n - 1:
+        raise UserError(f"--others {others}: between 1 and {n - 1} for {n} instructions")
     rng = random.Random(seed)
-    others = []
+    picked = []
     for i in range(n):
-        j = rng.randrange(n - 1)
-        others.append(j + 1 if j >= i else j)
-    return others
+        chosen: list[int] = []
+        while len(chosen) < others:
+            j = rng.randrange(n - 1)
+            j = j + 1 if j >= i else j
+            if j not in chosen:
+                chosen.append(j)
+        picked.append(chosen)
+    return picked
+
+
+def row_others(row: dict) -> tuple[list[str], list[float]]:
+    """(other ids, their scores) of a cache row; rows written before --others held one other."""
+    if "other_ids" in row:
+        return row["other_ids"], row["others"]
+    return [row.get("other_id")], [row["other"]]
+
+
+def ranking_accuracy(rows: list[dict]) -> dict:
+    """The share of (real, random) pairs ranked correctly, with its standard error over instructions."""
+    per_instruction, other_scores = [], []
+    for row in rows:
+        _, others = row_others(row)
+        wins = [1.0 if row["own"] > o else 0.5 if row["own"] == o else 0.0 for o in others]
+        per_instruction.append(sum(wins) / len(wins))
+        other_scores += others
+    n = len(per_instruction)
+    mean = sum(per_instruction) / n
+    se = math.sqrt(sum((w - mean) ** 2 for w in per_instruction) / (n - 1) / n) if n > 1 else None
+    return {
+        "instructions": n,
+        "pairs": len(other_scores),
+        "ranking_accuracy": mean,
+        "standard_error": se,
+        "mean_own_logprob": sum(r["own"] for r in rows) / n,
+        "mean_other_logprob": sum(other_scores) / len(other_scores),
+    }
 
 
 def cut_to_tokens(session, text: str, max_tokens: int) -> str:
     """`text` cut to its first `max_tokens` tokens in `session`'s vocabulary (unchanged if it fits)."""
     tokens = session.tokenize(text, special=False)
     return text if len(tokens) <= max_tokens else session.detokenize(tokens[:max_tokens])
-
-
-def ranking_accuracy(rows: list[dict]) -> dict:
-    wins = [1.0 if r["own"] > r["other"] else 0.5 if r["own"] == r["other"] else 0.0 for r in rows]
-    n = len(wins)
-    mean = sum(wins) / n
-    se = math.sqrt(sum((w - mean) ** 2 for w in wins) / (n - 1) / n) if n > 1 else None
-    return {
-        "pairs": n,
-        "ranking_accuracy": mean,
-        "standard_error": se,
-        "mean_own_logprob": sum(r["own"] for r in rows) / n,
-        "mean_other_logprob": sum(r["other"] for r in rows) / n,
-    }
 
 
 def run_ranking(
@@ -63,6 +91,7 @@ def run_ranking(
     max_response_tokens: int = 512,
     threads: int | None = None,
     log=None,
+    others: int = DEFAULT_OTHERS,
 ) -> dict:
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     spec = parse_spec(spec_text)
@@ -72,35 +101,34 @@ def run_ranking(
         raise UserError(f"{data}: row {missing[0]} has no response to rank (needs an assistant turn or `output`)")
     if len(prompts) < 2:
         raise UserError(f"{data}: ranking needs at least two instruction-response pairs")
-    check_spec(spec)
-    others = pick_others(len(prompts), seed)
+    others = min(others, len(prompts) - 1)  # a file of n pairs has n - 1 other responses to draw from
+    drawn = pick_others(len(prompts), seed, others)
+    wanted = {p.id: [prompts[j].id for j in drawn[i]] for i, p in enumerate(prompts)}
     done: dict[str, dict] = {}
     appender = None
     if out is not None:
         out = Path(out)
-        check_cache_meta(
-            out, {"spec": spec.text, "data": str(data), "seed": seed, "max_response_tokens": max_response_tokens}
-        )
+        meta = {"spec": spec.text, "data": str(data), "seed": seed, "max_response_tokens": max_response_tokens}
+        check_cache_meta(out, meta | ({"rules": spec.rule_names()} if spec.poe else {}))
         done = {row["id"]: row for row in read_completed_rows(out)}
-    # a cached row counts only if it paired the same two responses (--limit changes the random pairing)
-    todo = [i for i, p in enumerate(prompts) if p.id not in done or done[p.id].get("other_id") != prompts[others[i]].id]
+    # a cached row counts only if it scored the same other responses (--limit and --others change them)
+    todo = [i for i, p in enumerate(prompts) if p.id not in done or row_others(done[p.id])[0] != wanted[p.id]]
     if todo:
         session, rules = open_spec(spec, threads=threads)
         appender = JsonlAppender(out) if out is not None else None
         try:
             for i in todo:
-                prompt, other = prompts[i], prompts[others[i]]
-                own_text = cut_to_tokens(session, prompt.reference, max_response_tokens)
-                other_text = cut_to_tokens(session, other.reference, max_response_tokens)
-                own = session.score_response(prompt.messages, own_text, rules)
-                alt = session.score_response(prompt.messages, other_text, rules)
+                prompt = prompts[i]
+                texts = [prompt.reference, *(prompts[j].reference for j in drawn[i])]
+                texts = [cut_to_tokens(session, text, max_response_tokens) for text in texts]
+                own, *alts = session.score_responses(prompt.messages, texts, rules)
                 row = {
                     "id": prompt.id,
-                    "other_id": other.id,
+                    "other_ids": wanted[prompt.id],
                     "own": own.mean_logprob,
-                    "other": alt.mean_logprob,
+                    "others": [alt.mean_logprob for alt in alts],
                     "own_tokens": own.n_tokens,
-                    "other_tokens": alt.n_tokens,
+                    "other_tokens": [alt.n_tokens for alt in alts],
                 }
                 done[prompt.id] = row
                 if appender is not None:
@@ -115,5 +143,6 @@ def run_ranking(
         "model": spec.describe(),
         "data": str(data),
         "seed": seed,
+        "others": others,
         "max_response_tokens": max_response_tokens,
     } | ranking_accuracy(rows)

@@ -198,6 +198,7 @@ def render_replication(result: dict) -> str:
         f"Command: `{result['command']}`  ",
         f"Time: {result['stage_seconds'] / 60:.1f} min, summed over the stages (across resumed invocations)  ",
         f"Tuned models run as {result['adapter_route']}.",
+        *rule_sets_markdown(result.get("rule_sets")),
         "",
         "Training sets: the first rows whose whole conversation fits in the context, so every example ends with EOS:",
         "",
@@ -259,6 +260,14 @@ def render_replication(result: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def rule_sets_markdown(rule_sets: dict | None) -> list[str]:
+    """Which rules each rule row ran: the paper's headline run is eos,uniform,diversity (no `start`)."""
+    if not rule_sets:
+        return []
+    listed = "; ".join(f"{name} `{rules}`" for name, rules in rule_sets.items())
+    return ["", f"Rule rows, the base multiplied with these rules: {listed}."]
 
 
 def winrate_markdown(table: dict) -> list[str]:

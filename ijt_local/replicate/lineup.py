@@ -8,13 +8,18 @@ from pathlib import Path
 
 from .budgets import Budget
 
-RULE_ABLATIONS = {
-    "rules": "default+poe",
-    "rules-no-eos": "default+poe:uniform,diversity,start",
-    "rules-no-uniform": "default+poe:eos,diversity,start",
-    "rules-no-diversity": "default+poe:eos,uniform,start",
+# The paper's rules run (`eos-uniform-diversity`) and its three ablations, each without one of the three;
+# then `rules-start`, ours: the same with the `start` rule on. Spelled out, so a cache made under another
+# default set is refused, not reused.
+RULE_MODELS = {
+    "rules": "default+poe:eos,uniform,diversity",
+    "rules-no-eos": "default+poe:uniform,diversity",
+    "rules-no-uniform": "default+poe:eos,diversity",
+    "rules-no-diversity": "default+poe:eos,uniform",
+    "rules-start": "default+poe:eos,uniform,diversity,start",
 }
-ABLATIONS = tuple(name for name in RULE_ABLATIONS if name != "rules")  # the rules, each without one rule
+ABLATIONS = ("rules-no-eos", "rules-no-uniform", "rules-no-diversity")  # the paper's: the rules, each without one
+EXTRA_RULES = ("rules-start",)  # not the paper's
 
 
 def reference(seed: int) -> str:
@@ -57,7 +62,7 @@ class Lineup:
         specs = {"base": base}
         for name in self.tuned():
             specs[name] = f"{base}+{self.out / 'gguf' / f'{name}.gguf'}"
-        for name, spec in RULE_ABLATIONS.items():
+        for name, spec in RULE_MODELS.items():
             specs[name] = spec.replace("default", base, 1)
         return specs
 
@@ -67,7 +72,7 @@ class Lineup:
         their ablations) against every seed's, so every row has a spread over seeds."""
         tuned = [name for name in self.training_sets() if name != "instruct"]
         return {
-            reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ABLATIONS]
+            reference(seed): ["base", "rules", *(f"{name}-s{seed}" for name in tuned), *ABLATIONS, *EXTRA_RULES]
             for seed in self.seed_list
         }
 

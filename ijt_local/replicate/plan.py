@@ -152,7 +152,7 @@ def render_plan(plan: dict) -> str:
     lines.append(
         f"  evaluation: {plan['models']} models, up to {plan['max_tokens']} tokens a reply; "
         + ", ".join(f"{k} {v:,} replies" for k, v in plan["replies"].items() if v)
-        + f"; ranking {plan['ranking_pairs']} pairs a model"
+        + f"; ranking {plan['ranking_pairs']} instructions x {b['ranking_others']} random others a model"
     )
     lines.append(f"  win rates: {plan['judgements']:,} judgements, both orders")
     m = plan["measured"]

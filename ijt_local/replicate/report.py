@@ -54,6 +54,7 @@ def write_report(
         "alpaca_sample": {"prompts": run.budget.alpaca_prompts, "seed": ALPACA_SEED},
         "adapter_route": ADAPTER_ROUTE,
         "models": run.lineup.model_specs(),
+        "rule_sets": {name: spec.rule_names() for name, spec in model_specs_parsed(run).items() if spec.poe},
         "table": table,
         "training": training["runs"],
         "training_data": training_data(run),
@@ -62,9 +63,31 @@ def write_report(
         "judge": judge,
         **({"reference_judge": reference_judge} if reference_judge else {}),
     }
+    result = rounded(result)
     write_atomic(run.out / "results.json", json.dumps(result, indent=1))
     write_atomic(run.out / "results.md", render_replication(result))
     return result
+
+
+PUBLISHED_DIGITS = 6  # decimals kept in results.json: past these, sums differ with the CPU's SIMD width
+
+
+def rounded(value, digits: int = PUBLISHED_DIGITS):
+    """`value` (JSON-like) with every float rounded to `digits` decimals, so a report rebuilt on another CPU
+    (AVX2 against AVX-512 numpy sums differ in the 16th digit) is the same file."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def model_specs_parsed(run) -> dict:
+    from ..specs import parse_spec
+
+    return {name: parse_spec(text) for name, text in run.lineup.model_specs().items()}
 
 
 def winrate_rows(judged: dict | None, out: Path | None = None, folder: str | None = None) -> dict[str, list[dict]]:

@@ -29,7 +29,7 @@ from ..eval.reference_judges import DEFAULT_REFERENCE_JUDGE
 from ..jsonl import read_jsonl, write_atomic
 from ..shared_data import shared_data_path
 from .budgets import ADAPTER_ROUTE, ALPACA_SEED, BUDGETS
-from .lineup import ABLATIONS, Lineup
+from .lineup import ABLATIONS, EXTRA_RULES, Lineup
 from .report import write_report
 from .run_folder import RunFolder, data_fingerprint
 
@@ -331,6 +331,7 @@ class Replication:
                 self.out / "data" / "ranking-heldout.jsonl",
                 out=self.out / "ranking" / f"{name}.jsonl",
                 max_response_tokens=b.max_tokens,
+                others=b.ranking_others,
             )
         alpaca, style_probe = self.alpaca_prompt_sets()
         self.say(f"compare: {len(specs)} models on {b.alpaca_prompts} AlpacaEval instructions")
@@ -378,9 +379,10 @@ class Replication:
 
     def winrate(self) -> dict:
         """Judge the replies to the AlpacaEval sample (evaluate stage): each model against its references,
-        both orders. The paper's rows (base, rules, tuned) for every seed go first, the rule ablations
-        after, so that a run stopped early has the main table. Each pass judges all its references
-        together, so a model judged against several seeds' references reuses its reply's judge prefix."""
+        both orders. The paper's rows (base, rules, tuned) for every seed go first, the rule ablations and
+        the rules with `start` after, so that a run stopped early has the main table. Each pass judges all
+        its references together, so a model judged against several seeds' references reuses its reply's
+        judge prefix."""
         from ..eval.judge import judge_against_references, make_judge
 
         o = self.options
@@ -389,7 +391,8 @@ class Replication:
         results: dict[str, dict] = {ref: {} for ref in pairs}
         for ablation_pass in (False, True):
             chosen = {
-                ref: [name for name in names if (name in ABLATIONS) == ablation_pass] for ref, names in pairs.items()
+                ref: [name for name in names if (name in ABLATIONS + EXTRA_RULES) == ablation_pass]
+                for ref, names in pairs.items()
             }
             models = sorted({name for names in chosen.values() for name in names})
             self.say(

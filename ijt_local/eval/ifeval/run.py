@@ -14,7 +14,7 @@ from pathlib import Path
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
 from ...shared_data import shared_data_file
-from ...specs import check_spec, open_spec, parse_spec
+from ...specs import open_spec, parse_spec
 from ..generations import generate_cached
 from ..metrics import is_echo
 from ..prompt_sets import EvalPrompt
@@ -118,7 +118,6 @@ def run_ifeval(
     spec = parse_spec(spec_text)
     path = Path(data) if data else default_data_path()
     rows = load_ifeval(path, limit)
-    check_spec(spec)
     out_dir = Path(out_dir)
     prompts = [EvalPrompt(str(r["key"]), r["prompt"], [{"role": "user", "content": r["prompt"]}]) for r in rows]
     generations = generate_cached(
