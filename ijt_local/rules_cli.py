@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from .data.home import PROMPT_NAMES, data_file
 from .errors import UserError
-from .shared_data import shared_data_file
 
 
 @click.group()
@@ -52,7 +52,8 @@ def rules():
     "--behaviour-data",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Instructions the constraints are measured on (default: the paper's 56 val instructions).",
+    help="Instructions the constraints are measured on: val, alpaca_eval, ifeval or a JSONL file "
+    "(default: val, the paper's 56).",
 )
 @click.option("--behaviour-size", default=56, show_default=True, type=click.IntRange(min=1))
 @click.option("--ifeval-data", type=click.Path(dir_okay=False), default=None, help="IFEval prompts JSONL.")
@@ -101,9 +102,9 @@ def fit_command(
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
         raise UserError("give a budget above zero: --trials N and/or --minutes M")
-    behaviour = Path(behaviour_data) if behaviour_data else shared_data_file("val/val.jsonl")
-    if behaviour is None or not behaviour.is_file():
-        raise UserError(f"--behaviour-data {behaviour_data or '(the 56 val instructions)'}: no such file")
+    behaviour = data_file(behaviour_data or "val", PROMPT_NAMES)
+    if not behaviour.is_file():
+        raise UserError(f"--behaviour-data {behaviour_data}: no such file")
     spec = parse_spec(model_spec)
     parse_rule_spec(rule_names)  # an unknown rule fails before the model loads
     session, _ = open_spec(spec, threads=threads)

@@ -249,7 +249,8 @@ def chat(independent, exact, **opts):
     "input_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows).",
+    metavar="val|alpaca_eval|ifeval|FILE",
+    help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows), or a set in the data home.",
 )
 @click.option(
     "--output",
@@ -263,7 +264,7 @@ def chat(independent, exact, **opts):
 def generate(prompt, input_path, output_path, parallel, exact, **opts):
     """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
     if (prompt is None) == (input_path is None):
-        raise UserError("give either --prompt TEXT or --input F.jsonl --output F.jsonl")
+        raise UserError("give either --prompt TEXT or --input F.jsonl|val|alpaca_eval|ifeval --output F.jsonl")
     if input_path is not None and output_path is None:
         raise UserError("--input needs --output")
     if prompt is not None:
@@ -282,7 +283,9 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
         )
         click.echo()
         return
-    rows = load_instructions(input_path)
+    from .data.home import PROMPT_NAMES, data_file
+
+    rows = load_instructions(data_file(input_path, PROMPT_NAMES))
     _generate_file(rows, Path(output_path), opts, parallel, exact)
 
 

@@ -1,26 +1,20 @@
-"""The shared data folder (`../shared/data` in the development layout, or `$IJT_LOCAL_DATA`)."""
+"""Files in the data home (ijt_local.data.home) by their path in its layout, for verbs and scripts that ask
+for one file (e.g. "val/val.jsonl"). No other place is guessed: in a development checkout the home is
+`../shared/data` because `$IJT_LOCAL_DATA` says so."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-
-def _roots() -> list[Path]:
-    roots = [Path(os.environ["IJT_LOCAL_DATA"])] if os.environ.get("IJT_LOCAL_DATA") else []
-    repo_root = Path(__file__).resolve().parents[1]
-    return roots + [repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+from .data.home import data_home
 
 
 def shared_data_path(relative: str = "") -> Path:
-    """`relative` (a file or folder; "" for the folder itself) under `$IJT_LOCAL_DATA`, else under
-    `shared/data` beside the repository or the working directory: the first that has it, else the
-    repository's sibling path, so that a missing file is named where it was expected."""
-    roots = _roots()
-    return next((root / relative for root in roots if (root / relative).exists()), roots[-2] / relative)
+    """`relative` (a file or folder; "" for the data home itself) under the data home, there or not."""
+    return data_home() / relative
 
 
 def shared_data_file(relative: str) -> Path | None:
-    """The shared file `relative`, or None when no candidate folder has it."""
+    """The file `relative` in the data home, or None when it is not there."""
     path = shared_data_path(relative)
     return path if path.is_file() else None

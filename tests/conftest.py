@@ -1,8 +1,20 @@
-"""Shared fixtures: the two real embedded GGUFs, opened once per test session."""
+"""Shared fixtures: the two real embedded GGUFs, opened once per test session; and the data home of this
+repository's development layout."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+DEVELOPMENT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_configure(config):
+    # Before collection: test modules read data paths at import. An explicit IJT_LOCAL_DATA wins.
+    if not os.environ.get("IJT_LOCAL_DATA") and DEVELOPMENT_DATA.is_dir():
+        os.environ["IJT_LOCAL_DATA"] = str(DEVELOPMENT_DATA)
 
 
 @pytest.fixture(scope="session")

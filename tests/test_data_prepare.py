@@ -161,12 +161,25 @@ def test_cli_prepare_and_its_errors(tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_without_from_the_data_home_folder_is_read_when_it_has_the_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("IJT_LOCAL_DATA", str(FIXTURES))
+    out = tmp_path / "poetry.jsonl"
+    done = CliRunner().invoke(cli, ["data", "prepare", "poetry", "--out", str(out), "--limit", "2"])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == f"wrote 2 instruction rows of poetry to {out} (from {FIXTURES / 'poetry'})"
+    assert list(build_rows("poetry")) == rows_of("poetry")
+
+
 def test_offline_hub_path_says_so(tmp_path, monkeypatch):
-    """Without --from the builder goes to the HF hub; with no network it fails at once, clearly."""
+    """Without --from and without the set in the data home the builder goes to the HF hub; with no network
+    it fails at once, clearly."""
+    monkeypatch.setenv("IJT_LOCAL_DATA", str(tmp_path / "empty-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
     with pytest.raises(
-        UserError, match=r"gsm8k: cannot load openai/gsm8k: the Hugging Face hub is unreachable .*pass --from"
+        UserError,
+        match=r"gsm8k: cannot load openai/gsm8k: the Hugging Face hub is unreachable .*"
+        r"run: ijt-local data fetch gsm8k, or pass --from PATH",
     ):
         list(build_rows("gsm8k"))

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from ijt_local.data.home import data_home
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_home()
 
 MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "rules-no-uniform", "rules-no-diversity"}
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs the data home (ijt-local data fetch all)")
 def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     command = [
         sys.executable,
@@ -129,7 +131,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     assert not (tmp_path / "untouched").exists()
 
 
-@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs the data home (ijt-local data fetch all)")
 def test_dry_run_of_a_hugging_face_base_converts_it_for_the_runtime(tmp_path):
     from tiny_models import make_tiny_llama
 

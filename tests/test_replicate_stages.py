@@ -188,7 +188,9 @@ def test_bad_options_are_one_line_without_a_traceback(tmp_path):
     both = replicate("--out", str(tmp_path / "x"), "--judge", "judge", "--judge-url", "http://127.0.0.1:1/v1")
     assert both.returncode == 1 and both.stderr == "Error: give either --judge SPEC or --judge-url URL, not both\n"
     no_data = replicate("--out", str(tmp_path / "x"), "--data-root", str(tmp_path))
-    assert no_data.returncode == 1 and no_data.stderr == f"Error: {tmp_path}: no lima/ folder (pass --data-root)\n"
+    assert no_data.returncode == 1 and no_data.stderr == (
+        f"Error: {tmp_path}: no lima/ folder (run: ijt-local data fetch all, or pass --data-root)\n"
+    )
     assert not (tmp_path / "x").exists()
 
 

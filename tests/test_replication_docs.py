@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from ijt_local.data.home import data_home
 from ijt_local.eval.report import render_replication
 from ijt_local.replicate.budgets import BUDGETS
 from ijt_local.replicate.lineup import Lineup
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_home()
 DOCS = ROOT / "docs" / "replication"
 
 
@@ -41,7 +42,7 @@ def assert_same_numbers(rebuilt, committed, where: str) -> None:
         assert rebuilt == committed, where
 
 
-@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not (DATA / "lima").is_dir(), reason="needs the data home (ijt-local data fetch all)")
 def test_committed_archive_rebuilds_the_committed_report(tmp_path):
     with tarfile.open(DOCS / "laptop-run.tar.xz") as tar:
         tar.extractall(tmp_path, filter="data")

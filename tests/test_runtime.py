@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from ijt_local.batched import batch_generator
+from ijt_local.data.home import data_home
 from ijt_local.rules import load_rules
 from ijt_local.runtime import SamplingParams, _partial_tag_suffix
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "val" / "val.jsonl"
+VAL = data_home() / "val" / "val.jsonl"
 FIXTURE_VAL = Path(__file__).parent / "fixtures" / "val_sample.jsonl"
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ijt_local.data.home import data_home
 from ijt_local.eval.style import has_gsm8k_answer, instruction_domain, is_poem, is_verse, style_rates
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = data_home()
 
 POEM = """The river keeps its quiet vow,
 it carries light from there to now;
@@ -87,7 +88,7 @@ def test_style_rates_per_domain():
     assert rates["other"]["poem_rate"] == 1.0 and rates["math"]["gsm8k_answer_rate"] == 1.0
 
 
-@pytest.mark.skipif(not (DATA / "poetry").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not (DATA / "poetry").is_dir(), reason="needs the data home (ijt-local data fetch all)")
 def test_detectors_on_the_training_data():
     with open(DATA / "poetry" / "poems.csv", newline="") as handle:
         poems = [row["content"].replace("\r\n", "\n") for row in csv.DictReader(handle)]

@@ -52,8 +52,8 @@ def load_hf_records(builder: Builder) -> Iterable[dict]:
         import datasets
     except ImportError:
         raise UserError(
-            f"{builder.name}: loading {source.hf_repo} needs the `datasets` package (pip install datasets), "
-            "or pass --from with a local copy"
+            f"{builder.name}: loading {source.hf_repo} needs the `datasets` package (pip install datasets); "
+            f"or run: ijt-local data fetch {builder.name}, or pass --from PATH"
         ) from None
     online = hub_reachable()
     if not online:
@@ -71,12 +71,28 @@ def load_hf_records(builder: Builder) -> Iterable[dict]:
         if not online:
             raise UserError(
                 f"{builder.name}: cannot load {source.hf_repo}: the Hugging Face hub is unreachable and the "
-                "dataset is not in the local cache; pass --from PATH with a local copy"
+                f"dataset is not in the local cache; run: ijt-local data fetch {builder.name}, or pass --from PATH"
             ) from None
         raise UserError(
             f"{builder.name}: cannot load {source.hf_repo} from the Hugging Face hub ({reason}); "
-            "offline? pass --from PATH with a local copy"
+            f"offline? run: ijt-local data fetch {builder.name}, or pass --from PATH"
         ) from None
+
+
+def home_folder(builder: Builder) -> Path | None:
+    """The set's folder in the data home, when it holds the builder's file."""
+    from .home import data_home
+
+    folder = data_home() / builder.name
+    return folder if any((folder / name).is_file() for name in builder.source.local_files) else None
+
+
+def source_of(name: str, from_path: str | Path | None) -> str:
+    """Where `build_rows(name, from_path)` reads: the path, the data home's folder, or the HF dataset."""
+    if from_path is not None:
+        return str(from_path)
+    builder = BUILDERS[name]
+    return str(home_folder(builder) or f"the Hugging Face dataset {builder.source.hf_repo}")
 
 
 def build_rows(
@@ -89,6 +105,8 @@ def build_rows(
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     builder = BUILDERS[name]
+    if from_path is None:
+        from_path = home_folder(builder)
     if from_path is not None:
         records = builder.read_local(local_files(builder, Path(from_path)))
     else:
@@ -109,6 +127,6 @@ def prepare(
     """Write the dataset to `out` (temp file + rename); returns the number of rows."""
     rows = list(build_rows(name, from_path, limit, variant))
     if not rows:
-        raise UserError(f"{name}: no usable rows in {from_path or BUILDERS[name].source.hf_repo}")
+        raise UserError(f"{name}: no usable rows in {source_of(name, from_path)}")
     write_atomic(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return len(rows)

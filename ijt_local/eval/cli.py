@@ -7,6 +7,7 @@ import json
 
 import click
 
+from ..data.home import PROMPT_NAMES, RANKING_NAMES, REFERENCE_ANSWER_NAMES, data_file
 from ..runtime_cli import parallel_option
 from .judge import make_judge
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
@@ -26,11 +27,17 @@ reference_answers_option = click.option(
     "--reference-answers",
     default=None,
     type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="JSONL (instruction, output): a reference answer per instruction, e.g. GPT-4's "
-    "(../shared/data/alpaca_eval/references/gpt4.jsonl); judging becomes reference-guided, and "
-    "instructions without one are counted, not judged",
+    metavar="gpt4|gpt4_1106_preview|FILE",
+    help="JSONL (instruction, output): a reference answer per instruction, e.g. `gpt4`, AlpacaEval's GPT-4 "
+    "answers in the data home; judging becomes reference-guided, and instructions without one are counted, "
+    "not judged",
 )
+
+
+def reference_answers_file(value: str | None) -> str | None:
+    return None if value is None else str(data_file(value, REFERENCE_ANSWER_NAMES))
+
+
 threads_option = click.option(
     "--threads",
     type=int,
@@ -79,7 +86,13 @@ def _print_table(results: dict) -> None:
     metavar="NAME=SPEC",
     help=f"a model to compare (repeat); SPEC: {MODEL_SPEC_HELP}",
 )
-@click.option("--prompts", required=True, type=click.Path(dir_okay=False), help="instructions, JSONL")
+@click.option(
+    "--prompts",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="val|alpaca_eval|ifeval|FILE",
+    help="instructions: a set in the data home, or a JSONL file",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory (cache)")
 @click.option("--max-tokens", default=512, show_default=True, type=int)
 @click.option("--temperature", default=0.0, show_default=True, type=float, help="0 = greedy")
@@ -130,6 +143,7 @@ def compare(
     """Run instructions through several models; write DIR/results.json and DIR/report.html."""
     from .compare import run_compare
 
+    prompts = data_file(prompts, PROMPT_NAMES)
     judge = None
     pairwise = make_judge(
         judge_spec,
@@ -137,7 +151,7 @@ def compare(
         judge_model,
         threads=threads,
         prompt_form=judge_prompt_form,
-        reference_answers=reference_answers,
+        reference_answers=reference_answers_file(reference_answers),
     )
     if pairwise is not None:
         from .judge import pairwise_judge
@@ -171,7 +185,8 @@ def eval_group():
     "--data",
     default=None,
     type=click.Path(dir_okay=False),
-    help="IFEval prompts JSONL (default: the 541 prompts under ../shared/data/ifeval)",
+    metavar="ifeval|FILE",
+    help="IFEval prompts JSONL (default: the 541 prompts of the data home's ifeval set)",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory (cache)")
 @click.option("--limit", type=int, default=None, help="only the first N prompts")
@@ -183,6 +198,8 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
     """IFEval: prompt- and instruction-level accuracy, strict and loose."""
     from .ifeval.run import run_ifeval
 
+    if data is not None:
+        data = data_file(data, ("ifeval",))
     result = run_ifeval(
         spec, out, data=data, limit=limit, max_tokens=max_tokens, seed=seed, threads=threads, parallel=parallel
     )
@@ -191,7 +208,13 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
 
 @eval_group.command()
 @click.option("--outputs", required=True, type=click.Path(dir_okay=False), help="JSONL: instruction, output")
-@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="JSONL: instruction, output")
+@click.option(
+    "--reference",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="gpt4|gpt4_1106_preview|FILE",
+    help="JSONL: instruction, output (e.g. `gpt4`, AlpacaEval's GPT-4 answers in the data home)",
+)
 @click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=JUDGE_SPEC_HELP)
 @click.option("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
 @click.option("--judge-model", default="judge", show_default=True, help="model name sent to --judge-url")
@@ -252,6 +275,7 @@ def winrate(
     from ..errors import UserError
     from .judge import run_winrate
 
+    reference = data_file(reference, REFERENCE_ANSWER_NAMES)
     judge = make_judge(
         judge_spec,
         judge_url,
@@ -261,7 +285,7 @@ def winrate(
         max_output_tokens=max_output_tokens,
         api_key_env=api_key_env,
         timeout=timeout,
-        reference_answers=reference_answers,
+        reference_answers=reference_answers_file(reference_answers),
     )
     if judge is None:
         raise UserError(
@@ -280,7 +304,9 @@ def winrate(
     "--data",
     required=True,
     type=click.Path(dir_okay=False),
-    help="JSONL of instruction + response (messages, instruction/output, prompt/completion)",
+    metavar="lima|FILE",
+    help="JSONL of instruction + response (messages, instruction/output, prompt/completion); `lima`: the data "
+    "home's LIMA conversations",
 )
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="score cache JSONL")
 @click.option("--limit", type=int, default=None, help="only the first N pairs")
@@ -307,7 +333,7 @@ def ranking(spec, data, out, limit, seed, others, max_response_tokens, threads):
 
     result = run_ranking(
         spec,
-        data,
+        data_file(data, RANKING_NAMES),
         out=out,
         limit=limit,
         seed=seed,

@@ -1,5 +1,6 @@
-"""Reference answers for reference-guided judging: a good answer to each instruction (for AlpacaEval, GPT-4's,
-../shared/data/alpaca_eval/references/gpt4.jsonl), shown to an LLM judge or compared with each reply.
+"""Reference answers for reference-guided judging: a good answer to each instruction (for AlpacaEval, GPT-4's:
+`--reference-answers gpt4`, alpaca_eval/references/gpt4.jsonl in the data home), shown to an LLM judge or
+compared with each reply.
 
 A file is JSONL rows with `instruction` and `output` (or `messages` ending in the assistant's answer), as
 AlpacaEval's reference outputs are. A reply whose instruction has no reference answer is not judged at all:

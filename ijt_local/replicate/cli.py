@@ -47,8 +47,8 @@ EXAMPLES = """
     "--data-root",
     type=click.Path(file_okay=False),
     default=lambda: str(shared_data_path()),
-    show_default="../shared/data or $IJT_LOCAL_DATA",
-    help="The shared data folder.",
+    show_default="the data home: $IJT_LOCAL_DATA, else $IJT_LOCAL_HOME/data",
+    help="The folder of the paper's data sets (fill the data home with: ijt-local data fetch all).",
 )
 @click.option(
     "--judge",

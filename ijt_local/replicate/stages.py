@@ -67,7 +67,7 @@ class Options:
                 f"processes cannot share evenly"
             )
         if not (Path(self.data_root) / "lima").is_dir():
-            raise UserError(f"{self.data_root}: no lima/ folder (pass --data-root)")
+            raise UserError(f"{self.data_root}: no lima/ folder (run: ijt-local data fetch all, or pass --data-root)")
 
     @property
     def judge_name(self) -> str | None:

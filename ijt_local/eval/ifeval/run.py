@@ -11,9 +11,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from ...data.home import data_home, missing_set_message
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
-from ...shared_data import shared_data_file
 from ...specs import open_spec, parse_spec
 from ..generations import generate_cached
 from ..metrics import is_echo
@@ -24,9 +24,9 @@ HF_DATASET = ("google/IFEval", "ifeval_input_data.jsonl")
 
 
 def default_data_path() -> Path:
-    """The shared copy beside the repository (or $IJT_LOCAL_DATA/ifeval), else the HF dataset."""
-    local = shared_data_file("ifeval/input_data.jsonl")
-    if local is not None:
+    """The data home's copy (`ijt-local data fetch ifeval`), else the HF dataset."""
+    local = data_home() / "ifeval" / "input_data.jsonl"
+    if local.is_file():
         return local
     from huggingface_hub import hf_hub_download
 
@@ -34,8 +34,8 @@ def default_data_path() -> Path:
         return Path(hf_hub_download(HF_DATASET[0], HF_DATASET[1], repo_type="dataset"))
     except Exception as exc:
         raise UserError(
-            f"IFEval prompts not found locally and {HF_DATASET[0]} cannot be downloaded "
-            f"({type(exc).__name__}); pass --data input_data.jsonl"
+            f"{missing_set_message('ifeval', 'ifeval', data_home())}; and {HF_DATASET[0]} cannot be downloaded "
+            f"({type(exc).__name__})"
         ) from None
 
 
