@@ -12,9 +12,18 @@ import click
 
 from .errors import UserError
 
+# Packages an extra brings, by the top-level module a verb imports: a plain install leaves them out.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        ("torch", "transformers", "peft", "accelerate", "safetensors", "sentencepiece", "datasets"), "train"
+    ),
+    **dict.fromkeys(("optuna", "tomli_w"), "fit"),
+}
+
 
 class Group(click.Group):
-    """Turns a UserError anywhere below into one line on stderr and exit status 1 (no traceback)."""
+    """Turns a UserError anywhere below into one line on stderr and exit status 1 (no traceback), and so a
+    missing optional dependency into the install line that brings it."""
 
     def invoke(self, ctx):
         try:
@@ -25,6 +34,13 @@ class Group(click.Group):
             if not is_main_process():  # under torchrun every rank finds the same fault; rank 0 says it
                 sys.exit(1)
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+            if extra is None:
+                raise
+            raise click.ClickException(
+                f"this needs {exc.name}, which the plain install leaves out: pip install 'ijt-local[{extra}]'"
+            ) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

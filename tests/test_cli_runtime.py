@@ -224,3 +224,19 @@ def test_corrupt_cached_default_model_is_rebuilt(tmp_path, monkeypatch, gemma_se
         handle.write(b"\0" * 64)
     assert models.resolve_model("default").path == target
     assert models.file_sha256(target) == models.GEMMA_SHA256
+
+
+def test_a_verb_missing_an_extra_names_the_install_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_torch)
+    result = CliRunner().invoke(cli, ["train", "--base", "default", "--data", "x.jsonl", "--out", "runs/x"])
+    assert result.exit_code == 1
+    assert "this needs torch, which the plain install leaves out: pip install 'ijt-local[train]'" in result.output
