@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +14,12 @@ from ijt_local.rules import load_rules
 from ijt_local.runtime import SamplingParams, _partial_tag_suffix
 
 VAL = data_home() / "val" / "val.jsonl"
-FIXTURE_VAL = Path(__file__).parent / "fixtures" / "val_sample.jsonl"
 
 
 def val_instructions(n):
-    path = VAL if VAL.exists() else FIXTURE_VAL
-    return [json.loads(line)["instruction"] for line in path.read_text().splitlines()[:n]]
+    if not VAL.exists():  # .ci/run stops before the tests when the data home is missing, so CI never skips here
+        pytest.skip("needs the data home's val set (ijt-local data fetch val)")
+    return [json.loads(line)["instruction"] for line in VAL.read_text().splitlines()[:n]]
 
 
 def ask(text):
