@@ -130,6 +130,17 @@ def test_model_spec_is_the_same_as_the_options(tmp_path):
     assert len(clash.stderr.strip().splitlines()) == 1
 
 
+def test_poe_is_the_papers_three_rules():
+    """`--poe` runs the paper's headline rule set (eos-uniform-diversity); `start` only when named."""
+    prompt = ("--prompt", "Name three colours.", "--max-tokens", "24")
+    plain_poe = run_cli("generate", "--poe", *prompt)
+    papers = run_cli("generate", "--model", "default+poe:eos,uniform,diversity", *prompt)
+    with_start = run_cli("generate", "--poe", "--rules", "all", *prompt)
+    assert plain_poe.returncode == papers.returncode == with_start.returncode == 0, plain_poe.stderr
+    assert plain_poe.stdout.strip() and plain_poe.stdout == papers.stdout
+    assert with_start.stdout.startswith("Okay") and not plain_poe.stdout.startswith("Okay")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
