@@ -14,7 +14,10 @@ from ijt_local.data.home import data_home
 ROOT = Path(__file__).resolve().parents[1]
 DATA = data_home()
 
-MODELS = {"base", "instruct", "response", "poetry", "rules", "rules-no-eos", "rules-no-uniform", "rules-no-diversity"}
+MODELS = {
+    *("base", "instruct", "response", "poetry"),
+    *("rules", "rules-no-eos", "rules-no-uniform", "rules-no-diversity", "rules-start"),
+}
 
 
 @pytest.mark.slow
@@ -55,8 +58,10 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
     for name in ("base", "response", "poetry", "rules"):
         assert 0.0 <= reference["table"][name]["winrate"]["mean"] <= 1.0, name
     assert results["judge"]["references"] == ["instruct-s0"] and results["seeds"] == [0]
+    assert results["rule_sets"]["rules"] == "eos,uniform,diversity"  # the paper's headline run, no `start`
+    assert results["rule_sets"]["rules-start"] == "eos,uniform,diversity,start"
     follows = results["judge"]["follows"]  # what the judge's preferences follow, over the judged pairs
-    assert 0 <= follows["pairs"] <= 7 * 4
+    assert 0 <= follows["pairs"] <= 8 * 4  # 8 models judged against instruct-s0, 4 instructions
     assert all(follows[s] is None or -1.0 <= follows[s] <= 1.0 for s in ("repetition", "echo", "length"))
     assert set(follows["echo_split"]) == set(follows["equal_repetition"]) == MODELS - {"instruct"}
     assert all(cell["pairs"] <= 4 for cell in follows["equal_repetition"].values())
@@ -125,7 +130,7 @@ def test_smoke_replication_runs_every_stage_and_resumes(tmp_path):
         assert plan["adapters"][name]["rows"] == results["training_data"][name]["kept"]
         assert plan["adapters"][name]["steps"] == results["training"][f"{name}-s0"]["steps"] == 4
         assert plan["adapters"][name]["tokens"] == results["training_data"][name]["tokens"]  # one epoch
-    assert plan["judgements"] == 7 * 4 and plan["models"] == len(MODELS)  # all but instruct, 4 instructions
+    assert plan["judgements"] == 8 * 4 and plan["models"] == len(MODELS)  # all but instruct, 4 instructions
     assert plan["measured"]["train_tokens_per_second"] > 0 and plan["measured"]["generate_tokens_per_second"] > 0
     assert plan["hours"]["train"] > 0 and "estimated hours here" in plan_run.stdout
     assert not (tmp_path / "untouched").exists()

@@ -94,9 +94,11 @@ def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server, t
         assert browser.evaluate("document.querySelectorAll('#panes script, #panes *[onerror]').length") == 0
         assert browser.evaluate("typeof window.alert === 'function' && document.title") == "ijt-local: side by side"
         # hovering a changed token shows the base model's top-k beside the product's, and the rule score
+        # (a changed token that shows: with the paper's rules the first one can be a newline, which has no box)
         box = browser.evaluate(
-            "(() => { const r = document.querySelector('.pane .changed').getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            "(() => { const t = [...document.querySelectorAll('.pane .changed')]"
+            ".find(e => e.textContent.trim() && e.getBoundingClientRect().width > 0);"
+            " const r = t.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
         browser.hover(*box)
         browser.wait_for("!document.querySelector('#tooltip').hidden", 10)

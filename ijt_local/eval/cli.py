@@ -15,7 +15,7 @@ from .ranking import DEFAULT_OTHERS
 
 MODEL_SPEC_HELP = (
     "default | smollm2-135m-instruct | judge | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
-    "and +poe[:eos,uniform,diversity,start]"
+    "and +poe[:RULES] (default eos,uniform,diversity, the paper's; names from eos,uniform,diversity,start, or all)"
 )
 spec_option = click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
 JUDGE_SPEC_HELP = (
