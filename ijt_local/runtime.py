@@ -466,7 +466,8 @@ class Session:
                     if not wanted or pos + 1 >= len(tokens):
                         continue
                     target = tokens[pos + 1]
-                    total += poe_logprob(self._logits_view(index), state.scores() if state else None, target)
+                    rule_scores = state.scores() if state is not None else None
+                    total += poe_logprob(self._logits_view(index), rule_scores, target)
                     n += 1
                     if state is not None:
                         state.accept(target)
