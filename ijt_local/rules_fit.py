@@ -150,16 +150,20 @@ class Scorer:
         }
 
     def _ranking(self, rules, rows) -> float:
-        """The share of (real, random) pairs ranked correctly (eval/ranking.py), ties counting half."""
-        wins, pairs = 0.0, 0
+        """The share of (real, random) pairs ranked correctly, as `eval ranking` counts it."""
+        from .eval.ranking import ranking_accuracy
+
+        scored = []
         for prompt, own, others in rows:
             mine, *theirs = self.session.score_responses(prompt.messages, [own, *others], rules)
-            for other in theirs:
-                wins += (
-                    1.0 if mine.mean_logprob > other.mean_logprob else 0.5 * (mine.mean_logprob == other.mean_logprob)
-                )
-                pairs += 1
-        return wins / pairs
+            scored.append(
+                {
+                    "own": mine.mean_logprob,
+                    "other_ids": [None] * len(theirs),
+                    "others": [t.mean_logprob for t in theirs],
+                }
+            )
+        return ranking_accuracy(scored)["ranking_accuracy"]
 
 
 def load_fit_data(

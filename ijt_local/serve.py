@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from .engine import Engine, Event
 from .errors import UserError
-from .rules import RuleConfig, load_rules
+from .rules import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
 from .runtime import SamplingParams
 from .serve_logprobs import base_logprobs, chat_logprobs, completion_logprobs, prompt_choices
 from .spec_engines import BusyError, SpecEngines
@@ -52,9 +52,9 @@ class ServedModel:
         the vocabulary once per config object and keeps it."""
         if choice is None:
             return self.rules
-        key = ",".join(sorted(part.strip().lower() for part in choice.split(",")))
-        if key == "off":
+        if choice.strip().lower() == "off":
             return None
+        key = rule_spec_text(parse_rule_spec(choice.lower()))  # `all`, `start,eos,uniform,diversity`: one set
         if key not in self.chosen_rules:
             self.chosen_rules[key] = load_rules(spec=key, config_path=self.rules_config)
         return self.chosen_rules[key]

@@ -66,6 +66,12 @@ class Lineup:
             specs[name] = spec.replace("default", base, 1)
         return specs
 
+    def rule_sets(self) -> dict[str, str]:
+        """Each rule row's rules, spelled out (`rules` -> `eos,uniform,diversity`), for results.json."""
+        from ..specs import parse_spec
+
+        return {name: parse_spec(spec).rule_names() for name, spec in RULE_MODELS.items()}
+
     def judged_pairs(self) -> dict[str, list[str]]:
         """Per reference (instruct-sK): the models judged against it. As in the paper, a tuned model of seed
         K against the instruction-tuned model of seed K, and the untrained models (base, the rules and

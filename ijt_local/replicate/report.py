@@ -54,7 +54,7 @@ def write_report(
         "alpaca_sample": {"prompts": run.budget.alpaca_prompts, "seed": ALPACA_SEED},
         "adapter_route": ADAPTER_ROUTE,
         "models": run.lineup.model_specs(),
-        "rule_sets": {name: spec.rule_names() for name, spec in model_specs_parsed(run).items() if spec.poe},
+        "rule_sets": run.lineup.rule_sets(),
         "table": table,
         "training": training["runs"],
         "training_data": training_data(run),
@@ -82,12 +82,6 @@ def rounded(value, digits: int = PUBLISHED_DIGITS):
     if isinstance(value, list | tuple):
         return [rounded(item, digits) for item in value]
     return value
-
-
-def model_specs_parsed(run) -> dict:
-    from ..specs import parse_spec
-
-    return {name: parse_spec(text) for name, text in run.lineup.model_specs().items()}
 
 
 def winrate_rows(judged: dict | None, out: Path | None = None, folder: str | None = None) -> dict[str, list[dict]]:
