@@ -51,8 +51,8 @@ def quantize_gguf(source: Path, out: Path, kind: str, threads: int | None = None
     """Quantize `source` to `out` with llama.cpp; one clear error if llama.cpp refuses."""
     import llama_cpp
 
-    from ijt_local.llama_log import capture_llama_logs
     from ijt_local.models import check_gguf
+    from ijt_local.runtime.llama import capture_llama_logs
 
     source, out = Path(source), Path(out)
     ftype = _ftype(kind)

@@ -53,11 +53,13 @@ def cli():
 
 
 def _register() -> None:
-    from . import rules_cli, runtime_cli, serve
     from .convert import cli as convert_cli
     from .data import cli as data_cli
     from .eval import cli as eval_cli
     from .replicate import cli as replicate_cli
+    from .rules_fit import cli as rules_cli
+    from .runtime import cli as runtime_cli
+    from .serve import app as serve
     from .train import cli as train_cli
 
     for module in (runtime_cli, data_cli, train_cli, convert_cli, eval_cli, serve, rules_cli, replicate_cli):

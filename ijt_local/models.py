@@ -217,7 +217,7 @@ def describe_gguf(path: Path) -> dict:
     """Architecture, vocabulary size, size on disk: read by llama.cpp with the vocabulary only."""
     import llama_cpp
 
-    from .llama_log import capture_llama_logs
+    from .runtime.llama import capture_llama_logs
 
     check_gguf(path)
     capture_llama_logs()

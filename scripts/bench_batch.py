@@ -4,7 +4,7 @@
                                   [--max-tokens 128] [--steps 64] [--threads N]
 
 Two measurements, side by side in one process on one loaded model:
-  run    the `generate --input` path (ijt_local.batched.generate_all) over all prompts, greedy, stopping
+  run    the `generate --input` path (ijt_local.runtime.batch.generate_all) over all prompts, greedy, stopping
          at EOS and role tags as users run it: aggregate generated tok/s per width, PoE off and on.
   limit  the same fixed work through plain llama.cpp and through ours: W prompts (each prefilled in a call
          of its own), then `--steps` greedy steps of one token per sequence (EOS ignored). `plain` is a bare
@@ -12,7 +12,7 @@ Two measurements, side by side in one process on one loaded model:
          expert on. Their ratio is what the rule hook and per-row Python work cost.
   unpadded  the `run` PoE measurement again with the row-group padding switched off (steps carry only
          their running sequences, prompts go in n_batch pieces from position 0): what batch invariance
-         (ijt_local/decode_rows.py) costs, side by side.
+         (ijt_local/runtime/rows.py) costs, side by side.
 The last line is one JSON object; per-width details go to stderr.
 """
 
@@ -26,12 +26,12 @@ import time
 
 import numpy as np
 
-from ijt_local import batched
-from ijt_local.batched import batch_generator, generate_all
+from ijt_local.data.home import shared_data_path
 from ijt_local.jsonl import read_jsonl
-from ijt_local.rules import load_rules
-from ijt_local.runtime import Session
-from ijt_local.shared_data import shared_data_path
+from ijt_local.rules.expert import load_rules
+from ijt_local.runtime import batch as batched
+from ijt_local.runtime.batch import batch_generator, generate_all
+from ijt_local.runtime.session import Session
 
 VAL = shared_data_path("val/val.jsonl")
 

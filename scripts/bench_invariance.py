@@ -21,11 +21,11 @@ import os
 import statistics
 import time
 
-from ijt_local.batched import generate_all
+from ijt_local.data.home import shared_data_path
 from ijt_local.jsonl import read_jsonl
-from ijt_local.rules import load_rules
-from ijt_local.runtime import Session
-from ijt_local.shared_data import shared_data_path
+from ijt_local.rules.expert import load_rules
+from ijt_local.runtime.batch import generate_all
+from ijt_local.runtime.session import Session
 
 VAL = shared_data_path("val/val.jsonl")
 

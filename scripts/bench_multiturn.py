@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ijt_local import rules as rules_module  # noqa: E402
 from ijt_local.errors import UserError  # noqa: E402
 from ijt_local.eval.generations import generate_cached  # noqa: E402
 from ijt_local.eval.metrics import behaviour_metrics, copy_overlap, words  # noqa: E402
 from ijt_local.eval.prompt_sets import load_prompts  # noqa: E402
-from ijt_local.specs import open_spec, parse_spec  # noqa: E402
+from ijt_local.rules import expert as rules_module  # noqa: E402
+from ijt_local.runtime.specs import open_spec, parse_spec  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "fixtures" / "two_turn_dev.jsonl"
 FILLER = set(
@@ -52,7 +52,7 @@ def pinned_config(out: Path, name: str, spec, config: str | None) -> str | None:
     a cache made with another config is refused."""
     if not spec.poe:
         return None
-    source = Path(config) if config is not None else Path(rules_module.__file__).with_name("rules_default.toml")
+    source = Path(config) if config is not None else Path(rules_module.__file__).with_name("default.toml")
     text = source.read_text(encoding="utf-8")
     pinned = out / "generations" / f"{name}.rules.toml"
     if pinned.exists() and pinned.read_text(encoding="utf-8") != text:
@@ -87,7 +87,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=RULES.toml",
-        help="rules config for a +poe variant (default: the packaged rules_default.toml)",
+        help="rules config for a +poe variant (default: the packaged rules/default.toml)",
     )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows (work in chunks)")

@@ -17,8 +17,8 @@ import sys
 import time
 
 from ijt_local.jsonl import read_jsonl
-from ijt_local.rules import load_rules
-from ijt_local.runtime import Session
+from ijt_local.rules.expert import load_rules
+from ijt_local.runtime.session import Session
 
 PROMPTS = [
     "Give three tips for staying healthy.",

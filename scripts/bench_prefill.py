@@ -34,9 +34,9 @@ def main() -> None:
 
     import llama_cpp
 
+    from ijt_local.data.home import shared_data_path
     from ijt_local.jsonl import read_jsonl
     from ijt_local.models import resolve_model
-    from ijt_local.shared_data import shared_data_path
 
     path = str(resolve_model(args.model).path)
     instructions = shared_data_path("alpaca_eval/alpaca_eval.jsonl")

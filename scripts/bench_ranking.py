@@ -26,10 +26,10 @@ MODES = ("shared", "separate")
 
 
 def worker(mode: str, model: str, instructions: int, others: int, max_tokens: int, threads: int) -> dict:
+    from ijt_local.data.home import shared_data_file
     from ijt_local.eval.prompt_sets import load_prompts
     from ijt_local.eval.ranking import cut_to_tokens, pick_others
-    from ijt_local.runtime import Session
-    from ijt_local.shared_data import shared_data_file
+    from ijt_local.runtime.session import Session
 
     lima = shared_data_file("lima/lima_data.jsonl")
     if lima is None:

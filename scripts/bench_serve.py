@@ -25,7 +25,7 @@ import time
 
 import httpx
 
-from ijt_local.shared_data import shared_data_path
+from ijt_local.data.home import shared_data_path
 
 VAL = shared_data_path("val/val.jsonl")
 

@@ -5,7 +5,7 @@
 Alternates `ijt-local generate --prompt ... --max-tokens 1` with and without `--poe` (fresh processes, so
 imports, model load and, for PoE, the rule vocabulary are all in the time) and prints one JSON line with
 the median wall time of each and their ratio. The first PoE run of a model file builds the rule vocabulary
-cache (ijt_local/vocab_cache.py); it is run once before the timed rounds, and `--cold` removes that cache
+cache (ijt_local/rules/vocab_cache.py); it is run once before the timed rounds, and `--cold` removes that cache
 before every PoE run to time the build instead.
 """
 

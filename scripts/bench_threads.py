@@ -35,8 +35,8 @@ PROMPTS = [
 
 
 def child(model: str, threads: int, tokens: int, width: int) -> dict:
-    from ijt_local.batched import generate_all
-    from ijt_local.runtime import Session
+    from ijt_local.runtime.batch import generate_all
+    from ijt_local.runtime.session import Session
 
     session = Session(model, n_ctx=512, threads=threads)
     conversations = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(width)]
@@ -63,8 +63,8 @@ def busy_core():
 def follow(args) -> dict:
     import statistics
 
-    from ijt_local import runtime
-    from ijt_local.runtime import Session
+    from ijt_local.runtime import session as runtime
+    from ijt_local.runtime.session import Session
 
     sessions = {"follows_load": Session(args.model, n_ctx=512), "fixed_2": Session(args.model, n_ctx=512, threads=2)}
     conversation = [{"role": "user", "content": PROMPTS[0]}]

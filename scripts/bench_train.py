@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ijt_local.shared_data import shared_data_path
+from ijt_local.data.home import shared_data_path
 
 REPO = Path(__file__).resolve().parent.parent
 LIMA = shared_data_path("lima/lima_data.jsonl")

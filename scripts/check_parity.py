@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ijt_local.shared_data import shared_data_path
+from ijt_local.data.home import shared_data_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 

@@ -40,13 +40,13 @@ import sys
 import time
 from pathlib import Path
 
+from ijt_local.data.home import shared_data_path
 from ijt_local.errors import UserError
 from ijt_local.eval.judge import ORDERS, JudgementCache
 from ijt_local.eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS, REFERENCE_FORM
 from ijt_local.eval.local_judge import DEFAULT_MAX_OUTPUT_TOKENS, LocalJudge
 from ijt_local.eval.reference_answers import ReferenceAnswers
 from ijt_local.jsonl import iter_jsonl
-from ijt_local.shared_data import shared_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = shared_data_path("alpaca_eval/judge_dev")

@@ -18,11 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ijt_local.engine import Engine  # noqa: E402
+from ijt_local.data.home import shared_data_file  # noqa: E402
 from ijt_local.jsonl import read_jsonl  # noqa: E402
-from ijt_local.rules import load_rules, rule_spec_text  # noqa: E402
-from ijt_local.runtime import SamplingParams, Session  # noqa: E402
-from ijt_local.shared_data import shared_data_file  # noqa: E402
+from ijt_local.rules.expert import load_rules, rule_spec_text  # noqa: E402
+from ijt_local.runtime.session import SamplingParams, Session  # noqa: E402
+from ijt_local.serve.engine import Engine  # noqa: E402
 
 
 def reply_choices(engine: Engine, instruction: str, rules, max_tokens: int) -> list:

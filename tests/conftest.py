@@ -19,7 +19,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def gemma_session():
-    from ijt_local.runtime import Session
+    from ijt_local.runtime.session import Session
 
     session = Session("default", n_ctx=2048)
     yield session
@@ -28,7 +28,7 @@ def gemma_session():
 
 @pytest.fixture(scope="session")
 def smollm_session():
-    from ijt_local.runtime import Session
+    from ijt_local.runtime.session import Session
 
     session = Session("smollm2-135m-instruct", n_ctx=2048)
     yield session

@@ -25,7 +25,7 @@ def llama_cpp_logits(gguf_path, tokens, lora_path=None, lora_scale=1.0, n_ctx=25
     """Logits for every position, float32 KV cache (f16 would cost ~1e-3 on its own)."""
     import llama_cpp
 
-    from ijt_local.llama_log import capture_llama_logs
+    from ijt_local.runtime.llama import capture_llama_logs
 
     capture_llama_logs()
     kwargs = {"lora_path": str(lora_path), "lora_scale": lora_scale} if lora_path else {}
@@ -51,7 +51,7 @@ def llama_cpp_logits(gguf_path, tokens, lora_path=None, lora_scale=1.0, n_ctx=25
 def llama_cpp_tokenize(gguf_path, texts, add_special=False):
     import llama_cpp
 
-    from ijt_local.llama_log import capture_llama_logs
+    from ijt_local.runtime.llama import capture_llama_logs
 
     capture_llama_logs()
     llm = llama_cpp.Llama(str(gguf_path), vocab_only=True, verbose=False)
@@ -96,7 +96,7 @@ def llama_cpp_greedy(gguf_path, prompt_tokens, steps=16, lora_path=None, lora_sc
     """Greedy continuation (token ids) and the logits at every generated step."""
     import llama_cpp
 
-    from ijt_local.llama_log import capture_llama_logs
+    from ijt_local.runtime.llama import capture_llama_logs
 
     capture_llama_logs()
     kwargs = {"lora_path": str(lora_path), "lora_scale": lora_scale} if lora_path else {}

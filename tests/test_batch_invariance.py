@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from test_runtime import ask, val_instructions
 
-from ijt_local.batched import generate_all
-from ijt_local.conversation import generate_reply
-from ijt_local.decode_rows import MIN_ROWS, ROW_GROUP, prefill_ranges, step_rows
-from ijt_local.rules import load_rules
-from ijt_local.runtime import SamplingParams, Session
+from ijt_local.rules.expert import load_rules
+from ijt_local.runtime.batch import generate_all
+from ijt_local.runtime.conversation import generate_reply
+from ijt_local.runtime.rows import MIN_ROWS, ROW_GROUP, prefill_ranges, step_rows
+from ijt_local.runtime.session import SamplingParams, Session
 
 
 def texts(session, conversations, width, **options):

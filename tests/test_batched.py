@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from test_runtime import ask, val_instructions
 
-from ijt_local.batched import generate_all
 from ijt_local.cli import cli
 from ijt_local.errors import UserError
-from ijt_local.rules import load_rules
-from ijt_local.runtime import SamplingParams
+from ijt_local.rules.expert import load_rules
+from ijt_local.runtime.batch import generate_all
+from ijt_local.runtime.session import SamplingParams
 
 
 def both_ways(session, conversations, width, **options):
@@ -139,7 +139,7 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
 def test_running_sequences_stay_one_run_of_ids_as_replies_finish(smollm_session, monkeypatch):
     # llama.cpp splits a step whose sequence ids are not 0..n-1 in order into one compute pass per run of
     # ids; when the short first reply ends, the last sequence moves down into its slot, KV cells and all.
-    from ijt_local.batched import BatchGenerator
+    from ijt_local.runtime.batch import BatchGenerator
 
     steps = []
     decode = BatchGenerator._decode

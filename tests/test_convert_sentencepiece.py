@@ -10,7 +10,7 @@ from convert_helpers import MIXED_CORPUS, llama_cpp_tokenize
 from tiny_convert_models import LLAMA2_STYLE_CORPUS, make_llama2_style_tokenizer, make_tiny_llama_for, make_tiny_olmo
 
 from ijt_local.convert.hf_to_gguf import convert
-from ijt_local.rules import load_rules
+from ijt_local.rules.expert import load_rules
 
 pytest.importorskip("transformers")
 TEXTS = MIXED_CORPUS + LLAMA2_STYLE_CORPUS + ["I", " I", "Okay!", "  ", "\n", "\n\nWhat", "unseen wörds ẞ ∑"]
@@ -100,7 +100,7 @@ def rule_words() -> list[str]:
 def test_rule_words_resolve_on_the_paper_vocabularies(vocabulary, llama2_style, tmp_path):
     from transformers import AutoTokenizer
 
-    from ijt_local.runtime import Session
+    from ijt_local.runtime.session import Session
 
     if vocabulary == "olmo":
         folder = make_tiny_olmo(tmp_path / "olmo")

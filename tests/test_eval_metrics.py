@@ -14,7 +14,7 @@ from ijt_local.eval.metrics import (
     repetition,
 )
 from ijt_local.eval.prompt_sets import load_prompts
-from ijt_local.specs import parse_spec
+from ijt_local.runtime.specs import parse_spec
 
 
 def row(output, instruction="Give three tips for staying healthy.", finish="stop", tag=None, n=10):

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from ijt_local.cli import cli
-from ijt_local.conversation import history_window
 from ijt_local.errors import UserError
 from ijt_local.eval.generations import cached_rows
 from ijt_local.eval.metrics import METRIC_NAMES, behaviour_metrics, copy_overlap, is_turn2_copy, metric_names
 from ijt_local.eval.prompt_sets import load_prompts
 from ijt_local.prompts import MAX_TURNS, recent_turns
-from ijt_local.rules import RuleExpert, Vocabulary, load_rules
+from ijt_local.rules.expert import RuleExpert, Vocabulary, load_rules
+from ijt_local.runtime.conversation import history_window
 
 FIRST = "Okay! So, let's start with the first one. You can read books, watch movies, and listen to music."
 
@@ -240,7 +240,7 @@ def before_rules(tmp_path, spec=None):
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", [None, "all"], ids=["paper-rules", "with-start"])
 def test_second_turn_does_not_copy_the_first_under_poe(gemma_session, tmp_path, spec):
-    from ijt_local.conversation import generate_turns
+    from ijt_local.runtime.conversation import generate_turns
 
     turns = [FIRST_QUESTION, UNRELATED]
     before = generate_turns(gemma_session, turns, before_rules(tmp_path, spec), max_tokens=48)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ijt_local.errors import UserError
-from ijt_local.poe import poe_logprob
-from ijt_local.rules import DEFAULT_RULES, RuleExpert, load_rules, parse_rule_spec, rule_spec_text
+from ijt_local.rules.expert import DEFAULT_RULES, RuleExpert, load_rules, parse_rule_spec, rule_spec_text
+from ijt_local.rules.poe import poe_logprob
 
 
 def expert_for(session, spec=None, **kwargs):

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("optuna")
 
 from ijt_local.eval.ifeval.run import default_data_path, load_ifeval  # noqa: E402
-from ijt_local.rules import load_rules  # noqa: E402
-from ijt_local.rules_fit import default_params, load_fit_data  # noqa: E402
+from ijt_local.rules.expert import load_rules  # noqa: E402
+from ijt_local.rules_fit.search import default_params, load_fit_data  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = [

@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from ijt_local.batched import batch_generator
 from ijt_local.data.home import data_home
-from ijt_local.rules import load_rules
-from ijt_local.runtime import SamplingParams, _partial_tag_suffix
+from ijt_local.rules.expert import load_rules
+from ijt_local.runtime.batch import batch_generator
+from ijt_local.runtime.session import SamplingParams, _partial_tag_suffix
 
 VAL = data_home() / "val" / "val.jsonl"
 
@@ -131,7 +131,7 @@ def test_default_threads_leave_the_cores_other_processes_keep_busy():
     import subprocess
     import sys
 
-    from ijt_local.runtime import default_threads
+    from ijt_local.runtime.session import default_threads
 
     cores = len(os.sched_getaffinity(0))
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -150,7 +150,7 @@ def test_busy_cores_leave_out_this_process_s_own_work():
     import threading
     import time
 
-    from ijt_local.runtime import _busy_cores
+    from ijt_local.runtime.session import _busy_cores
 
     baseline = _busy_cores(0.3)
     stop = threading.Event()
@@ -172,8 +172,8 @@ def test_busy_cores_leave_out_this_process_s_own_work():
 def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_given(monkeypatch):
     import llama_cpp
 
-    from ijt_local import runtime
-    from ijt_local.runtime import Session
+    from ijt_local.runtime import session as runtime
+    from ijt_local.runtime.session import Session
 
     monkeypatch.setattr(runtime, "THREAD_CHECK_SECONDS", 0.0)
     following, fixed = (

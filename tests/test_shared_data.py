@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ijt_local.data.home import data_home
-from ijt_local.shared_data import shared_data_file, shared_data_path
+from ijt_local.data.home import data_home, shared_data_file, shared_data_path
 
 
 def test_ijt_local_data_is_the_home_and_a_missing_file_is_named_there(tmp_path, monkeypatch):

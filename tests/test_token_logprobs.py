@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ijt_local.poe import poe_logprob
-from ijt_local.token_logprobs import distribution, observe
+from ijt_local.rules.poe import poe_logprob
+from ijt_local.runtime.token_logprobs import distribution, observe
 
 RNG = np.random.default_rng(0)
 ROWS = {

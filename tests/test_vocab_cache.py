@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from ijt_local.rules import RuleExpert, Vocabulary, load_rules
-from ijt_local.vocab_cache import cache_file, load_vocabulary, model_identity
+from ijt_local.rules.expert import RuleExpert, Vocabulary, load_rules
+from ijt_local.rules.vocab_cache import cache_file, load_vocabulary, model_identity
 
 PIECES = ["<eos>", "Hello", " world", "!", " I", "okay", "12", "  "]
 

@@ -54,3 +54,15 @@ def data_file(value: str | Path, names: Iterable[str]) -> Path:
     if not path.is_file():
         raise UserError(missing_set_message(str(value), data_set.name, home))
     return path
+
+
+def shared_data_path(relative: str = "") -> Path:
+    """`relative` (a file or folder; "" for the data home itself) under the data home, there or not: for
+    verbs and scripts that ask for one file by its path in the home's layout (e.g. "val/val.jsonl")."""
+    return data_home() / relative
+
+
+def shared_data_file(relative: str) -> Path | None:
+    """The file `relative` in the data home, or None when it is not there."""
+    path = shared_data_path(relative)
+    return path if path.is_file() else None

@@ -8,7 +8,7 @@ import json
 import click
 
 from ..data.home import PROMPT_NAMES, RANKING_NAMES, REFERENCE_ANSWER_NAMES, data_file
-from ..runtime_cli import parallel_option
+from ..runtime.cli import parallel_option
 from .judge import make_judge
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
 from .ranking import DEFAULT_OTHERS

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import write_atomic
-from ..specs import check_spec, open_spec, parse_named_specs
+from ..runtime.specs import check_spec, open_spec, parse_named_specs
 from .generations import cached_rows, generate_cached
 from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
-from ..specs import ModelSpec
+from ..runtime.specs import ModelSpec
 from .metrics import find_role_tag
 from .prompt_sets import EvalPrompt
 
@@ -94,10 +94,10 @@ def generate_cached(
     rebuilds its results and report. By default generation runs through role tags, as the paper's did
     (only EOS ends a reply), so a base model that goes on to play the user shows it in the output.
 
-    With `parallel` > 1 the missing prompts are decoded that many at once (ijt_local.batched) and rows are
+    With `parallel` > 1 the missing prompts are decoded that many at once (ijt_local.runtime.batch) and rows are
     appended as they finish; a row's `seconds` is the wall time since the previous row, so the rows' sum
     is the run's wall time whatever the width."""
-    from ..specs import open_spec
+    from ..runtime.specs import open_spec
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     cache = Path(cache)
@@ -106,8 +106,8 @@ def generate_cached(
     missing = [p for p in prompts if p.id not in done]
     name = label or spec.text
     if missing:
-        from ..conversation import answer_turns, turns_to_answer
-        from ..runtime import SamplingParams
+        from ..runtime.conversation import answer_turns, turns_to_answer
+        from ..runtime.session import SamplingParams
 
         log(f"{name}: {len(done)} cached, generating {len(missing)} with {spec.text}")
         session, rules = (open_session or open_spec)(spec)

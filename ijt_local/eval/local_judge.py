@@ -43,7 +43,7 @@ def gguf_chat_template(path: Path) -> str:
     without one is not instruction-tuned and cannot be a judge."""
     import llama_cpp
 
-    from ..llama_log import capture_llama_logs
+    from ..runtime.llama import capture_llama_logs
 
     capture_llama_logs()
     try:
@@ -134,7 +134,7 @@ class LocalJudge:
         self.agreement = measured if measured and max_output_tokens == DEFAULT_MAX_OUTPUT_TOKENS else None
 
     def _load(self) -> None:
-        from ..runtime import Session
+        from ..runtime.session import Session
 
         self.session = Session(self.resolved, n_ctx=self.n_ctx, threads=self.threads, template=self.template)
         pieces = self.session.vocabulary().pieces

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows
-from ..specs import open_spec, parse_spec
+from ..runtime.specs import open_spec, parse_spec
 from .generations import check_cache_meta
 from .prompt_sets import load_prompts
 

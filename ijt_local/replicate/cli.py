@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..data.home import shared_data_path
 from ..errors import UserError
 from ..eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
-from ..shared_data import shared_data_path
 from .budgets import BUDGETS
 
 EXAMPLES = """

@@ -68,7 +68,7 @@ class Lineup:
 
     def rule_sets(self) -> dict[str, str]:
         """Each rule row's rules, spelled out (`rules` -> `eos,uniform,diversity`), for results.json."""
-        from ..specs import parse_spec
+        from ..runtime.specs import parse_spec
 
         return {name: parse_spec(spec).rule_names() for name, spec in RULE_MODELS.items()}
 

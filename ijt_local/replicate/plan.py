@@ -105,9 +105,9 @@ def plan(run) -> dict:
 
 def measure_generation(model: str, val_path) -> float:
     """Aggregate tok/s of `model` generating 64 tokens for 16 val instructions, batched as evaluate does."""
-    from ..batched import generate_all
     from ..models import resolve_model
-    from ..runtime import Session
+    from ..runtime.batch import generate_all
+    from ..runtime.session import Session
 
     prompts = [[{"role": "user", "content": row["instruction"]}] for row in read_jsonl(val_path)[:16]]
     session = Session(resolve_model(model))

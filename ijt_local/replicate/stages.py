@@ -23,11 +23,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.home import shared_data_path
 from ..errors import UserError
 from ..eval.judge_prompts import DEFAULT_FORM
 from ..eval.reference_judges import DEFAULT_REFERENCE_JUDGE
 from ..jsonl import read_jsonl, write_atomic
-from ..shared_data import shared_data_path
 from .budgets import ADAPTER_ROUTE, ALPACA_SEED, BUDGETS
 from .lineup import ABLATIONS, EXTRA_RULES, Lineup
 from .report import write_report

@@ -14,7 +14,7 @@ from pathlib import Path
 from ...data.home import data_home, missing_set_message
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
-from ...specs import open_spec, parse_spec
+from ...runtime.specs import open_spec, parse_spec
 from ..generations import generate_cached
 from ..metrics import is_echo
 from ..prompt_sets import EvalPrompt

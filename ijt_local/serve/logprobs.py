@@ -14,8 +14,8 @@ nothing before it).
 
 from __future__ import annotations
 
-from .runtime import Session
-from .token_logprobs import TokenChoice, TopK
+from ..runtime.session import Session
+from ..runtime.token_logprobs import TokenChoice, TopK
 
 
 def token_text(session: Session, token: int) -> tuple[str, bytes]:

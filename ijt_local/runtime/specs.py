@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .rules import RULE_NAMES, parse_rule_spec, rule_spec_text
+from ..errors import UserError
+from ..rules.expert import RULE_NAMES, parse_rule_spec, rule_spec_text
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ADAPTER = re.compile(r"^(?P<path>.+\.gguf)(?:@(?P<scale>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?$", re.IGNORECASE)
@@ -88,7 +88,7 @@ def parse_adapter(text: str) -> tuple[str, float] | None:
 
 def check_spec(spec: ModelSpec) -> None:
     """Fail early (before any generation) on a model or adapter that cannot be found."""
-    from .models import resolve_model
+    from ..models import resolve_model
 
     resolve_model(spec.model)
     for path, _ in spec.adapters:
@@ -104,9 +104,9 @@ def open_spec(
     rules_config: str | Path | None = None,
 ):
     """Load a spec: (Session, RuleConfig or None)."""
-    from .models import resolve_model
-    from .rules import load_rules
-    from .runtime import Session
+    from ..models import resolve_model
+    from ..rules.expert import load_rules
+    from .session import Session
 
     check_spec(spec)
     rules = load_rules(spec=spec.rules, config_path=rules_config) if spec.poe else None

@@ -1,4 +1,4 @@
-"""`ijt-local rules fit`: fit the rule expert's numbers to a base model (ijt_local/rules_fit.py)."""
+"""`ijt-local rules fit`: fit the rule expert's numbers to a base model (ijt_local/rules_fit/search.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .data.home import PROMPT_NAMES, data_file
-from .errors import UserError
+from ..data.home import PROMPT_NAMES, data_file
+from ..errors import UserError
 
 
 @click.group()
@@ -96,9 +96,9 @@ def fit_command(
     threads,
 ):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
-    from .rules import parse_rule_spec
-    from .rules_fit import Constraints, fit, load_fit_data
-    from .specs import open_spec, parse_spec
+    from ..rules.expert import parse_rule_spec
+    from ..runtime.specs import open_spec, parse_spec
+    from .search import Constraints, fit, load_fit_data
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
         raise UserError("give a budget above zero: --trials N and/or --minutes M")

@@ -14,10 +14,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import UserError
-from .jsonl import write_atomic
-from .models import cache_dir
-from .rules import Vocabulary
+from ..errors import UserError
+from ..jsonl import write_atomic
+from ..models import cache_dir
+from .expert import Vocabulary
 
 FORMAT = 1
 

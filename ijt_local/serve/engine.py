@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .batched import BatchGenerator, Sequence, Slots
-from .errors import UserError
-from .rules import RuleConfig
-from .runtime import ReplyText, SamplingParams, Session
-from .token_logprobs import TokenChoice
+from ..errors import UserError
+from ..rules.expert import RuleConfig
+from ..runtime.batch import BatchGenerator, Sequence, Slots
+from ..runtime.session import ReplyText, SamplingParams, Session
+from ..runtime.token_logprobs import TokenChoice
 
 
 @dataclass

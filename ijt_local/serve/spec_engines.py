@@ -21,10 +21,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+from ..rules.expert import RuleConfig, load_rules
+from ..runtime.specs import ModelSpec, parse_spec
 from .engine import Engine
-from .errors import UserError
-from .rules import RuleConfig, load_rules
-from .specs import ModelSpec, parse_spec
 
 DEFAULT_LIMIT = 2  # adapter-set engines kept open at once (each holds --parallel x --ctx KV cells)
 
@@ -157,7 +157,7 @@ class SpecEngines:
     def _load(self, session, path: Path):
         import llama_cpp
 
-        from .llama_log import clear_llama_log, first_llama_error
+        from ..runtime.llama import clear_llama_log, first_llama_error
 
         if path not in self._adapters:
             clear_llama_log()

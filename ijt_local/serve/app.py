@@ -5,14 +5,14 @@
 
 Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions and POST /v1/completions (raw text, no
 chat template; `echo`, legacy `logprobs`), both streamed as server-sent events with "stream": true.
-Each model has one Engine (ijt_local/engine.py): concurrent requests for it are decoded together in one
+Each model has one Engine (ijt_local/serve/engine.py): concurrent requests for it are decoded together in one
 llama.cpp batch. The rule expert runs per request exactly as in `chat`, its state seeded
 from that request's messages. Beyond OpenAI's fields a request may send `"ijt_rules"`: "off" (the model
 alone), or rule names such as "eos,uniform" (an ablation); without it a `+poe` model uses its spec's rules.
 With `--allow-specs` a request's `model` may also be any SPEC over a loaded model (`default+poe:eos,uniform`,
-`default+runs/x.gguf@0.8`; see ijt_local/spec_engines.py for how adapter sets are scheduled and bounded).
+`default+runs/x.gguf@0.8`; see ijt_local/serve/spec_engines.py for how adapter sets are scheduled and bounded).
 Logprobs are OpenAI's, over the product of experts, with the base model's beside them when rules ran
-(`ijt_base_logprobs`, see ijt_local/serve_logprobs.py).
+(`ijt_base_logprobs`, see ijt_local/serve/logprobs.py).
 
 FastAPI validates the body; every refusal is an OpenAI-style {"error": {...}} with a 4xx status.
 """
@@ -29,13 +29,13 @@ from typing import Literal
 import click
 from pydantic import BaseModel, Field
 
+from ..errors import UserError
+from ..rules.expert import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
+from ..runtime.session import SamplingParams
+from ..runtime.token_logprobs import MAX_TOP
 from .engine import Engine, Event
-from .errors import UserError
-from .rules import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
-from .runtime import SamplingParams
-from .serve_logprobs import base_logprobs, chat_logprobs, completion_logprobs, prompt_choices
+from .logprobs import base_logprobs, chat_logprobs, completion_logprobs, prompt_choices
 from .spec_engines import BusyError, SpecEngines
-from .token_logprobs import MAX_TOP
 
 
 @dataclass
@@ -157,7 +157,7 @@ def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs
                 )
         return await call_next(request)
 
-    static = files("ijt_local") / "static"
+    static = files("ijt_local.serve") / "static"
 
     @app.middleware("http")
     async def page_headers(request: Request, call_next):
@@ -499,7 +499,7 @@ def serve(
     """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
     import uvicorn
 
-    from .specs import open_spec, parse_named_specs
+    from ..runtime.specs import open_spec, parse_named_specs
 
     specs = parse_named_specs(model_args, bare=True)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:

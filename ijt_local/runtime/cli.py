@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def model_options(function):
@@ -112,7 +112,7 @@ parallel_option = click.option(
     callback=_check_parallel,
     metavar="N",
     help="Prompts decoded at once in one llama.cpp batch (1 = one at a time; default: chosen for this "
-    "machine, see ijt_local/batched.py).",
+    "machine, see ijt_local/runtime/batch.py).",
 )
 
 
@@ -128,7 +128,7 @@ def adapter_option(text: str) -> tuple[str, float]:
 def resolve_generator(opts: dict):
     """(model spec, rules or None, adapters, generator name) from the shared options, without loading
     the model: enough to name what a run would generate."""
-    from .rules import DEFAULT_RULES, load_rules, parse_rule_spec, rule_spec_text
+    from ..rules.expert import DEFAULT_RULES, load_rules, parse_rule_spec, rule_spec_text
     from .specs import parse_spec
 
     spec = parse_spec(opts["model"])
@@ -150,7 +150,7 @@ def resolve_generator(opts: dict):
 def open_session(opts: dict, generator: tuple | None = None):
     """(session, rules or None, sampling, generator name) from the shared options (or from what
     `resolve_generator(opts)` already returned, passed as `generator`)."""
-    from .runtime import SamplingParams, Session
+    from .session import SamplingParams, Session
 
     spec, rules, adapters, name = generator or resolve_generator(opts)
     session = Session(
@@ -172,7 +172,7 @@ def open_session(opts: dict, generator: tuple | None = None):
 @click.command()
 def models():
     """List the named models with their path, size, architecture and vocabulary size."""
-    from .models import NAMED_MODELS, describe_gguf
+    from ..models import NAMED_MODELS, describe_gguf
 
     for name, (locate, template, about) in NAMED_MODELS.items():
         try:
@@ -283,7 +283,7 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
         )
         click.echo()
         return
-    from .data.home import PROMPT_NAMES, data_file
+    from ..data.home import PROMPT_NAMES, data_file
 
     rows = load_instructions(data_file(input_path, PROMPT_NAMES))
     _generate_file(rows, Path(output_path), opts, parallel, exact)
@@ -292,8 +292,8 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
 def load_instructions(path) -> list[tuple[str, list[dict], list[str] | None]]:
     """(instruction text, messages, turns or None) per row; file:line on a bad row. A `turns` row is
     answered turn by turn; its instruction is the last turn."""
-    from .jsonl import iter_numbered_jsonl
-    from .prompts import instruction_messages, parse_turns
+    from ..jsonl import iter_numbered_jsonl
+    from ..prompts import instruction_messages, parse_turns
 
     rows = []
     for lineno, row in iter_numbered_jsonl(path):
@@ -324,8 +324,8 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
 
+    from ..jsonl import JsonlAppender, read_completed_rows
     from .conversation import answer_turns, turns_to_answer
-    from .jsonl import JsonlAppender, read_completed_rows
 
     generator = resolve_generator(opts)
     name = generator[-1]
@@ -386,7 +386,7 @@ def _sort_like_input(path: Path, keys: list[tuple]) -> None:
     input row stay first, as they were."""
     import json
 
-    from .jsonl import read_completed_rows, write_atomic
+    from ..jsonl import read_completed_rows, write_atomic
 
     by_key = collections.defaultdict(collections.deque)
     rows = read_completed_rows(path)

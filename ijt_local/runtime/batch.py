@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decode_rows import prefill_ranges, prompt_rows, step_rows
-from .errors import UserError
-from .rules import RuleConfig, RuleState
-from .runtime import Generation, ReplyText, SamplingParams, Session, decode_rows, free_sampler, pick_token
+from ..errors import UserError
+from ..rules.expert import RuleConfig, RuleState
+from .rows import prefill_ranges, prompt_rows, step_rows
+from .session import Generation, ReplyText, SamplingParams, Session, decode_rows, free_sampler, pick_token
 from .token_logprobs import TokenChoice, observe
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
@@ -53,7 +53,7 @@ class Sequence:
     reply: ReplyText
     started: float
     prefill_seconds: float = 0.0
-    request: object = None  # the server's request this sequence answers (ijt_local/engine.py)
+    request: object = None  # the server's request this sequence answers (ijt_local/serve/engine.py)
     shown: int = 0  # characters of the reply already handed out by `new_text`
     logprobs: int | None = None  # top-k of the logprobs to keep per token; None = none asked
     choices: list[TokenChoice] = field(default_factory=list)  # one per chosen token, when logprobs asked

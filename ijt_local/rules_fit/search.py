@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .eval.metrics import behaviour_metrics
-from .rules import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
+from ..errors import UserError
+from ..eval.metrics import behaviour_metrics
+from ..rules.expert import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
 
 PARAMETERS = ("eos_max_bonus", "eos_ramp_tokens", "uniform_scale", "diversity_penalty", "start_scale")
 
@@ -92,7 +92,7 @@ def overrides(params: dict, rule_names: str) -> dict:
 def write_config(path: Path, params: dict, rule_names: str, header: list[str]) -> None:
     import tomli_w
 
-    from .jsonl import write_atomic
+    from ..jsonl import write_atomic
 
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header)
     write_atomic(path, comment + "\n" + tomli_w.dumps(overrides(params, rule_names)))
@@ -111,7 +111,7 @@ class Scorer:
         self.session, self.data, self.max_tokens = session, data, max_tokens
 
     def behaviour(self, rules: RuleConfig | None) -> dict:
-        from .batched import generate_all
+        from ..runtime.batch import generate_all
 
         conversations = [[{"role": "user", "content": text}] for text in self.data.behaviour]
         rows = [None] * len(conversations)
@@ -137,8 +137,8 @@ class Scorer:
         return {"score": self._ranking(rules, rows)}
 
     def _ifeval(self, rules, rows) -> dict:
-        from .batched import generate_all
-        from .eval.ifeval.run import accuracy, score_response
+        from ..eval.ifeval.run import accuracy, score_response
+        from ..runtime.batch import generate_all
 
         conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
         replies = dict(generate_all(self.session, conversations, rules=rules, max_tokens=self.max_tokens))
@@ -151,7 +151,7 @@ class Scorer:
 
     def _ranking(self, rules, rows) -> float:
         """The share of (real, random) pairs ranked correctly, as `eval ranking` counts it."""
-        from .eval.ranking import ranking_accuracy
+        from ..eval.ranking import ranking_accuracy
 
         scored = []
         for prompt, own, others in rows:
@@ -180,11 +180,11 @@ def load_fit_data(
     """Even rows of the objective's file are dev, odd rows test: fixed halves, never the same prompts.
     The first `dev_size` even rows are searched on; the first `test_size` odd rows (None: all of them)
     report. A small dev split keeps trials quick; a large test split keeps the final comparison honest."""
-    from .eval.prompt_sets import load_prompts
+    from ..eval.prompt_sets import load_prompts
 
     behaviour = [p.instruction for p in load_prompts(behaviour_path)][:behaviour_size]
     if objective == "ifeval":
-        from .eval.ifeval.run import default_data_path, load_ifeval
+        from ..eval.ifeval.run import default_data_path, load_ifeval
 
         path = ifeval_path or default_data_path()
         if not Path(path).is_file():
@@ -197,7 +197,7 @@ def load_fit_data(
                 "--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
                 "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows"
             )
-        from .eval.ranking import DEFAULT_OTHERS, cut_to_tokens, pick_others
+        from ..eval.ranking import DEFAULT_OTHERS, cut_to_tokens, pick_others
 
         prompts = load_prompts(ranking_path)
         if any(not (p.reference or "").strip() for p in prompts) or len(prompts) < 4:

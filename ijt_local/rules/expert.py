@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,7 +113,7 @@ def rule_spec_text(enabled: frozenset[str]) -> str:
 
 
 def _default_settings() -> dict:
-    return tomllib.loads(files("ijt_local").joinpath("rules_default.toml").read_text(encoding="utf-8"))
+    return tomllib.loads(files("ijt_local.rules").joinpath("default.toml").read_text(encoding="utf-8"))
 
 
 def _merge(base: dict, override: dict, where: str, path: str = "") -> dict:

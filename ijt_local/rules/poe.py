@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rules import RuleExpert
+from .expert import RuleExpert
 
 
 def poe_logprob(logits: np.ndarray, scores: np.ndarray | None, target: int) -> float:

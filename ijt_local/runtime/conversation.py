@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .batched import batch_generator, generate_all
-from .prompts import recent_turns
-from .rules import RuleConfig
-from .runtime import Generation
+from ..prompts import recent_turns
+from ..rules.expert import RuleConfig
+from .batch import batch_generator, generate_all
+from .session import Generation
 
 
 def history_window(rules: RuleConfig | None, history: int | None = None) -> int | None:

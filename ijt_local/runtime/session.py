@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode_rows import prefill_ranges, prompt_rows
-from .errors import UserError
-from .llama_log import capture_llama_logs, clear_llama_log, first_llama_error
-from .models import ResolvedModel, resolve_model
-from .poe import poe_logprob
-from .prompts import ChatTemplate, get_template
-from .rules import RuleConfig, RuleExpert, Vocabulary
-from .vocab_cache import load_vocabulary
+from ..errors import UserError
+from ..models import ResolvedModel, resolve_model
+from ..prompts import ChatTemplate, get_template
+from ..rules.expert import RuleConfig, RuleExpert, Vocabulary
+from ..rules.poe import poe_logprob
+from ..rules.vocab_cache import load_vocabulary
+from .llama import capture_llama_logs, clear_llama_log, first_llama_error
+from .rows import prefill_ranges, prompt_rows
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
 
