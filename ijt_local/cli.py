@@ -59,10 +59,10 @@ def _register() -> None:
     from .replicate import cli as replicate_cli
     from .rules_fit import cli as rules_cli
     from .runtime import cli as runtime_cli
-    from .serve import app as serve
+    from .serve import cli as serve_cli
     from .train import cli as train_cli
 
-    for module in (runtime_cli, data_cli, train_cli, convert_cli, eval_cli, serve, rules_cli, replicate_cli):
+    for module in (runtime_cli, data_cli, train_cli, convert_cli, eval_cli, serve_cli, rules_cli, replicate_cli):
         for command in module.commands:
             cli.add_command(command)
 

@@ -215,22 +215,14 @@ def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
 
 def describe_gguf(path: Path) -> dict:
     """Architecture, vocabulary size, size on disk: read by llama.cpp with the vocabulary only."""
-    import llama_cpp
-
-    from .runtime.llama import capture_llama_logs
+    from .runtime.llama import read_metadata
 
     check_gguf(path)
-    capture_llama_logs()
-    try:
-        reader = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: llama.cpp cannot read this model ({exc})") from None
-    info = {
+    metadata, n_vocab = read_metadata(path)
+    return {
         "path": str(path),
         "size_mb": round(path.stat().st_size / 2**20, 1),
-        "architecture": reader.metadata.get("general.architecture"),
-        "vocab_size": reader.n_vocab(),
-        "name": reader.metadata.get("general.name"),
+        "architecture": metadata.get("general.architecture"),
+        "vocab_size": n_vocab,
+        "name": metadata.get("general.name"),
     }
-    reader.close()
-    return info

@@ -8,7 +8,7 @@ Two measurements, side by side in one process on one loaded model:
          at EOS and role tags as users run it: aggregate generated tok/s per width, PoE off and on.
   limit  the same fixed work through plain llama.cpp and through ours: W prompts (each prefilled in a call
          of its own), then `--steps` greedy steps of one token per sequence (EOS ignored). `plain` is a bare
-         llama_decode + argmax loop with no project code; `ours` is the BatchGenerator with the rule
+         llama_decode + argmax loop with no project code; `ours` is the BatchDecoder with the rule
          expert on. Their ratio is what the rule hook and per-row Python work cost.
   unpadded  the `run` PoE measurement again with the row-group padding switched off (steps carry only
          their running sequences, prompts go in n_batch pieces from position 0): what batch invariance
@@ -24,13 +24,11 @@ import json
 import sys
 import time
 
-import numpy as np
-
 from ijt_local.data.home import shared_data_path
 from ijt_local.jsonl import read_jsonl
 from ijt_local.rules.expert import load_rules
 from ijt_local.runtime import batch as batched
-from ijt_local.runtime.batch import batch_generator, generate_all
+from ijt_local.runtime.batch import batch_decoder, generate_all
 from ijt_local.runtime.session import Session
 
 VAL = shared_data_path("val/val.jsonl")
@@ -44,7 +42,7 @@ def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rule
 
 @contextlib.contextmanager
 def unpadded():
-    """The batched generator without decode_rows' padding: today's rows, yesterday's kernels regimes."""
+    """The batched generator without rows.py's padding: today's rows, yesterday's kernels regimes."""
     saved = batched.step_rows, batched.prefill_ranges
     batched.step_rows = lambda n: n
     batched.prefill_ranges = lambda cached, total, n_batch: [
@@ -57,24 +55,16 @@ def unpadded():
 
 
 def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: int) -> tuple[float, float]:
-    """(prefill seconds, decode seconds) of a bare multi-sequence greedy loop in the batch context."""
-    import llama_cpp
-
-    generator = batch_generator(session, len(prompts))
-    generator.fit(max(len(p) for p in prompts) + steps + 1)
-    ctx, batch = generator._ctx, generator._batch
-    llama_cpp.llama_memory_clear(generator._memory, True)
+    """(prefill seconds, decode seconds) of a bare multi-sequence greedy loop in the batch context: llama_decode
+    and an argmax, with no rows padded, no rules and no stop handling."""
+    decoder = batch_decoder(session, len(prompts))
+    decoder.fit(max(len(p) for p in prompts) + steps + 1)
+    context = decoder.context
+    context.clear()
 
     def decode(entries):
-        for n, (token, position, seq_id, wants_logits) in enumerate(entries):
-            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
-            batch.seq_id[n][0], batch.logits[n] = seq_id, wants_logits
-        batch.n_tokens = len(entries)
-        assert llama_cpp.llama_decode(ctx, batch) == 0
-        logits = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits(ctx), shape=(sum(e[3] for e in entries), session.n_vocab)
-        )
-        return logits.argmax(axis=1)
+        context.decode(entries)
+        return context.logits_rows(sum(e[3] for e in entries)).argmax(axis=1)
 
     started = time.perf_counter()
     last = [int(decode([(t, i, seq, i == len(p) - 1) for i, t in enumerate(p)])[0]) for seq, p in enumerate(prompts)]
@@ -82,7 +72,7 @@ def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: i
     positions = [len(p) for p in prompts]
     for step in range(steps - 1):
         last = decode([(last[s], positions[s] + step, s, True) for s in range(len(prompts))]).tolist()
-    llama_cpp.llama_memory_clear(generator._memory, True)
+    context.clear()
     return prefilled - started, time.perf_counter() - prefilled
 
 

@@ -29,7 +29,7 @@ from ijt_local.eval.generations import generate_cached  # noqa: E402
 from ijt_local.eval.metrics import behaviour_metrics, copy_overlap, words  # noqa: E402
 from ijt_local.eval.prompt_sets import load_prompts  # noqa: E402
 from ijt_local.rules import expert as rules_module  # noqa: E402
-from ijt_local.runtime.specs import open_spec, parse_spec  # noqa: E402
+from ijt_local.runtime.specs import RunOptions, parse_spec  # noqa: E402
 
 DEV_SET = ROOT / "tests" / "fixtures" / "two_turn_dev.jsonl"
 FILLER = set(
@@ -110,7 +110,7 @@ def main() -> None:
             max_tokens=args.max_tokens,
             stop_at_role_tags=True,
             label=name,
-            open_session=lambda s, c=config: open_spec(s, threads=args.threads, rules_config=c),
+            options=RunOptions(threads=args.threads, rules_config=config),
         )
         by_kind = {"all": summary(rows)}
         for kind in sorted(set(kinds.values()) - {"all"}):

@@ -57,7 +57,7 @@ def main() -> None:
         seconds = []
         for _ in range(args.repeats):
             llm.reset()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm._ctx.ctx), True)
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
             started = time.perf_counter()
             llm.eval(tokens)
             seconds.append(time.perf_counter() - started)

@@ -139,18 +139,18 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
 def test_running_sequences_stay_one_run_of_ids_as_replies_finish(smollm_session, monkeypatch):
     # llama.cpp splits a step whose sequence ids are not 0..n-1 in order into one compute pass per run of
     # ids; when the short first reply ends, the last sequence moves down into its slot, KV cells and all.
-    from ijt_local.runtime.batch import BatchGenerator
+    from ijt_local.runtime.batch import BatchDecoder
 
     steps = []
-    decode = BatchGenerator._decode
+    decode = BatchDecoder._decode
 
     def recording(self, rows):
         if len({seq_id for _, _, seq_id, _ in rows}) == len(rows):  # one token per sequence: a step
             steps.append([seq_id for _, _, seq_id, wants_logits in rows if wants_logits])  # pads want none
-            assert len(rows) % 4 == 0 and len(rows) >= 8  # whole row groups (decode_rows)
+            assert len(rows) % 4 == 0 and len(rows) >= 8  # whole row groups (rows.py)
         decode(self, rows)
 
-    monkeypatch.setattr(BatchGenerator, "_decode", recording)
+    monkeypatch.setattr(BatchDecoder, "_decode", recording)
     conversations = [
         ask("What is the capital of France?"),
         ask("Write a long essay about rivers."),

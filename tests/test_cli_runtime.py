@@ -147,7 +147,7 @@ def test_poe_is_the_papers_three_rules():
         (["--rules", "eos,shout"], "unknown rule 'shout'"),
         (["--model", "no/such/file.gguf"], "no such model file"),
         (["--model", "not-a-model"], "not a model name"),
-        (["--adapter", "missing.gguf"], "no such adapter file"),
+        (["--adapter", "missing.gguf"], "adapter missing.gguf: no such file"),
         (["--adapter", "lora.gguf@strong"], "expected a GGUF LoRA file, path/to/adapter.gguf[@scale]"),
         (["--model", "default+lora.gguf@strong"], "unknown suffix `+lora.gguf@strong`"),
     ],
@@ -251,3 +251,14 @@ def test_a_verb_missing_an_extra_names_the_install_line(monkeypatch):
     result = CliRunner().invoke(cli, ["train", "--base", "default", "--data", "x.jsonl", "--out", "runs/x"])
     assert result.exit_code == 1
     assert "this needs torch, which the plain install leaves out: pip install 'ijt-local[train]'" in result.output
+
+
+def test_the_command_loads_a_verbs_libraries_only_when_the_verb_runs():
+    """`ijt-local --help` (and every verb's registration) imports no numpy, llama.cpp, web or torch module."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "llama_cpp", "pydantic", "fastapi", "torch", "transformers")
+    code = f"import sys, ijt_local.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

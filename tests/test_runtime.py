@@ -10,7 +10,7 @@ import pytest
 
 from ijt_local.data.home import data_home
 from ijt_local.rules.expert import load_rules
-from ijt_local.runtime.batch import batch_generator
+from ijt_local.runtime.batch import batch_decoder
 from ijt_local.runtime.session import SamplingParams, _partial_tag_suffix
 
 VAL = data_home() / "val" / "val.jsonl"
@@ -170,8 +170,6 @@ def test_busy_cores_leave_out_this_process_s_own_work():
 
 
 def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_given(monkeypatch):
-    import llama_cpp
-
     from ijt_local.runtime import session as runtime
     from ijt_local.runtime.session import Session
 
@@ -182,17 +180,17 @@ def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_give
     )
     try:
         for session in (following, fixed):  # both contexts live before the load changes
-            list(batch_generator(session, 2).generate([ask("Hi."), ask("Bye.")], max_tokens=2))
+            list(batch_decoder(session, 2).generate([ask("Hi."), ask("Bye.")], max_tokens=2))
         free = 2 if following.threads == 1 else 1  # whatever it started with, the load now says otherwise
         monkeypatch.setattr(runtime, "default_threads", lambda: free)
         for session in (following, fixed):
             session.generate(ask("Name a colour."), max_tokens=2)
         assert following.threads == free
-        assert llama_cpp.llama_n_threads(following._ctx) == free
-        assert llama_cpp.llama_n_threads(batch_generator(following, 2)._ctx) == free
+        assert following.context.threads() == free
+        assert batch_decoder(following, 2).context.threads() == free
         assert fixed.threads == 1
-        assert llama_cpp.llama_n_threads(fixed._ctx) == 1
-        assert llama_cpp.llama_n_threads(batch_generator(fixed, 2)._ctx) == 1
+        assert fixed.context.threads() == 1
+        assert batch_decoder(fixed, 2).context.threads() == 1
     finally:
         following.close()
         fixed.close()

@@ -73,7 +73,7 @@ def test_a_request_names_any_spec_over_the_loaded_model(server):
     [
         ("default+missing.gguf", "no such file"),
         ("default+../outside.gguf", "outside the adapter folder"),
-        ("default+bad.gguf", "cannot load it"),
+        ("default+bad.gguf", "cannot load this LoRA adapter"),
         ("other+poe", "is not loaded here"),
         ("default+poe:eos,nonsense", "unknown rule"),
         ("default+what", "unknown suffix"),

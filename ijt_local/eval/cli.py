@@ -9,7 +9,6 @@ import click
 
 from ..data.home import PROMPT_NAMES, RANKING_NAMES, REFERENCE_ANSWER_NAMES, data_file
 from ..runtime.cli import parallel_option
-from .judge import make_judge
 from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
 from .ranking import DEFAULT_OTHERS
 
@@ -145,6 +144,8 @@ def compare(
 
     prompts = data_file(prompts, PROMPT_NAMES)
     judge = None
+    from .judge import make_judge
+
     pairwise = make_judge(
         judge_spec,
         judge_url,
@@ -276,6 +277,8 @@ def winrate(
     from .judge import run_winrate
 
     reference = data_file(reference, REFERENCE_ANSWER_NAMES)
+    from .judge import make_judge
+
     judge = make_judge(
         judge_spec,
         judge_url,

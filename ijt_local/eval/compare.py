@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import write_atomic
-from ..runtime.specs import check_spec, open_spec, parse_named_specs
+from ..runtime.specs import RunOptions, parse_named_specs, resolve_spec
 from .generations import cached_rows, generate_cached
 from .metrics import DEFINITIONS, behaviour_metrics
 from .prompt_sets import load_prompts
@@ -54,13 +54,15 @@ def run_compare(
     named = parse_named_specs(model_pairs)
     prompts = load_prompts(prompts_path, limit=limit)
     out_dir = Path(out_dir)
-    for name, spec in named:  # every model that has replies to write must exist before hours of generation start
+    options = RunOptions(threads=threads)
+    resolved = {}  # every model that has replies to write must exist before hours of generation start
+    for name, spec in named:
         if not cached_rows(out_dir / "generations" / f"{name}.jsonl", prompts).keys() >= {p.id for p in prompts}:
-            check_spec(spec)
+            resolved[name] = resolve_spec(spec, options)
     generations = {}
     for name, spec in named:
         generations[name] = generate_cached(
-            spec,
+            resolved.get(name, spec),
             prompts,
             out_dir / "generations" / f"{name}.jsonl",
             max_tokens=max_tokens,
@@ -68,7 +70,7 @@ def run_compare(
             seed=seed,
             stop_at_role_tags=stop_at_role_tags,
             label=name,
-            open_session=lambda spec: open_spec(spec, threads=threads),
+            options=options,
             log=log,
             parallel=parallel,
         )

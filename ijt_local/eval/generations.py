@@ -8,12 +8,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows, write_atomic
-from ..runtime.specs import ModelSpec
 from .metrics import find_role_tag
 from .prompt_sets import EvalPrompt
+
+if TYPE_CHECKING:
+    from ..runtime.specs import ModelSpec, ResolvedSpec, RunOptions
 
 
 def cache_meta(spec: ModelSpec, max_tokens: int, temperature: float, seed: int, stop_at_role_tags: bool) -> dict:
@@ -76,7 +79,7 @@ def cache_row(session, prompt: EvalPrompt, generations: list) -> dict:
 
 
 def generate_cached(
-    spec: ModelSpec,
+    spec: ModelSpec | ResolvedSpec,
     prompts: list[EvalPrompt],
     cache: Path,
     max_tokens: int,
@@ -84,7 +87,7 @@ def generate_cached(
     seed: int = 0,
     stop_at_role_tags: bool = False,
     label: str | None = None,
-    open_session=None,
+    options: RunOptions | None = None,
     log=None,
     parallel: int | None = None,
 ) -> list[dict]:
@@ -97,8 +100,10 @@ def generate_cached(
     With `parallel` > 1 the missing prompts are decoded that many at once (ijt_local.runtime.batch) and rows are
     appended as they finish; a row's `seconds` is the wall time since the previous row, so the rows' sum
     is the run's wall time whatever the width."""
-    from ..runtime.specs import open_spec
+    from ..runtime.specs import ResolvedSpec, RunOptions, open_spec
 
+    resolved = spec if isinstance(spec, ResolvedSpec) else None
+    spec = resolved.spec if resolved is not None else spec
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     cache = Path(cache)
     check_cache_meta(cache, cache_meta(spec, max_tokens, temperature, seed, stop_at_role_tags))
@@ -110,7 +115,8 @@ def generate_cached(
         from ..runtime.session import SamplingParams
 
         log(f"{name}: {len(done)} cached, generating {len(missing)} with {spec.text}")
-        session, rules = (open_session or open_spec)(spec)
+        loaded = open_spec(resolved or spec, options or RunOptions())
+        session, rules = loaded.session, loaded.rules
         sampling = SamplingParams(temperature=temperature, seed=seed)
         try:
             with JsonlAppender(cache) as out:

@@ -41,17 +41,9 @@ _CONTROL_STRINGS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 def gguf_chat_template(path: Path) -> str:
     """The project template ('chatml' or 'tulu') matching the chat template a GGUF carries; a model
     without one is not instruction-tuned and cannot be a judge."""
-    import llama_cpp
+    from ..runtime.llama import read_metadata
 
-    from ..runtime.llama import capture_llama_logs
-
-    capture_llama_logs()
-    try:
-        reader = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: llama.cpp cannot read this model ({exc})") from None
-    template = reader.metadata.get("tokenizer.chat_template") or ""
-    reader.close()
+    template = read_metadata(path)[0].get("tokenizer.chat_template") or ""
     if not template.strip():
         raise UserError(
             f"{path}: has no chat template (tokenizer.chat_template), so it is not an "

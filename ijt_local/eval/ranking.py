@@ -23,7 +23,6 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jsonl import JsonlAppender, read_completed_rows
-from ..runtime.specs import open_spec, parse_spec
 from .generations import check_cache_meta
 from .prompt_sets import load_prompts
 
@@ -94,6 +93,8 @@ def run_ranking(
     others: int = DEFAULT_OTHERS,
 ) -> dict:
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    from ..runtime.specs import RunOptions, open_spec, parse_spec  # numpy and llama.cpp load with a verb, not --help
+
     spec = parse_spec(spec_text)
     prompts = load_prompts(data, limit=limit)
     missing = [p.id for p in prompts if not (p.reference or "").strip()]
@@ -114,7 +115,8 @@ def run_ranking(
     # a cached row counts only if it scored the same other responses (--limit and --others change them)
     todo = [i for i, p in enumerate(prompts) if p.id not in done or row_others(done[p.id])[0] != wanted[p.id]]
     if todo:
-        session, rules = open_spec(spec, threads=threads)
+        loaded = open_spec(spec, RunOptions(threads=threads))
+        session, rules = loaded.session, loaded.rules
         appender = JsonlAppender(out) if out is not None else None
         try:
             for i in todo:

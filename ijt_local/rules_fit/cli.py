@@ -97,7 +97,7 @@ def fit_command(
 ):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
     from ..rules.expert import parse_rule_spec
-    from ..runtime.specs import open_spec, parse_spec
+    from ..runtime.specs import RunOptions, open_spec, parse_spec
     from .search import Constraints, fit, load_fit_data
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
@@ -107,7 +107,7 @@ def fit_command(
         raise UserError(f"--behaviour-data {behaviour_data}: no such file")
     spec = parse_spec(model_spec)
     parse_rule_spec(rule_names)  # an unknown rule fails before the model loads
-    session, _ = open_spec(spec, threads=threads)
+    session = open_spec(spec, RunOptions(threads=threads)).session
     try:
         data = load_fit_data(
             objective,

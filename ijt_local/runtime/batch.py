@@ -12,11 +12,11 @@ remaining sequences move down to ids 0..n-1, because llama.cpp computes a step i
 sequence ids are one increasing run (`_compact`).
 
 Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells. Every
-llama_decode carries whole groups of rows (`decode_rows`): a step with fewer running sequences is topped
+llama_decode carries whole groups of rows (`rows.py`): a step with fewer running sequences is topped
 up with one-token pad sequences, and prompts are decoded in whole groups, so a reply is the same at any
 width, in any order and beside any neighbours. The single-stream loop of `Session.generate` decodes one
 row per step, llama.cpp's faster one-row kernels, whose text can part from this at a near tie;
-`generate_all(..., exact=True)` runs a lone prompt through this generator instead.
+`generate_all(..., exact=True)` runs a lone prompt through this decoder instead.
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import UserError
 from ..rules.expert import RuleConfig, RuleState
+from .llama import Context, free_sampler, max_parallel_sequences
 from .rows import prefill_ranges, prompt_rows, step_rows
-from .session import Generation, ReplyText, SamplingParams, Session, decode_rows, free_sampler, pick_token
+from .session import Generation, ReplyText, SamplingParams, Session, pick_token
 from .token_logprobs import TokenChoice, observe
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
@@ -54,6 +53,7 @@ class Sequence:
     started: float
     prefill_seconds: float = 0.0
     request: object = None  # the server's request this sequence answers (ijt_local/serve/engine.py)
+    ignore_eos: bool = False  # decode through end-of-text tokens (speed measurements)
     shown: int = 0  # characters of the reply already handed out by `new_text`
     logprobs: int | None = None  # top-k of the logprobs to keep per token; None = none asked
     choices: list[TokenChoice] = field(default_factory=list)  # one per chosen token, when logprobs asked
@@ -72,76 +72,213 @@ class Sequence:
         return piece
 
 
-class BatchGenerator:
-    """A second llama.cpp context over a Session's model, with `width` sequences. Reuse it for many calls;
-    `close` frees it.
+class BatchDecoder:
+    """The batched decode core: a second llama.cpp context over a Session's weights with `width` sequence
+    slots, and the sequences in them. It owns admission (a new sequence prefilled alone in the lowest free
+    slot), steps (one llama_decode for every running sequence, padded to whole row groups), compaction and
+    release. `generate` (a list known in advance) and serve's Engine (requests arriving at any time) are
+    both thin loops over `round`. Reuse it for many calls; `close` frees it.
 
-    Each sequence's context is sized to the work of a call (its longest prompt plus reply budget, rounded
-    up to CONTEXT_STEP tokens, at most `session.n_ctx`), not to `session.n_ctx`: the KV cache is `width`
-    times a sequence's context, so a 2,048-token session at width 32 would hold 65k cells for replies
-    that need a few hundred each. The context is made again only when a call needs longer sequences."""
+    Each sequence's context is sized to the work (its longest prompt plus reply budget, rounded up to
+    CONTEXT_STEP tokens, at most `session.n_ctx`), not to `session.n_ctx`: the KV cache is `width` times a
+    sequence's context, so a 2,048-token session at width 32 would hold 65k cells for replies that need a
+    few hundred each. The context is made again only when a call needs longer sequences.
 
-    def __init__(self, session: Session, width: int):
-        import llama_cpp
+    `adapters`: the LoRA (handle, scale) pairs this context runs; None = the session's."""
 
+    def __init__(self, session: Session, width: int, adapters: list[tuple[object, float]] | None = None):
         if width < 1:
             raise UserError(f"--parallel must be at least 1 (got {width})")
-        limit = llama_cpp.llama_max_parallel_sequences()
+        limit = max_parallel_sequences()
         if step_rows(width) > limit:
             raise UserError(f"--parallel {width}: llama.cpp runs at most {limit} sequences at once")
         self.session = session
         self.width = width
+        self.adapters = session.adapters if adapters is None else adapters
         self.seq_ctx = 0  # no context yet
-        self._context = None
-        self._batch = llama_cpp.llama_batch_init(session.n_batch, 0, 1)
+        self.context: Context | None = None
+        self.running: dict[int, Sequence] = {}  # by sequence id
+        self.free = list(range(width))  # a heap: a new sequence takes the lowest id
         session.add_context_hooks(self.set_threads, self.close)
 
     def fit(self, seq_ctx: int) -> None:
-        """Make sure every sequence has room for `seq_ctx` tokens."""
-        import llama_cpp
-        from llama_cpp import _internals
-
+        """Make sure every sequence has room for `seq_ctx` tokens (drops any sequence in flight)."""
         seq_ctx = min(-(-seq_ctx // CONTEXT_STEP) * CONTEXT_STEP, self.session.n_ctx)
         if seq_ctx <= self.seq_ctx:
             return
-        if self._context is not None:
-            self._context.close()
-        session = self.session
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = seq_ctx * step_rows(self.width)  # every stream, pad ones included, gets seq_ctx cells
-        params.n_batch = params.n_ubatch = session.n_batch
-        params.n_seq_max = step_rows(self.width)  # room for the pad sequences of a step
-        params.kv_unified = False
-        params.n_threads = params.n_threads_batch = session.threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the session's own context
+        self.clear()
+        if self.context is not None:
+            self.context.close()
+        rows = step_rows(self.width)  # every stream, pad ones included, gets seq_ctx cells
         try:
-            self._context = _internals.LlamaContext(model=session.llama._model, params=params, verbose=False)
+            self.context = self.session.llama.new_context(seq_ctx * rows, rows, self.session.threads)
         except ValueError as exc:
-            self._context, self.seq_ctx = None, 0
+            self.context, self.seq_ctx = None, 0
             raise UserError(
                 f"llama.cpp cannot make a context for {self.width} sequences of {seq_ctx} "
                 f"tokens ({exc}); lower --parallel or --ctx"
             ) from None
         self.seq_ctx = seq_ctx
-        self._ctx = self._context.ctx
-        session.apply_adapters(self._ctx)
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        if self.adapters:
+            self.context.set_adapters(self.adapters)
 
     def set_threads(self, threads: int) -> None:
-        import llama_cpp
-
-        if self._context is not None:
-            llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+        if self.context is not None:
+            self.context.set_threads(threads)
 
     def close(self) -> None:
-        import llama_cpp
+        if self.context is not None:
+            self.clear()
+            self.context.close()
+            self.context = None
 
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if self._context is not None:
-            self._context.close()
-            self._context = None
+    # ---- the slots ---------------------------------------------------------------------------------
+
+    def round(self, admit: Callable[[], Callable[[int], Sequence] | None]) -> list[tuple[Sequence, str | None]]:
+        """One round of decoding: start new sequences while slots are free and `admit()` gives one (a
+        function making the sequence for a slot id), each prefilled alone and its first token chosen from
+        its prompt's logits; or, when none started, one step of every running sequence. Returns each
+        sequence that took a token with its finish reason; a finished one (reason not None) has already
+        left its slot."""
+        chosen = []
+        while self.free:
+            make = admit()
+            if make is None:
+                break
+            chosen.append(self._start(make))
+        if not chosen and self.running:
+            chosen = self._step()
+        taken = []
+        for seq, token in chosen:
+            finish = self._advance(seq, token)
+            if finish is not None:
+                self.release(seq)
+            taken.append((seq, finish))
+        return taken
+
+    def release(self, seq: Sequence) -> None:
+        """A finished (or abandoned) sequence gives back its KV cells, sampler and id."""
+        del self.running[seq.seq_id]
+        self.context.remove(seq.seq_id)
+        free_sampler(seq.sampler)
+        seq.sampler = None
+        heapq.heappush(self.free, seq.seq_id)
+
+    def clear(self) -> None:
+        """Drop every sequence in flight (after a failed step, or when a call ends early)."""
+        for seq in list(self.running.values()):
+            self.release(seq)
+        if self.context is not None:
+            self.context.clear()
+
+    def _start(self, make: Callable[[int], Sequence]) -> tuple[Sequence, int]:
+        seq = make(heapq.heappop(self.free))
+        self.running[seq.seq_id] = seq
+        return self._choose([self._prefill(seq)])[0]
+
+    def _step(self) -> list[tuple[Sequence, int]]:
+        """One llama_decode of the last sampled token of every running sequence, topped up to whole row
+        groups with one-token pad sequences in the free ids just above the running ones (which are
+        0..n-1, see `_compact`)."""
+        self._compact()
+        sequences = [self.running[seq_id] for seq_id in sorted(self.running)]
+        rows = [(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences]
+        assert [seq.seq_id for seq in sequences] == list(range(len(sequences)))
+        pads = range(len(sequences), step_rows(len(sequences)))
+        self._decode(rows + [(self.session.eos_id, 0, seq_id, False) for seq_id in pads])
+        for seq_id in pads:
+            self.context.remove(seq_id)
+        return self._choose([(seq, n) for n, seq in enumerate(sequences)])
+
+    def _advance(self, seq: Sequence, token: int) -> str | None:
+        """Take the chosen token; the finish reason if the reply is over, else None."""
+        if not seq.reply.tokens:
+            seq.prefill_seconds = time.perf_counter() - seq.started
+        if self.session.is_end(token) and not seq.ignore_eos:
+            return "stop"
+        if seq.state is not None:
+            seq.state.accept(token)
+        if seq.reply.add(token):
+            return "stop"
+        return "length" if len(seq.reply.tokens) >= seq.max_tokens else None
+
+    def _compact(self) -> None:
+        """Move the highest sequences down into free lower ids until the running ids are 0..n-1.
+
+        llama.cpp splits a step whose sequence ids are not one increasing run (each sequence has its own KV
+        stream) into one compute pass per run, and each pass reads all the weights again: a step over ids
+        0-3 and 5-15 costs two steps. Gaps appear once no prompt waits to fill a finished slot; a move is a
+        copy of one KV stream, far cheaper than a second pass every step."""
+        running, free_ids = self.running, self.free
+        while free_ids and running and free_ids[0] < max(running):
+            seq = running.pop(max(running))
+            target = heapq.heappushpop(free_ids, seq.seq_id)
+            self.context.move(seq.seq_id, target)
+            seq.seq_id = target
+            running[target] = seq
+
+    # ---- llama.cpp calls ---------------------------------------------------------------------------
+
+    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, seq_id, wants_logits) rows."""
+        self.session.follow_load()
+        self.context.decode(rows)
+
+    def _prefill(self, seq: Sequence) -> tuple[Sequence, int]:
+        """Decode a starting sequence's prompt in calls of its own, in whole row groups (see rows.py): the
+        same calls whatever else runs, so its cells and first logits never depend on the batch."""
+        total = len(seq.prompt)
+        for start, end in prefill_ranges(0, total, self.session.n_batch):
+            self.context.remove(seq.seq_id, start)
+            self._decode(prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
+            self.context.remove(seq.seq_id, end)  # a short prompt's padding
+        return seq, total - 1 - start
+
+    def _choose(self, outputs: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
+        """The next token of each sequence that produced logits: rule scores added to its row in place,
+        then argmax over all rows at once (greedy) or each sequence's own sampler."""
+        logits = self.context.logits_rows(len(outputs))
+        asked = {
+            row: logits[row].copy() if seq.state is not None else None  # the base row, before the rules
+            for row, (seq, _) in enumerate(outputs)
+            if seq.logprobs is not None
+        }
+        for row, (seq, _) in enumerate(outputs):
+            if seq.state is not None:
+                seq.state.apply(logits[row])
+        if all(seq.sampler is None for seq, _ in outputs):
+            chosen = [(seq, int(token)) for (seq, _), token in zip(outputs, logits.argmax(axis=1))]
+        else:
+            chosen = [
+                (seq, pick_token(self.context, seq.sampler, logits[row], index))
+                for row, (seq, index) in enumerate(outputs)
+            ]
+        for row, base in asked.items():
+            seq, token = chosen[row]
+            seq.choices.append(observe(base, logits[row], token, seq.logprobs))
+        return chosen
+
+    def prompt_logprobs(self, seq_id: int, tokens: list[int], top: int) -> list[TokenChoice | None]:
+        """The base model's logprob of every prompt token after the first (None for the first), from calls
+        of whole row groups with logits on every row (at most PROMPT_SCORE_ROWS rows, bounding llama.cpp's
+        output buffer to that many vocabulary rows). Leaves sequence `seq_id` empty: the reply's prefill
+        follows as for any request, so asking for these never changes the reply."""
+        scored: list[TokenChoice | None] = [None] * len(tokens)
+        for start, end in prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
+            self.context.remove(seq_id, start)
+            rows = [
+                (token, position, seq, position < end)
+                for token, position, seq, _ in prompt_rows(tokens, start, end, seq_id, logits_last=False)
+            ]
+            self._decode(rows)
+            logits = self.context.logits_rows(end - start)
+            for row, position in enumerate(range(start, end)):
+                if position + 1 < len(tokens) and scored[position + 1] is None:
+                    scored[position + 1] = observe(None, logits[row], tokens[position + 1], top)
+        self.context.remove(seq_id)
+        return scored
+
+    # ---- a list known in advance -------------------------------------------------------------------
 
     def generate(
         self,
@@ -171,30 +308,28 @@ class BatchGenerator:
         self.fit(max(len(prompt) + budget + 1 for prompt, budget in zip(prompts, budgets)))
         tags = session.template.role_tags if stop_at_role_tags else ()
         waiting = collections.deque(range(len(prompts)))
-        slots = Slots(self)
+
+        def admit():
+            if not waiting:
+                return None
+            index = waiting.popleft()
+            return lambda seq_id: Sequence(
+                index,
+                seq_id,
+                prompts[index],
+                budgets[index],
+                session.rule_state(rules, conversations[index]),
+                session.sampler(sampling),
+                ReplyText(session, tags),
+                time.perf_counter(),
+                ignore_eos=ignore_eos,
+            )
+
+        self.clear()
         try:
-            while waiting or slots.running:
-                chosen = []
-                while waiting and slots.free:
-                    index = waiting.popleft()
-                    chosen.append(
-                        slots.start(
-                            lambda seq_id, index=index: Sequence(
-                                index,
-                                seq_id,
-                                prompts[index],
-                                budgets[index],
-                                session.rule_state(rules, conversations[index]),
-                                session.sampler(sampling),
-                                ReplyText(session, tags),
-                                time.perf_counter(),
-                            )
-                        )
-                    )
-                for seq, token in chosen or slots.step():
-                    finish = slots.advance(seq, token, ignore_eos)
+            while waiting or self.running:
+                for seq, finish in self.round(admit):
                     if finish is not None:
-                        slots.release(seq)
                         generation = _generation(seq, finish)
                         if on_text is not None and seq.shown < len(generation.text):
                             on_text(seq.index, seq.new_text(final=True))
@@ -202,165 +337,7 @@ class BatchGenerator:
                     elif on_text is not None and seq.reply.safe_length() > seq.shown:
                         on_text(seq.index, seq.new_text())
         finally:
-            slots.clear()
-
-    def _compact(self, running: dict[int, Sequence], free_ids: list[int]) -> None:
-        """Move the highest sequences down into free lower ids until the running ids are 0..n-1.
-
-        llama.cpp splits a step whose sequence ids are not one increasing run (each sequence has its own KV
-        stream) into one compute pass per run, and each pass reads all the weights again: a step over ids
-        0-3 and 5-15 costs two steps. Gaps appear once no prompt waits to fill a finished slot; a move is a
-        copy of one KV stream, far cheaper than a second pass every step."""
-        import llama_cpp
-
-        while free_ids and running and free_ids[0] < max(running):
-            seq = running.pop(max(running))
-            target = heapq.heappushpop(free_ids, seq.seq_id)
-            llama_cpp.llama_memory_seq_cp(self._memory, seq.seq_id, target, -1, -1)
-            llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
-            seq.seq_id = target
-            running[target] = seq
-
-    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
-        """One llama_decode of (token, position, seq_id, wants_logits) rows."""
-        self.session.follow_load()
-        decode_rows(self._ctx, self._batch, rows, f"{self.width} sequences of {self.seq_ctx} tokens")
-
-    def _prefill(self, seq: Sequence) -> tuple[Sequence, int]:
-        """Decode a starting sequence's prompt in calls of its own, in whole row groups (see decode_rows):
-        the same calls whatever else runs, so its cells and first logits never depend on the batch."""
-        import llama_cpp
-
-        total = len(seq.prompt)
-        for start, end in prefill_ranges(0, total, self.session.n_batch):
-            llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, start, -1)
-            self._decode(prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
-            llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, end, -1)  # a short prompt's padding
-        return seq, total - 1 - start
-
-    def _step(self, sequences: list[Sequence]) -> list[tuple[Sequence, int]]:
-        """One llama_decode of the last sampled token of every running sequence, topped up to whole row
-        groups with one-token pad sequences in the free ids just above the running ones (which are
-        0..n-1, see `_compact`); (sequence, batch index) for each logits row."""
-        import llama_cpp
-
-        rows = [(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences]
-        assert [seq.seq_id for seq in sequences] == list(range(len(sequences)))
-        pads = range(len(sequences), step_rows(len(sequences)))
-        self._decode(rows + [(self.session.eos_id, 0, seq_id, False) for seq_id in pads])
-        for seq_id in pads:
-            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
-        return [(seq, n) for n, seq in enumerate(sequences)]
-
-    def _choose(self, outputs: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
-        """The next token of each sequence that produced logits: rule scores added to its row in place,
-        then argmax over all rows at once (greedy) or each sequence's own sampler."""
-        import llama_cpp
-
-        pointer = llama_cpp.llama_get_logits(self._ctx)
-        logits = np.ctypeslib.as_array(pointer, shape=(len(outputs), self.session.n_vocab))
-        asked = {
-            row: logits[row].copy() if seq.state is not None else None  # the base row, before the rules
-            for row, (seq, _) in enumerate(outputs)
-            if seq.logprobs is not None
-        }
-        for row, (seq, _) in enumerate(outputs):
-            if seq.state is not None:
-                seq.state.apply(logits[row])
-        if all(seq.sampler is None for seq, _ in outputs):
-            chosen = [(seq, int(token)) for (seq, _), token in zip(outputs, logits.argmax(axis=1))]
-        else:
-            chosen = [
-                (seq, pick_token(self._ctx, seq.sampler, logits[row], index))
-                for row, (seq, index) in enumerate(outputs)
-            ]
-        for row, base in asked.items():
-            seq, token = chosen[row]
-            seq.choices.append(observe(base, logits[row], token, seq.logprobs))
-        return chosen
-
-    def prompt_logprobs(self, seq_id: int, tokens: list[int], top: int) -> list[TokenChoice | None]:
-        """The base model's logprob of every prompt token after the first (None for the first), from calls
-        of whole row groups with logits on every row (at most PROMPT_SCORE_ROWS rows, bounding llama.cpp's
-        output buffer to that many vocabulary rows). Leaves sequence `seq_id` empty: the reply's prefill
-        follows as for any request, so asking for these never changes the reply."""
-        import llama_cpp
-
-        scored: list[TokenChoice | None] = [None] * len(tokens)
-        for start, end in prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
-            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, start, -1)
-            rows = [
-                (token, position, seq, position < end)
-                for token, position, seq, _ in prompt_rows(tokens, start, end, seq_id, logits_last=False)
-            ]
-            self._decode(rows)
-            pointer = llama_cpp.llama_get_logits(self._ctx)
-            logits = np.ctypeslib.as_array(pointer, shape=(end - start, self.session.n_vocab))
-            for row, position in enumerate(range(start, end)):
-                if position + 1 < len(tokens) and scored[position + 1] is None:
-                    scored[position + 1] = observe(None, logits[row], tokens[position + 1], top)
-        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
-        return scored
-
-    def _release(self, seq: Sequence) -> None:
-        import llama_cpp
-
-        llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
-        free_sampler(seq.sampler)
-        seq.sampler = None
-
-
-class Slots:
-    """The sequences of one BatchGenerator in flight, by sequence id, and the free ids (a heap: a new
-    sequence takes the lowest). A round of decoding either starts new sequences (each prefilled alone, its
-    first token chosen from its prompt's logits) or steps every running one; `BatchGenerator.generate` and
-    the server's Engine both drive their loops through this."""
-
-    def __init__(self, generator: BatchGenerator):
-        import llama_cpp
-
-        self.generator = generator
-        self.free = list(range(generator.width))
-        self.running: dict[int, Sequence] = {}
-        llama_cpp.llama_memory_clear(generator._memory, True)
-
-    def start(self, make: Callable[[int], Sequence]) -> tuple[Sequence, int]:
-        """Start the sequence `make(seq_id)` in the lowest free slot; (sequence, its first token)."""
-        seq = make(heapq.heappop(self.free))
-        self.running[seq.seq_id] = seq
-        return self.generator._choose([self.generator._prefill(seq)])[0]
-
-    def step(self) -> list[tuple[Sequence, int]]:
-        """One decode step of every running sequence; (sequence, next token) for each."""
-        generator = self.generator
-        generator._compact(self.running, self.free)
-        return generator._choose(generator._step([self.running[seq_id] for seq_id in sorted(self.running)]))
-
-    def advance(self, seq: Sequence, token: int, ignore_eos: bool) -> str | None:
-        """Take the sampled token; the finish reason if the reply is over, else None."""
-        if not seq.reply.tokens:
-            seq.prefill_seconds = time.perf_counter() - seq.started
-        if self.generator.session.is_end(token) and not ignore_eos:
-            return "stop"
-        if seq.state is not None:
-            seq.state.accept(token)
-        if seq.reply.add(token):
-            return "stop"
-        return "length" if len(seq.reply.tokens) >= seq.max_tokens else None
-
-    def release(self, seq: Sequence) -> None:
-        """A finished (or abandoned) sequence gives back its KV cells, sampler and id."""
-        del self.running[seq.seq_id]
-        self.generator._release(seq)
-        heapq.heappush(self.free, seq.seq_id)
-
-    def clear(self) -> None:
-        """Drop every sequence in flight (after a failed step, or when a call ends early)."""
-        import llama_cpp
-
-        for seq in list(self.running.values()):
-            self.release(seq)
-        llama_cpp.llama_memory_clear(self.generator._memory, True)
+            self.clear()
 
 
 def _generation(seq: Sequence, finish: str) -> Generation:
@@ -376,17 +353,17 @@ def _generation(seq: Sequence, finish: str) -> Generation:
     )
 
 
-_generators: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> its BatchGenerator
+_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> its BatchDecoder
 
 
-def batch_generator(session: Session, width: int) -> BatchGenerator:
-    """The session's BatchGenerator with `width` sequences (made once per width; the last one is kept)."""
-    generator = _generators.get(session)
-    if generator is None or generator.width != width:
-        if generator is not None:
-            generator.close()
-        generator = _generators[session] = BatchGenerator(session, width)
-    return generator
+def batch_decoder(session: Session, width: int) -> BatchDecoder:
+    """The session's BatchDecoder with `width` sequences (made once per width; the last one is kept)."""
+    decoder = _decoders.get(session)
+    if decoder is None or decoder.width != width:
+        if decoder is not None:
+            decoder.close()
+        decoder = _decoders[session] = BatchDecoder(session, width)
+    return decoder
 
 
 DEFAULT_PARALLEL = 32  # see default_parallel
@@ -395,17 +372,17 @@ DEFAULT_PARALLEL = 32  # see default_parallel
 def default_parallel() -> int:
     """Sequences in flight when --parallel is not given: the fastest of widths 1-32 on 2 CPU cores
     (scripts/bench_batch.py, README), where bare llama.cpp decode also peaks around 32. The KV cache this
-    costs is sized to the work (see BatchGenerator), not to --ctx."""
+    costs is sized to the work (see BatchDecoder), not to --ctx."""
     return DEFAULT_PARALLEL
 
 
 def generate_all(
     session: Session, conversations: list[list[dict]], parallel: int | None = None, exact: bool = False, **options
 ) -> Iterator[tuple[int, Generation]]:
-    """(index, Generation) for every conversation: up to `parallel` at once through a BatchGenerator (in
+    """(index, Generation) for every conversation: up to `parallel` at once through a BatchDecoder (in
     the order they finish), or one at a time through `Session.generate`'s one-row steps when `parallel`
     is 1 and not `exact`. None means `default_parallel()`. Any width gives the same replies; the one-row
-    path is faster for a lone prompt but may part from them at a near tie (see decode_rows)."""
+    path is faster for a lone prompt but may part from them at a near tie (see rows.py)."""
     if parallel is None:
         parallel = default_parallel()
     parallel = min(parallel, max(len(conversations), 1))
@@ -415,4 +392,4 @@ def generate_all(
         for index, messages in enumerate(conversations):
             yield index, session.generate(messages, **options)
         return
-    yield from batch_generator(session, parallel).generate(conversations, **options)
+    yield from batch_decoder(session, parallel).generate(conversations, **options)

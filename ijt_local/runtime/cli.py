@@ -125,48 +125,39 @@ def adapter_option(text: str) -> tuple[str, float]:
     return adapter
 
 
-def resolve_generator(opts: dict):
-    """(model spec, rules or None, adapters, generator name) from the shared options, without loading
-    the model: enough to name what a run would generate."""
-    from ..rules.expert import DEFAULT_RULES, load_rules, parse_rule_spec, rule_spec_text
-    from .specs import parse_spec
+def run_options(opts: dict):
+    """The RunOptions the shared model options name."""
+    from .specs import RunOptions
 
-    spec = parse_spec(opts["model"])
-    rule_spec = opts["rule_spec"]
-    if spec.rules is not None:
-        if rule_spec is not None and parse_rule_spec(rule_spec) != parse_rule_spec(spec.rules):
-            raise UserError(f"--model {spec.text} and --rules {rule_spec} name different rules; give them once")
-        rule_spec = spec.rules
-    rules = None
-    if opts["poe"] or spec.poe or rule_spec or opts["rules_config"]:
-        rules = load_rules(rule_spec, opts["rules_config"], opts["paper_exact"])
-    adapters = [*spec.adapters, *(adapter_option(a) for a in opts["adapters"])]
-    name = spec.model + "".join(f"+{Path(p).name}" for p, _ in adapters)
-    if rules is not None:
-        name += "+poe" + ("" if rules.enabled == DEFAULT_RULES else ":" + rule_spec_text(rules.enabled))
-    return spec, rules, adapters, name
-
-
-def open_session(opts: dict, generator: tuple | None = None):
-    """(session, rules or None, sampling, generator name) from the shared options (or from what
-    `resolve_generator(opts)` already returned, passed as `generator`)."""
-    from .session import SamplingParams, Session
-
-    spec, rules, adapters, name = generator or resolve_generator(opts)
-    session = Session(
-        spec.model,
+    return RunOptions(
         n_ctx=opts["n_ctx"],
         threads=opts["threads"],
         gpu_layers=opts["gpu_layers"],
-        adapters=adapters,
         template=opts["template"],
+        rules_config=opts["rules_config"],
+        paper_exact=opts["paper_exact"],
+        poe=opts["poe"] or bool(opts["rules_config"]),  # a rules config asks for the rules it configures
+        rules=opts["rule_spec"],
+        adapters=tuple(adapter_option(a) for a in opts["adapters"]),
     )
-    sampling = SamplingParams(opts["temperature"], opts["top_p"], opts["top_k"], opts["seed"])
-    if rules is not None:
-        unresolved = session.rule_expert(rules).unresolved
+
+
+def sampling_params(opts: dict):
+    from .session import SamplingParams
+
+    return SamplingParams(opts["temperature"], opts["top_p"], opts["top_k"], opts["seed"])
+
+
+def open_model(resolved):
+    """Load a resolved SPEC, saying which rule words have no single token in this vocabulary."""
+    from .specs import open_spec
+
+    loaded = open_spec(resolved)
+    if loaded.rules is not None:
+        unresolved = loaded.session.rule_expert(loaded.rules).unresolved
         if unresolved:
             click.echo(f"rules: no single token for {', '.join(map(repr, sorted(unresolved)))}", err=True)
-    return session, rules, sampling, name
+    return loaded
 
 
 @click.command()
@@ -200,8 +191,10 @@ def chat(independent, exact, **opts):
     Input lines are the user's messages in one conversation, typed or piped alike: each reply sees the
     conversation so far (see --history). With --independent every line is answered on its own."""
     from .conversation import generate_reply
+    from .specs import resolve_spec
 
-    session, rules, sampling, name = open_session(opts)
+    loaded = open_model(resolve_spec(opts["model"], run_options(opts)))
+    session, rules, sampling, name = loaded.session, loaded.rules, sampling_params(opts), loaded.name
     interactive = sys.stdin.isatty()
     if interactive:
         mode = "each line is answered on its own" if independent else "/reset clears the history"
@@ -269,16 +262,17 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
         raise UserError("--input needs --output")
     if prompt is not None:
         from .conversation import generate_reply
+        from .specs import resolve_spec
 
-        session, rules, sampling, _ = open_session(opts)
+        loaded = open_model(resolve_spec(opts["model"], run_options(opts)))
         generate_reply(
-            session,
+            loaded.session,
             [{"role": "user", "content": prompt}],
-            rules,
+            loaded.rules,
             None,
             exact,
             max_tokens=opts["max_tokens"],
-            sampling=sampling,
+            sampling=sampling_params(opts),
             on_text=lambda piece: click.echo(piece, nl=False),
         )
         click.echo()
@@ -326,9 +320,10 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
 
     from ..jsonl import JsonlAppender, read_completed_rows
     from .conversation import answer_turns, turns_to_answer
+    from .specs import resolve_spec
 
-    generator = resolve_generator(opts)
-    name = generator[-1]
+    resolved = resolve_spec(opts["model"], run_options(opts))
+    name = resolved.name
     existing = read_completed_rows(output_path)
     others = sorted({row["generator"] for row in existing if row.get("generator", name) != name})
     if others:
@@ -346,7 +341,8 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     if not todo:
         click.echo(f"{output_path}: all {len(rows)} rows already generated", err=True)
         return
-    session, rules, sampling, _ = open_session(opts, generator)
+    loaded = open_model(resolved)
+    session, rules, sampling = loaded.session, loaded.rules, sampling_params(opts)
     stops = tokens = 0
     started = time.perf_counter()
     prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]

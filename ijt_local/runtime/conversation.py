@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from ..prompts import recent_turns
 from ..rules.expert import RuleConfig
-from .batch import batch_generator, generate_all
+from .batch import batch_decoder, generate_all
 from .session import Generation
 
 
@@ -34,13 +34,13 @@ def generate_reply(
     **generate_options,
 ) -> Generation:
     """One assistant reply to a conversation that ends with a user message (single stream, for chat and
-    `generate --prompt`). `exact` decodes it as the batched paths do (whole row groups, see decode_rows),
+    `generate --prompt`). `exact` decodes it as the batched paths do (whole row groups, see rows.py),
     so it is the reply `generate --input` and `serve` give; otherwise llama.cpp's faster one-row steps."""
     window = recent_turns(messages, history_window(rules, history))
     if not exact:
         return session.generate(window, rules=rules, on_text=on_text, **generate_options)
     stream = None if on_text is None else (lambda _, piece: on_text(piece))
-    return next(batch_generator(session, 1).generate([window], rules=rules, on_text=stream, **generate_options))[1]
+    return next(batch_decoder(session, 1).generate([window], rules=rules, on_text=stream, **generate_options))[1]
 
 
 def turns_to_answer(messages: list[dict], turns: list[str] | None) -> tuple[list[dict], list[str]]:

@@ -1,5 +1,16 @@
-"""llama.cpp's log, captured: kept in a small buffer (shown with IJT_LOCAL_VERBOSE=1) so that a failed load
-can be explained in one line instead of a screenful."""
+"""The one module that talks to llama-cpp-python below its `Llama` class: the low-level bindings, contexts,
+LoRA adapters, samplers and llama.cpp's log. It reaches no private attribute: a `Llama` gives its model and
+context pointers as public properties, and everything else goes through the C API's bindings. Raising the
+llama-cpp-python pin means reading this file (tests/test_llama_cpp_api.py checks what it uses).
+
+- `LlamaModel`: a GGUF's weights and vocabulary, with the context llama.cpp made for them;
+- `Context`: one llama.cpp context: calls of (token, position, seq_id, wants_logits) rows, their logits as
+  zero-copy numpy views (the rule expert adds to them in place), its KV memory by sequence, its threads
+  and LoRA adapters;
+- samplers: llama.cpp's native chain for temperature / top-p / top-k;
+- the log: kept in a small buffer (shown with IJT_LOCAL_VERBOSE=1) so that a failed load is explained in one
+  line instead of a screenful.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +18,17 @@ import collections
 import ctypes
 import os
 import sys
+import threading
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from ..errors import UserError
+
+Rows = list[tuple[int, int, int, bool]]  # (token, position, seq_id, wants_logits) per row of one call
+
+# ---- llama.cpp's log -------------------------------------------------------------------------------
 
 _log_lines: collections.deque = collections.deque(maxlen=20)
 _log_callback = None
@@ -15,8 +37,6 @@ _log_callback = None
 def capture_llama_logs() -> None:
     """Route llama.cpp's log into the buffer (once per process)."""
     global _log_callback
-    import llama_cpp
-
     if _log_callback is not None:
         return
     verbose = bool(os.environ.get("IJT_LOCAL_VERBOSE"))
@@ -41,3 +61,246 @@ def first_llama_error() -> str:
     """The first error llama.cpp logged since the log was last cleared: the root cause, usually."""
     errors = [line for line in _log_lines if "error" in line.lower() or "fail" in line.lower()]
     return errors[0] if errors else (_log_lines[0] if _log_lines else "")
+
+
+# ---- what this build can do ------------------------------------------------------------------------
+
+
+def default_gpu_layers() -> int:
+    """All layers on a GPU backend (Metal, CUDA) when llama.cpp was built with one, else none."""
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def max_parallel_sequences() -> int:
+    return llama_cpp.llama_max_parallel_sequences()
+
+
+def read_metadata(path: Path) -> tuple[dict, int]:
+    """(the GGUF's metadata, its vocabulary size), read by llama.cpp with the vocabulary only."""
+    capture_llama_logs()
+    try:
+        reader = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: llama.cpp cannot read this model ({exc})") from None
+    try:
+        return dict(reader.metadata), reader.n_vocab()
+    finally:
+        reader.close()
+
+
+# ---- a context ---------------------------------------------------------------------------------------
+
+
+class Context:
+    """One llama.cpp context and the llama_batch its calls are written into."""
+
+    def __init__(self, pointer, n_vocab: int, n_batch: int, where: str, owned: bool):
+        self.pointer = pointer
+        self.n_vocab = n_vocab
+        self.where = where  # named in a decode error: "context 4096 tokens"
+        self._memory = llama_cpp.llama_get_memory(pointer)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._owned = owned  # made here (and freed by `close`), not a Llama's own
+
+    def decode(self, rows: Rows) -> None:
+        """One llama_decode of `rows`."""
+        batch = self._batch
+        for n, (token, position, seq_id, wants_logits) in enumerate(rows):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
+            batch.seq_id[n][0], batch.logits[n] = seq_id, int(wants_logits)
+        batch.n_tokens = len(rows)
+        code = llama_cpp.llama_decode(self.pointer, batch)
+        if code != 0:
+            raise UserError(f"llama.cpp decode failed (code {code}; {self.where})")
+
+    def logits_row(self, index: int = -1) -> np.ndarray:
+        """The logits of output `index` of the last decode (-1: the last), a view into llama.cpp's buffer."""
+        pointer = llama_cpp.llama_get_logits_ith(self.pointer, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def logits_rows(self, count: int) -> np.ndarray:
+        """The first `count` outputs of the last decode as one [count, vocab] view."""
+        pointer = llama_cpp.llama_get_logits(self.pointer)
+        return np.ctypeslib.as_array(pointer, shape=(count, self.n_vocab))
+
+    def sample(self, sampler, index: int) -> int:
+        """A token from output `index` through a sampler chain (`make_sampler`)."""
+        return llama_cpp.llama_sampler_sample(sampler, self.pointer, index)
+
+    # KV memory, by sequence
+
+    def remove(self, seq_id: int, start: int = -1, end: int = -1) -> bool:
+        """Drop sequence `seq_id`'s cells at positions [start, end) (-1: open). False if llama.cpp cannot
+        (a partial removal from a recurrent or sliding-window cache)."""
+        return bool(llama_cpp.llama_memory_seq_rm(self._memory, seq_id, start, end))
+
+    def move(self, seq_id: int, target: int) -> None:
+        """Move sequence `seq_id`'s cells to sequence `target`."""
+        llama_cpp.llama_memory_seq_cp(self._memory, seq_id, target, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+
+    def first_position(self, seq_id: int) -> int:
+        return llama_cpp.llama_memory_seq_pos_min(self._memory, seq_id)
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self._memory, True)
+
+    # settings
+
+    def set_threads(self, threads: int) -> None:
+        llama_cpp.llama_set_n_threads(self.pointer, threads, threads)
+
+    def threads(self) -> int:
+        return llama_cpp.llama_n_threads(self.pointer)
+
+    def set_adapters(self, adapters: list[tuple[object, float]]) -> None:
+        """Use exactly these (LoRA adapter handle, scale) pairs (none: the base model)."""
+        count = len(adapters)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * max(count, 1))(*[a for a, _ in adapters])
+        scales = (ctypes.c_float * max(count, 1))(*[s for _, s in adapters])
+        if llama_cpp.llama_set_adapters_lora(self.pointer, handles, count, scales):
+            raise UserError("llama.cpp could not apply the LoRA adapters to this model")
+
+    def close(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._owned and self.pointer is not None:
+            llama_cpp.llama_free(self.pointer)
+            self.pointer = None
+
+
+# ---- a model -----------------------------------------------------------------------------------------
+
+
+class LlamaModel:
+    """A GGUF loaded by llama.cpp: its weights, its vocabulary and the context made with them (`context`)."""
+
+    def __init__(self, path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int | None):
+        capture_llama_logs()
+        clear_llama_log()
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=default_gpu_layers() if gpu_layers is None else gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            detail = first_llama_error() or str(exc)
+            raise UserError(f"{path}: llama.cpp cannot load this model ({detail})") from None
+        self.path = path
+        self.n_batch = n_batch
+        self.n_vocab = self._llama.n_vocab()
+        self.n_ctx = self._llama.n_ctx()
+        self.eos_id = self._llama.token_eos()
+        self.bos_id = self._llama.token_bos()
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
+        self.context = Context(self._llama.ctx, self.n_vocab, n_batch, f"context {self.n_ctx} tokens", owned=False)
+        self._adapters: list = []  # LoRA handles loaded and not yet freed
+        # One piece buffer per thread: serve's engine thread decodes reply tokens while its request thread
+        # writes logprobs tokens, and ctypes lets both into llama_token_to_piece at once.
+        self._piece_buffers = threading.local()
+
+    # tokens
+
+    def tokenize(self, text: str, add_bos: bool, special: bool) -> list[int]:
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        return self._llama.detokenize(tokens)
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token."""
+        buffer = getattr(self._piece_buffers, "buffer", None)
+        if buffer is None:
+            buffer = self._piece_buffers.buffer = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
+        if n < 0:  # longer than the buffer: ask again with the size llama.cpp reported
+            long_buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, long_buffer, -n, 0, special)
+            return long_buffer.raw[:n]
+        return buffer.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def adds_bos(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    # more contexts over the same weights
+
+    def new_context(self, n_ctx: int, n_seq: int, threads: int) -> Context:
+        """A context for `n_seq` sequences with a KV stream each (`kv_unified` off: a sequence's attention
+        reads only its own cells), `n_ctx` cells in all. ValueError when llama.cpp cannot make it."""
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = self.n_batch
+        params.n_seq_max = n_seq
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the model's own context
+        clear_llama_log()
+        pointer = llama_cpp.llama_init_from_model(self._llama.model, params)
+        if not pointer:
+            raise ValueError(first_llama_error() or "llama.cpp could not make the context")
+        where = f"{n_seq} sequences of {n_ctx // n_seq} tokens"
+        return Context(pointer, self.n_vocab, self.n_batch, where, owned=True)
+
+    # LoRA adapters
+
+    def load_adapter(self, path: Path):
+        """A LoRA adapter handle for these weights; UserError naming llama.cpp's reason when it cannot.
+        Free it with `free_adapter`, or leave it to be freed with the model."""
+        if not path.is_file():
+            raise UserError(f"{path}: no such adapter file")
+        clear_llama_log()
+        handle = llama_cpp.llama_adapter_lora_init(self._llama.model, str(path).encode())
+        if not handle:
+            detail = first_llama_error()
+            raise UserError(
+                f"{path}: llama.cpp cannot load this LoRA adapter for {self.path.name}"
+                + (f" ({detail})" if detail else "")
+            )
+        self._adapters.append(handle)
+        return handle
+
+    def free_adapter(self, handle) -> None:
+        """Free an adapter no context uses any more."""
+        self._adapters.remove(handle)
+        llama_cpp.llama_adapter_lora_free(handle)
+
+    def close(self) -> None:
+        """Free the adapters, the context's batch and the weights (close other contexts first)."""
+        for handle in self._adapters:
+            llama_cpp.llama_adapter_lora_free(handle)
+        self._adapters.clear()
+        self.context.close()
+        self._llama.close()
+
+
+# ---- samplers ----------------------------------------------------------------------------------------
+
+
+def make_sampler(temperature: float, top_p: float, top_k: int, seed: int):
+    """llama.cpp's sampler chain (top-k, top-p, temperature, seeded draw), or None for greedy (an argmax over
+    the logits row: the same choice as llama.cpp's greedy sampler without its 262k-entry candidate array).
+    Free it with `free_sampler`."""
+    if temperature <= 0:
+        return None
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    if top_k > 0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(top_k))
+    if top_p < 1.0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(top_p, 1))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(temperature))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
+
+
+def free_sampler(sampler) -> None:
+    if sampler is not None:
+        llama_cpp.llama_sampler_free(sampler)

@@ -8,9 +8,7 @@ buffer. Plain and PoE decoding therefore share one loop and differ by a single v
 from __future__ import annotations
 
 import codecs
-import ctypes
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from ..prompts import ChatTemplate, get_template
 from ..rules.expert import RuleConfig, RuleExpert, Vocabulary
 from ..rules.poe import poe_logprob
 from ..rules.vocab_cache import load_vocabulary
-from .llama import capture_llama_logs, clear_llama_log, first_llama_error
+from .llama import Context, LlamaModel, free_sampler, make_sampler
 from .rows import prefill_ranges, prompt_rows
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
@@ -68,13 +66,6 @@ class ResponseScore:
         return self.logprob_sum / max(self.n_tokens, 1)
 
 
-def default_gpu_layers() -> int:
-    """All layers on a GPU backend (Metal, CUDA) when llama.cpp was built with one, else none."""
-    import llama_cpp
-
-    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
-
-
 class Session:
     def __init__(
         self,
@@ -86,45 +77,25 @@ class Session:
         template: str | None = None,
         n_batch: int = 512,
     ):
-        import llama_cpp
-
-        capture_llama_logs()
         self.model = resolve_model(model) if isinstance(model, str) else model
         self.template: ChatTemplate = get_template(template or self.model.template)
         self.n_batch = n_batch
         threads_given = threads is not None
         self.threads = threads = threads or default_threads()
-        clear_llama_log()
+        self.llama = LlamaModel(self.model.path, n_ctx, n_batch, threads, gpu_layers)
+        self.context = self.llama.context
+        self.n_vocab = self.llama.n_vocab
+        self.n_ctx = self.llama.n_ctx
+        self.eos_id = self.llama.eos_id
         try:
-            self.llama = llama_cpp.Llama(
-                model_path=str(self.model.path),
-                n_ctx=n_ctx,
-                n_batch=n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=default_gpu_layers() if gpu_layers is None else gpu_layers,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            detail = first_llama_error() or str(exc)
-            raise UserError(f"{self.model.path}: llama.cpp cannot load this model ({detail})") from None
-        self._ctx = self.llama._ctx.ctx
-        self._vocab = self.llama._model.vocab
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self.n_vocab = self.llama.n_vocab()
-        self.n_ctx = self.llama.n_ctx()
-        self.eos_id = self.llama.token_eos()
-        self._adapters = []
-        for path, scale in adapters:
-            self._load_adapter(Path(path), float(scale))
-        self.apply_adapters(self._ctx)
-        # One piece buffer per thread: serve's engine thread decodes reply tokens while its request thread
-        # writes logprobs tokens, and ctypes lets both into llama_token_to_piece at once.
-        self._piece_buffers = threading.local()
+            self.adapters = [(self.llama.load_adapter(Path(path)), float(scale)) for path, scale in adapters]
+            if self.adapters:
+                self.context.set_adapters(self.adapters)
+        except UserError:
+            self.llama.close()
+            raise
         self._kv_tokens: list[int] = []  # what the KV cache holds, for prefix reuse across turns
         self._kv_prefilled = 0  # how many of them prompt calls wrote (the rest: decode steps)
-        self._rows_batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self.llama._stack.callback(llama_cpp.llama_batch_free, self._rows_batch)
         self._vocabulary: Vocabulary | None = None
         self._experts: dict[int, RuleExpert] = {}
         self._on_threads: list[Callable[[int], None]] = []  # other contexts over this model
@@ -139,75 +110,34 @@ class Session:
         idle machine keep spinning two threads against a job started later (default_threads)."""
         if self._threads_given or time.monotonic() - self._threads_checked < THREAD_CHECK_SECONDS:
             return
-        import llama_cpp
-
         threads = default_threads()
         self._threads_checked = time.monotonic()
         if threads == self.threads:
             return
         self.threads = threads
-        llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+        self.context.set_threads(threads)
         for follow in self._on_threads:
             follow(threads)
 
     def add_context_hooks(self, on_threads: Callable[[int], None], on_close: Callable[[], None]) -> None:
-        """Another llama.cpp context over this session's model (a BatchGenerator's) follows its thread
+        """Another llama.cpp context over this session's model (a BatchDecoder's) follows its thread
         count and is closed with it."""
         self._on_threads.append(on_threads)
         self._on_close.append(on_close)
 
-    def apply_adapters(self, ctx) -> None:
-        """Apply this session's LoRA adapters to a llama.cpp context (the session's own, or a batch one)."""
-        import llama_cpp
-
-        if not self._adapters:
-            return
-        handles = (llama_cpp.llama_adapter_lora_p_ctypes * len(self._adapters))(*[a for a, _ in self._adapters])
-        scales = (ctypes.c_float * len(self._adapters))(*[s for _, s in self._adapters])
-        if llama_cpp.llama_set_adapters_lora(ctx, handles, len(self._adapters), scales):
-            raise UserError("llama.cpp could not apply the LoRA adapters to this model")
-
-    def _load_adapter(self, path: Path, scale: float) -> None:
-        import llama_cpp
-
-        if not path.is_file():
-            raise UserError(f"{path}: no such adapter file")
-        clear_llama_log()
-        handle = llama_cpp.llama_adapter_lora_init(self.llama._model.model, str(path).encode())
-        if not handle:
-            detail = first_llama_error()
-            raise UserError(
-                f"{path}: llama.cpp cannot load this LoRA adapter for {self.model.name}"
-                + (f" ({detail})" if detail else "")
-            )
-        self._adapters.append((handle, scale))
-        self.llama._stack.callback(llama_cpp.llama_adapter_lora_free, handle)
-
     # ---- tokens and text -------------------------------------------------------------------------
 
     def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
-        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        return self.llama.tokenize(text, add_bos=add_bos, special=special)
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.llama.detokenize(tokens).decode("utf-8", errors="replace")
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
-        import llama_cpp
-
-        buffer = getattr(self._piece_buffers, "buffer", None)
-        if buffer is None:
-            buffer = self._piece_buffers.buffer = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
-        if n < 0:  # longer than the buffer: ask again with the size llama.cpp reported
-            long_buffer = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, long_buffer, -n, 0, special)
-            return long_buffer.raw[:n]
-        return buffer.raw[:n]
+        return self.llama.piece(token, special)
 
     def is_end(self, token: int) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return self.llama.is_end(token)
 
     def vocabulary(self) -> Vocabulary:
         """The text of each token id: read from llama.cpp once per model file (~1 s for a 262k vocabulary),
@@ -252,9 +182,7 @@ class Session:
         return self.token_bytes(self.eos_id, special=True).decode("utf-8", errors="replace")
 
     def adds_bos(self) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        return self.llama.adds_bos()
 
     # ---- decoding --------------------------------------------------------------------------------
 
@@ -277,57 +205,34 @@ class Session:
     def _decode_rows(self, rows: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (token, position, seq_id, wants_logits) rows."""
         self.follow_load()
-        decode_rows(self._ctx, self._rows_batch, rows, f"context {self.n_ctx} tokens")
-
-    def _logits_view(self, index: int = -1) -> np.ndarray:
-        import llama_cpp
-
-        pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
-        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        self.context.decode(rows)
 
     def _prefill(self, tokens: list[int]) -> None:
         """Bring the KV cache to `tokens`, reusing whatever prefix it shares with them that earlier prompt
         calls wrote (a chat's earlier turns, a judge's other order). Every call carries whole row groups
-        (`decode_rows.prefill_ranges`), so the cells and the last logits are the same as a fresh prefill's;
+        (`rows.prefill_ranges`), so the cells and the last logits are the same as a fresh prefill's;
         cells written by decode steps (an earlier reply) are decoded again, since attention over one
-        query row differs from attention over many (see decode_rows)."""
-        import llama_cpp
-
+        query row differs from attention over many (see rows.py)."""
         shared = _shared_prefix(self._kv_tokens[: self._kv_prefilled], tokens)
         ranges = prefill_ranges(shared, len(tokens), self.n_batch)
         first = ranges[0][0]
         # A sliding-window cache that has dropped early cells (pos_min > 0) may lack cells the kept
         # prefix's window needs; decode from scratch then (llama.cpp's server checks the same).
-        if not (
-            first > 0
-            and llama_cpp.llama_memory_seq_rm(self._memory, 0, first, -1)
-            and llama_cpp.llama_memory_seq_pos_min(self._memory, 0) <= 0
-        ):
-            llama_cpp.llama_memory_clear(self._memory, True)
+        context = self.context
+        if not (first > 0 and context.remove(0, first) and context.first_position(0) <= 0):
+            context.clear()
             ranges = prefill_ranges(0, len(tokens), self.n_batch)
         self._kv_tokens, self._kv_prefilled = [], 0
         for start, end in ranges:
-            llama_cpp.llama_memory_seq_rm(self._memory, 0, start, -1)
+            context.remove(0, start)
             self._decode_rows(prompt_rows(tokens, start, end, 0, logits_last=end == len(tokens)))
-            llama_cpp.llama_memory_seq_rm(self._memory, 0, end, -1)  # the padding of a short prompt
+            context.remove(0, end)  # the padding of a short prompt
         self._kv_tokens, self._kv_prefilled = list(tokens), len(tokens)
 
     def sampler(self, sampling: SamplingParams):
-        """A llama.cpp sampler chain for `sampling`, or None for greedy (an argmax over the logits row, the
-        same choice as llama.cpp's greedy sampler without building its 262k-entry candidate array).
-        Free it with `free_sampler`."""
-        import llama_cpp
-
-        if sampling.temperature <= 0:
-            return None
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        if sampling.top_k > 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
-        if sampling.top_p < 1.0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(sampling.seed & 0xFFFFFFFF))
-        return chain
+        """A llama.cpp sampler chain for `sampling`, or None for greedy (llama.make_sampler); free it with
+        `llama.free_sampler`."""
+        return make_sampler(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed)
 
     def generate(
         self,
@@ -358,10 +263,10 @@ class Session:
             prefill_seconds = time.perf_counter() - started
             n_past = len(prompt_tokens)
             for _ in range(max_tokens):
-                logits = self._logits_view()
+                logits = self.context.logits_row()
                 if state is not None:
                     state.apply(logits)
-                token = pick_token(self._ctx, sampler, logits, -1)
+                token = pick_token(self.context, sampler, logits, -1)
                 if self.is_end(token) and not ignore_eos:
                     finish = "stop"
                     break
@@ -398,17 +303,15 @@ class Session:
 
     def logits(self, tokens: list[int]) -> np.ndarray:
         """Logits predicting the token after each position of `tokens` (fresh context): [n, vocab]."""
-        import llama_cpp
-
-        llama_cpp.llama_memory_clear(self._memory, True)
+        self.context.clear()
         self._kv_tokens, self._kv_prefilled = [], 0
         out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             self._decode(chunk, n_past=start, all_logits=True)
             for i in range(len(chunk)):
-                out[start + i] = self._logits_view(i)
-        llama_cpp.llama_memory_clear(self._memory, True)
+                out[start + i] = self.context.logits_row(i)
+        self.context.clear()
         return out
 
     def next_token_logprobs(self, tokens: list[int], reuse_prefix: bool = True) -> np.ndarray:
@@ -420,7 +323,7 @@ class Session:
         if not reuse_prefix:
             self._kv_prefilled = 0
         self._prefill(tokens)
-        logits = self._logits_view().astype(np.float64)
+        logits = self.context.logits_row().astype(np.float64)
         top = logits.max()
         return logits - (top + np.log(np.exp(logits - top).sum()))
 
@@ -434,14 +337,13 @@ class Session:
     ) -> list[ResponseScore]:
         """`score_response` of each of `responses` to the same prompt. The prompt is decoded once and its
         cells kept; each response is decoded after it and its cells removed again. Every call carries
-        whole row groups (decode_rows), so a score does not depend on which other responses were scored
+        whole row groups (rows.py), so a score does not depend on which other responses were scored
         with it, nor on their order."""
-        import llama_cpp
-
+        context = self.context
         prompt = self.prompt_tokens(messages)
         initial_state = self.rule_state(rules, messages)
         head = prompt[:-1]  # its cells are shared; the last prompt token's logits predict each response
-        llama_cpp.llama_memory_clear(self._memory, True)
+        context.clear()
         self._kv_tokens, self._kv_prefilled = [], 0
         kept = 0
         if len(head) >= 1:
@@ -458,7 +360,7 @@ class Session:
             state = initial_state.copy() if initial_state is not None else None
             total, n = 0.0, 0
             for start, end in prefill_ranges(kept, len(tokens), self.n_batch):
-                llama_cpp.llama_memory_seq_rm(self._memory, 0, start, -1)
+                context.remove(0, start)
                 rows = prompt_rows(tokens, start, end, 0, logits_last=False)
                 rows = [(t, pos, seq, pos >= first and pos < end) for t, pos, seq, _ in rows]
                 self._decode_rows(rows)
@@ -467,13 +369,13 @@ class Session:
                         continue
                     target = tokens[pos + 1]
                     rule_scores = state.scores() if state is not None else None
-                    total += poe_logprob(self._logits_view(index), rule_scores, target)
+                    total += poe_logprob(context.logits_row(index), rule_scores, target)
                     n += 1
                     if state is not None:
                         state.accept(target)
-            llama_cpp.llama_memory_seq_rm(self._memory, 0, kept, -1)
+            context.remove(0, kept)
             scores.append(ResponseScore(total, n))
-        llama_cpp.llama_memory_clear(self._memory, True)
+        context.clear()
         self._kv_tokens, self._kv_prefilled = [], 0
         return scores
 
@@ -530,34 +432,12 @@ def _busy_cores(seconds: float = 0.1) -> float:
     return max(0.0, busy - own_cores)
 
 
-def pick_token(ctx, sampler, logits: np.ndarray, index: int) -> int:
+def pick_token(context: Context, sampler, logits: np.ndarray, index: int) -> int:
     """The next token from a logits row that the rule expert (if any) has already shifted: argmax when
-    greedy (`sampler` None), else the sampler chain on row `index` of the last decode."""
-    import llama_cpp
-
+    greedy (`sampler` None), else the sampler chain on output `index` of the context's last decode."""
     if sampler is None:
         return int(np.argmax(logits))
-    return llama_cpp.llama_sampler_sample(sampler, ctx, index)
-
-
-def decode_rows(ctx, batch, rows: list[tuple[int, int, int, bool]], where: str) -> None:
-    """One llama_decode of (token, position, seq_id, wants_logits) rows through a raw llama_batch."""
-    import llama_cpp
-
-    for n, (token, position, seq_id, wants_logits) in enumerate(rows):
-        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
-        batch.seq_id[n][0], batch.logits[n] = seq_id, int(wants_logits)
-    batch.n_tokens = len(rows)
-    code = llama_cpp.llama_decode(ctx, batch)
-    if code != 0:
-        raise UserError(f"llama.cpp decode failed (code {code}; {where})")
-
-
-def free_sampler(sampler) -> None:
-    import llama_cpp
-
-    if sampler is not None:
-        llama_cpp.llama_sampler_free(sampler)
+    return context.sample(sampler, index)
 
 
 class ReplyText:

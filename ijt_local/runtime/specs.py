@@ -15,9 +15,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..rules.expert import RULE_NAMES, parse_rule_spec, rule_spec_text
+from ..models import ResolvedModel, resolve_model
+from ..rules.expert import DEFAULT_RULES, RULE_NAMES, RuleConfig, load_rules, parse_rule_spec, rule_spec_text
+
+if TYPE_CHECKING:
+    from .session import Session
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ADAPTER = re.compile(r"^(?P<path>.+\.gguf)(?:@(?P<scale>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?$", re.IGNORECASE)
@@ -86,38 +91,93 @@ def parse_adapter(text: str) -> tuple[str, float] | None:
     return found.group("path"), float(scale) if scale is not None else 1.0
 
 
-def check_spec(spec: ModelSpec) -> None:
-    """Fail early (before any generation) on a model or adapter that cannot be found."""
-    from ..models import resolve_model
+@dataclass(frozen=True)
+class RunOptions:
+    """How a SPEC is opened: the one options object every verb fills from its flags."""
 
-    resolve_model(spec.model)
-    for path, _ in spec.adapters:
-        if not Path(path).expanduser().is_file():
-            raise UserError(f"{spec.text}: adapter {path}: no such file")
+    n_ctx: int = 4096
+    threads: int | None = None  # None: the cores other processes leave free (runtime.session.default_threads)
+    gpu_layers: int | None = None  # None: all layers on a GPU build, else none
+    template: str | None = None  # chat template name; None: the model's
+    rules_config: str | Path | None = None  # TOML overriding rule words, weights and ramps (of rules that run)
+    paper_exact: bool | None = None  # the paper's EOS bonus that drops to 0 after 250 tokens
+    poe: bool = False  # the rule expert even when the spec has no `+poe` (--poe)
+    rules: str | None = None  # rule names (--rules); must agree with the spec's `+poe:RULES`
+    adapters: tuple[tuple[str, float], ...] = ()  # LoRA adapters on top of the spec's (--adapter)
 
 
-def open_spec(
-    spec: ModelSpec,
-    n_ctx: int = 4096,
-    threads: int | None = None,
-    gpu_layers: int | None = None,
-    rules_config: str | Path | None = None,
-):
-    """Load a spec: (Session, RuleConfig or None)."""
-    from ..models import resolve_model
-    from ..rules.expert import load_rules
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """What a SPEC will run, with every file found and the rules loaded, but no model loaded yet."""
+
+    spec: ModelSpec
+    model: ResolvedModel
+    adapters: tuple[tuple[Path, float], ...]
+    rules: RuleConfig | None
+    name: str  # the generator name result files record: model+adapter.gguf+poe[:rules]
+    options: RunOptions
+
+
+@dataclass
+class LoadedModel:
+    """A SPEC opened: its llama.cpp session and its rules (None without the rule expert)."""
+
+    session: Session
+    rules: RuleConfig | None
+    name: str
+    spec: ModelSpec
+    options: RunOptions
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def resolve_spec(spec: str | ModelSpec, options: RunOptions = RunOptions()) -> ResolvedSpec:
+    """Find the model and adapters of `spec` and load its rules: a missing file or a bad rule fails here,
+    before any model loads."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    rule_names = options.rules
+    if spec.rules is not None:
+        if rule_names is not None and parse_rule_spec(rule_names) != parse_rule_spec(spec.rules):
+            raise UserError(f"--model {spec.text} and --rules {rule_names} name different rules; give them once")
+        rule_names = spec.rules
+    rules = None
+    if options.poe or spec.poe or rule_names:
+        rules = load_rules(rule_names, options.rules_config, options.paper_exact)
+    model = resolve_model(spec.model)
+    adapters = []
+    for path, scale in (*spec.adapters, *options.adapters):
+        found = Path(path).expanduser()
+        if not found.is_file():
+            raise UserError(f"adapter {path}: no such file")
+        adapters.append((found, scale))
+    name = spec.model + "".join(f"+{path.name}" for path, _ in adapters)
+    if rules is not None:
+        name += "+poe" + ("" if rules.enabled == DEFAULT_RULES else ":" + rule_spec_text(rules.enabled))
+    return ResolvedSpec(spec, model, tuple(adapters), rules, name, options)
+
+
+def open_spec(spec: str | ModelSpec | ResolvedSpec, options: RunOptions = RunOptions()) -> LoadedModel:
+    """The one road from a SPEC to a ready session: resolve it (unless given resolved), then load it."""
     from .session import Session
 
-    check_spec(spec)
-    rules = load_rules(spec=spec.rules, config_path=rules_config) if spec.poe else None
+    resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec, options)
+    options = resolved.options
     session = Session(
-        resolve_model(spec.model),
-        n_ctx=n_ctx,
-        threads=threads,
-        gpu_layers=gpu_layers,
-        adapters=[(Path(p).expanduser(), s) for p, s in spec.adapters],
+        resolved.model,
+        n_ctx=options.n_ctx,
+        threads=options.threads,
+        gpu_layers=options.gpu_layers,
+        adapters=resolved.adapters,
+        template=options.template,
     )
-    return session, rules
+    return LoadedModel(session, resolved.rules, resolved.name, resolved.spec, options)
 
 
 def parse_named_specs(options: list[str], bare: bool = False) -> list[tuple[str, ModelSpec]]:

@@ -1,7 +1,4 @@
-"""`ijt-local serve`: models (with or without the rule expert) behind an OpenAI-compatible endpoint.
-
-    ijt-local serve --model default+poe                       # http://127.0.0.1:8000/v1
-    ijt-local serve --model poe=default+poe --model tuned=default+poetry-lora.gguf@0.5 --parallel 8
+"""The OpenAI-compatible app `ijt-local serve` runs (serve/cli.py opens the models and starts it).
 
 Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions and POST /v1/completions (raw text, no
 chat template; `echo`, legacy `logprobs`), both streamed as server-sent events with "stream": true.
@@ -21,43 +18,26 @@ import asyncio
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
 from typing import Literal
 
-import click
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException
 
 from ..errors import UserError
-from ..rules.expert import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
 from ..runtime.session import SamplingParams
 from ..runtime.token_logprobs import MAX_TOP
-from .engine import Engine, Event
+from .engine import Event
 from .logprobs import base_logprobs, chat_logprobs, completion_logprobs, prompt_choices
-from .spec_engines import BusyError, SpecEngines
+from .spec_engines import BusyError, ServedModel, SpecEngines
 
-
-@dataclass
-class ServedModel:
-    name: str
-    spec: str
-    engine: Engine
-    rules: RuleConfig | None  # the spec's (+poe) rules, None without
-    rules_config: str | None = None
-    chosen_rules: dict = field(default_factory=dict)  # ijt_rules text -> RuleConfig, loaded once
-
-    def rules_for(self, choice: str | None) -> RuleConfig | None:
-        """The rules a request asks for. Each choice is loaded once: the session resolves a config against
-        the vocabulary once per config object and keeps it."""
-        if choice is None:
-            return self.rules
-        if choice.strip().lower() == "off":
-            return None
-        key = rule_spec_text(parse_rule_spec(choice.lower()))  # `all`, `start,eos,uniform,diversity`: one set
-        if key not in self.chosen_rules:
-            self.chosen_rules[key] = load_rules(spec=key, config_path=self.rules_config)
-        return self.chosen_rules[key]
+STATIC = files("ijt_local.serve") / "static"
 
 
 class Message(BaseModel):
@@ -109,292 +89,330 @@ def error_body(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+@dataclass
+class Served:
+    """What the routes serve: the models by name, the API key, and the per-request SPECs (--allow-specs)."""
+
+    models: dict[str, ServedModel]
+    api_key: str | None = None
+    specs: SpecEngines | None = None
+
+
+router = APIRouter()
+
+
 def create_app(models: dict[str, ServedModel], api_key: str | None = None, specs: SpecEngines | None = None):
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-    from sse_starlette.sse import EventSourceResponse
-    from starlette.exceptions import HTTPException
-
     app = FastAPI(title="ijt-local", docs_url=None, redoc_url=None)
-
-    @app.exception_handler(APIError)
-    async def api_error(_, exc: APIError):
-        kind = "authentication_error" if exc.status == 401 else "invalid_request_error"
-        return JSONResponse(error_body(exc.message, kind, exc.code, exc.param), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        if first.get("type") == "json_invalid":
-            reason = (first.get("ctx") or {}).get("error", "")
-            return JSONResponse(
-                error_body(f"the body is not valid JSON ({reason})".replace(" ()", "")), status_code=400
-            )
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        message = first.get("msg", "invalid request")
-        return JSONResponse(
-            error_body(f"{where}: {message}" if where else message, param=where or None), status_code=400
-        )
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_, exc: HTTPException):
-        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
-
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):  # constant time
-                return JSONResponse(
-                    error_body(
-                        "missing or wrong API key (Authorization: Bearer KEY)",
-                        "authentication_error",
-                        "invalid_api_key",
-                    ),
-                    status_code=401,
-                )
-        return await call_next(request)
-
-    static = files("ijt_local.serve") / "static"
-
-    @app.middleware("http")
-    async def page_headers(request: Request, call_next):
-        response = await call_next(request)
-        if not request.url.path.startswith("/v1/"):  # the page runs its own scripts only, and no inline ones
-            response.headers["content-security-policy"] = (
-                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
-            )
-            response.headers["x-content-type-options"] = "nosniff"
-        return response
-
-    @app.get("/", include_in_schema=False)
-    async def page():
-        return FileResponse(str(static / "index.html"), media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
-
-    @app.get("/health")
-    async def health():
-        status = {
-            "status": "ok",
-            "models": {name: {"running": m.engine.running, "waiting": m.engine.waiting} for name, m in models.items()},
-        }
-        if specs is not None:
-            status["spec_engines"] = {
-                name: {"running": e.running, "waiting": e.waiting} for name, e in specs.engines.items()
-            }
-        return status
-
-    @app.get("/v1/models")
-    async def list_models():
-        return {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "ijt-local", "spec": m.spec}
-                for name, m in models.items()
-            ],
-            "ijt_allow_specs": specs is not None,
-        }
-
-    async def pick(name: str | None) -> ServedModel:
-        """The served model `name`, or with --allow-specs the spec `name` over a loaded model."""
-        if specs is None or name in models or name is None:
-            return pick_model(models, name)
-        try:
-            found = await asyncio.to_thread(specs.resolve, name)
-        except UserError as exc:
-            raise APIError(400, f"model: {exc}", param="model") from None
-        except BusyError as exc:
-            raise APIError(429, str(exc), param="model") from None
-        return ServedModel(name, name, found.engine, found.rules, specs.rules_config, specs.chosen_rules)
-
-    async def open_job(served: ServedModel, body, submit_job):
-        """Queue a request on its model's engine: (served model, job, queue of its events). The prompt is
-        tokenized in a worker thread: a huge one must not stall the other requests' streams."""
-        try:
-            rules = served.rules_for(body.ijt_rules)
-        except UserError as exc:
-            raise APIError(400, f"ijt_rules: {exc}", param="ijt_rules") from None
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event] = asyncio.Queue()
-        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-        sampling = SamplingParams(
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
-        )
-        options = {
-            "on_event": lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
-            "sampling": sampling,
-            "rules": rules,
-            "stop": tuple(s for s in stop if s),
-            "stream": body.stream,
-        }
-        try:
-            job = await asyncio.to_thread(submit_job, served.engine, options)
-        except UserError as exc:
-            param = "messages" if isinstance(body, ChatRequest) else "prompt"
-            raise APIError(400, str(exc), code="context_length_exceeded", param=param) from None
-        return served, job, events
-
-    async def last_event(request: Request, job, events: asyncio.Queue) -> Event:
-        """A request not streamed: the engine reports once, at the end."""
-        while True:
-            try:
-                return await asyncio.wait_for(events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    job.cancel()
-                    raise APIError(499, "client closed the connection") from None
-
-    def streamed(job, events: asyncio.Queue, first: dict | None, chunk, include_usage: bool):
-        """Server-sent events: `first` (if any), then chunk(event) per engine event, then [DONE]."""
-
-        async def stream():
-            try:
-                if first is not None:
-                    yield {"data": json.dumps(first)}
-                while True:
-                    event = await events.get()
-                    if event.delta or event.choices or event.prompt_choices or event.finish_reason:
-                        yield {"data": json.dumps(chunk(event, include_usage))}
-                    if event.finish_reason:
-                        yield {"data": "[DONE]"}
-                        return
-            finally:
-                job.cancel()  # a client that went away frees its slot at the next step
-
-        return EventSourceResponse(stream(), ping=15)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest, request: Request):
-        top = (body.top_logprobs or 0) if body.logprobs else None
-        served, job, events = await open_job(
-            await pick(body.model),
-            body,
-            lambda engine, options: engine.submit(
-                [m.model_dump() for m in body.messages],
-                max_tokens=body.max_completion_tokens or body.max_tokens,
-                logprobs=top,
-                **options,
-            ),
-        )
-        session = served.engine.session
-        reply_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
-
-        def logprob_fields(event: Event) -> dict:
-            if top is None:
-                return {}
-            fields = {"logprobs": chat_logprobs(session, event.choices, top)}
-            base = base_logprobs(session, event.choices, top)
-            if base is not None:
-                fields["ijt_base_logprobs"] = base
-            return fields
-
-        def payload(choice: dict, usage: dict | None = None, kind: str = "chat.completion.chunk") -> dict:
-            body = {"id": reply_id, "object": kind, "created": created, "model": served.name, "choices": [choice]}
-            if usage is not None:
-                body["usage"] = usage
-            return body
-
-        if body.stream:
-
-            def chunk(event: Event, include_usage: bool) -> dict:
-                delta = {"content": event.delta} if event.delta else {}
-                choice = {
-                    "index": 0,
-                    "delta": delta,
-                    **logprob_fields(event),
-                    "finish_reason": finish_of(event) if event.finish_reason else None,
-                }
-                return payload(choice, usage_of(event) if include_usage and event.finish_reason else None)
-
-            first = payload({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
-            return streamed(job, events, first, chunk, bool((body.stream_options or {}).get("include_usage")))
-
-        event = await last_event(request, job, events)
-        if event.finish_reason == "error":
-            return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": event.text},
-            **logprob_fields(event),
-            "finish_reason": finish_of(event),
-        }
-        return payload(choice, usage_of(event), "chat.completion")
-
-    @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request):
-        prompt = body.prompt
-        if isinstance(prompt, list):
-            if len(prompt) != 1:
-                raise APIError(400, f"prompt: one string per request (got a list of {len(prompt)})", param="prompt")
-            prompt = prompt[0]
-        if body.max_tokens == 0 and not body.echo:
-            raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
-        scoring_only = body.max_tokens == 0
-        served, job, events = await open_job(
-            await pick(body.model),
-            body,
-            lambda engine, options: engine.submit_text(
-                prompt,
-                max_tokens=1 if scoring_only else body.max_tokens,
-                logprobs=body.logprobs,
-                prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None,
-                **options,
-            ),
-        )
-        session = served.engine.session
-        reply_id, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
-
-        def text_and_logprobs(event: Event, offset: int) -> tuple[str, dict | None]:
-            """This event's text (the echoed prompt first) and its legacy logprobs, offsets from `offset`."""
-            text, choices = ("", []) if scoring_only else (event.delta, event.choices)
-            if event.prompt_choices is not None or (body.echo and body.logprobs is None and offset == 0):
-                text = prompt + text
-                if event.prompt_choices is not None:
-                    choices = prompt_choices(session, job.prompt, event.prompt_choices) + choices
-            if body.logprobs is None:
-                return text, None
-            return text, completion_logprobs(session, choices, offset)
-
-        def payload(text: str, logprobs: dict | None, finish: str | None, usage: dict | None = None) -> dict:
-            body = {
-                "id": reply_id,
-                "object": "text_completion",
-                "created": created,
-                "model": served.name,
-                "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
-            }
-            if usage is not None:
-                body["usage"] = usage
-            return body
-
-        def finish_for(event: Event) -> str:
-            return "length" if scoring_only else finish_of(event)
-
-        if body.stream:
-            offset = 0
-
-            def chunk(event: Event, include_usage: bool) -> dict:
-                nonlocal offset
-                text, logprobs = text_and_logprobs(event, offset)
-                offset += len(text)
-                usage = usage_of(event, scoring_only) if include_usage and event.finish_reason else None
-                return payload(text, logprobs, finish_for(event) if event.finish_reason else None, usage)
-
-            return streamed(job, events, None, chunk, bool((body.stream_options or {}).get("include_usage")))
-
-        event = await last_event(request, job, events)
-        if event.finish_reason == "error":
-            return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
-        event.delta = event.text
-        text, logprobs = text_and_logprobs(event, 0)
-        return payload(text, logprobs, finish_for(event), usage_of(event, scoring_only))
-
+    app.state.served = Served(models, api_key, specs)
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.middleware("http")(check_key)
+    app.middleware("http")(page_headers)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.include_router(router)
     return app
+
+
+def served_of(request: Request) -> Served:
+    return request.app.state.served
+
+
+# ---- errors and headers --------------------------------------------------------------------------------
+
+
+async def api_error(_, exc: APIError):
+    kind = "authentication_error" if exc.status == 401 else "invalid_request_error"
+    return JSONResponse(error_body(exc.message, kind, exc.code, exc.param), status_code=exc.status)
+
+
+async def invalid_request(_, exc: RequestValidationError):
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        reason = (first.get("ctx") or {}).get("error", "")
+        return JSONResponse(error_body(f"the body is not valid JSON ({reason})".replace(" ()", "")), status_code=400)
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = first.get("msg", "invalid request")
+    return JSONResponse(error_body(f"{where}: {message}" if where else message, param=where or None), status_code=400)
+
+
+async def http_error(_, exc: HTTPException):
+    return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+
+
+async def check_key(request: Request, call_next):
+    api_key = served_of(request).api_key
+    if api_key and request.url.path.startswith("/v1/"):
+        given = request.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):  # constant time
+            return JSONResponse(
+                error_body(
+                    "missing or wrong API key (Authorization: Bearer KEY)", "authentication_error", "invalid_api_key"
+                ),
+                status_code=401,
+            )
+    return await call_next(request)
+
+
+async def page_headers(request: Request, call_next):
+    response = await call_next(request)
+    if not request.url.path.startswith("/v1/"):  # the page runs its own scripts only, and no inline ones
+        response.headers["content-security-policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
+        )
+        response.headers["x-content-type-options"] = "nosniff"
+    return response
+
+
+# ---- the page, health and models ---------------------------------------------------------------------
+
+
+@router.get("/", include_in_schema=False)
+async def page():
+    return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+
+@router.get("/health")
+async def health(request: Request):
+    served = served_of(request)
+    status = {
+        "status": "ok",
+        "models": {
+            name: {"running": m.engine.running, "waiting": m.engine.waiting} for name, m in served.models.items()
+        },
+    }
+    if served.specs is not None:
+        status["spec_engines"] = {
+            name: {"running": e.running, "waiting": e.waiting} for name, e in served.specs.engines.items()
+        }
+    return status
+
+
+@router.get("/v1/models")
+async def list_models(request: Request):
+    served = served_of(request)
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "ijt-local", "spec": m.spec}
+            for name, m in served.models.items()
+        ],
+        "ijt_allow_specs": served.specs is not None,
+    }
+
+
+# ---- what every completion does ------------------------------------------------------------------------
+
+
+async def pick(request: Request, name: str | None) -> ServedModel:
+    """The served model `name`, or with --allow-specs the spec `name` over a loaded model."""
+    served = served_of(request)
+    if served.specs is None or name in served.models or name is None:
+        return pick_model(served.models, name)
+    try:
+        return await asyncio.to_thread(served.specs.resolve, name)
+    except UserError as exc:
+        raise APIError(400, f"model: {exc}", param="model") from None
+    except BusyError as exc:
+        raise APIError(429, str(exc), param="model") from None
+
+
+async def open_job(served: ServedModel, body, submit_job):
+    """Queue a request on its model's engine: (job, queue of its events). The prompt is tokenized in a
+    worker thread: a huge one must not stall the other requests' streams."""
+    try:
+        rules = served.rules_for(body.ijt_rules)
+    except UserError as exc:
+        raise APIError(400, f"ijt_rules: {exc}", param="ijt_rules") from None
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    sampling = SamplingParams(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+    )
+    options = {
+        "on_event": lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+        "sampling": sampling,
+        "rules": rules,
+        "stop": tuple(s for s in stop if s),
+        "stream": body.stream,
+    }
+    try:
+        job = await asyncio.to_thread(submit_job, served.engine, options)
+    except UserError as exc:
+        param = "messages" if isinstance(body, ChatRequest) else "prompt"
+        raise APIError(400, str(exc), code="context_length_exceeded", param=param) from None
+    return job, events
+
+
+async def last_event(request: Request, job, events: asyncio.Queue) -> Event:
+    """A request not streamed: the engine reports once, at the end."""
+    while True:
+        try:
+            return await asyncio.wait_for(events.get(), timeout=0.5)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                job.cancel()
+                raise APIError(499, "client closed the connection") from None
+
+
+def streamed(job, events: asyncio.Queue, first: dict | None, chunk, include_usage: bool):
+    """Server-sent events: `first` (if any), then chunk(event) per engine event, then [DONE]."""
+
+    async def stream():
+        try:
+            if first is not None:
+                yield {"data": json.dumps(first)}
+            while True:
+                event = await events.get()
+                if event.delta or event.choices or event.prompt_choices or event.finish_reason:
+                    yield {"data": json.dumps(chunk(event, include_usage))}
+                if event.finish_reason:
+                    yield {"data": "[DONE]"}
+                    return
+        finally:
+            job.cancel()  # a client that went away frees its slot at the next step
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+def failed(event: Event) -> JSONResponse:
+    return JSONResponse(error_body(event.error or "generation failed", "server_error"), status_code=500)
+
+
+# ---- the completions ------------------------------------------------------------------------------
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatRequest, request: Request):
+    top = (body.top_logprobs or 0) if body.logprobs else None
+    served = await pick(request, body.model)
+    job, events = await open_job(
+        served,
+        body,
+        lambda engine, options: engine.submit(
+            [m.model_dump() for m in body.messages],
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            logprobs=top,
+            **options,
+        ),
+    )
+    session = served.engine.session
+    reply_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+
+    def logprob_fields(event: Event) -> dict:
+        if top is None:
+            return {}
+        fields = {"logprobs": chat_logprobs(session, event.choices, top)}
+        base = base_logprobs(session, event.choices, top)
+        if base is not None:
+            fields["ijt_base_logprobs"] = base
+        return fields
+
+    def payload(choice: dict, usage: dict | None = None, kind: str = "chat.completion.chunk") -> dict:
+        body = {"id": reply_id, "object": kind, "created": created, "model": served.name, "choices": [choice]}
+        if usage is not None:
+            body["usage"] = usage
+        return body
+
+    if body.stream:
+
+        def chunk(event: Event, include_usage: bool) -> dict:
+            delta = {"content": event.delta} if event.delta else {}
+            choice = {
+                "index": 0,
+                "delta": delta,
+                **logprob_fields(event),
+                "finish_reason": finish_of(event) if event.finish_reason else None,
+            }
+            return payload(choice, usage_of(event) if include_usage and event.finish_reason else None)
+
+        first = payload({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+        return streamed(job, events, first, chunk, bool((body.stream_options or {}).get("include_usage")))
+
+    event = await last_event(request, job, events)
+    if event.finish_reason == "error":
+        return failed(event)
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": event.text},
+        **logprob_fields(event),
+        "finish_reason": finish_of(event),
+    }
+    return payload(choice, usage_of(event), "chat.completion")
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request):
+    prompt = body.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise APIError(400, f"prompt: one string per request (got a list of {len(prompt)})", param="prompt")
+        prompt = prompt[0]
+    if body.max_tokens == 0 and not body.echo:
+        raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
+    scoring_only = body.max_tokens == 0
+    served = await pick(request, body.model)
+    job, events = await open_job(
+        served,
+        body,
+        lambda engine, options: engine.submit_text(
+            prompt,
+            max_tokens=1 if scoring_only else body.max_tokens,
+            logprobs=body.logprobs,
+            prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None,
+            **options,
+        ),
+    )
+    session = served.engine.session
+    reply_id, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
+
+    def text_and_logprobs(event: Event, offset: int) -> tuple[str, dict | None]:
+        """This event's text (the echoed prompt first) and its legacy logprobs, offsets from `offset`."""
+        text, choices = ("", []) if scoring_only else (event.delta, event.choices)
+        if event.prompt_choices is not None or (body.echo and body.logprobs is None and offset == 0):
+            text = prompt + text
+            if event.prompt_choices is not None:
+                choices = prompt_choices(session, job.prompt, event.prompt_choices) + choices
+        if body.logprobs is None:
+            return text, None
+        return text, completion_logprobs(session, choices, offset)
+
+    def payload(text: str, logprobs: dict | None, finish: str | None, usage: dict | None = None) -> dict:
+        body = {
+            "id": reply_id,
+            "object": "text_completion",
+            "created": created,
+            "model": served.name,
+            "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
+        }
+        if usage is not None:
+            body["usage"] = usage
+        return body
+
+    def finish_for(event: Event) -> str:
+        return "length" if scoring_only else finish_of(event)
+
+    if body.stream:
+        offset = 0
+
+        def chunk(event: Event, include_usage: bool) -> dict:
+            nonlocal offset
+            text, logprobs = text_and_logprobs(event, offset)
+            offset += len(text)
+            usage = usage_of(event, scoring_only) if include_usage and event.finish_reason else None
+            return payload(text, logprobs, finish_for(event) if event.finish_reason else None, usage)
+
+        return streamed(job, events, None, chunk, bool((body.stream_options or {}).get("include_usage")))
+
+    event = await last_event(request, job, events)
+    if event.finish_reason == "error":
+        return failed(event)
+    event.delta = event.text
+    text, logprobs = text_and_logprobs(event, 0)
+    return payload(text, logprobs, finish_for(event), usage_of(event, scoring_only))
 
 
 def finish_of(event: Event) -> str:
@@ -417,120 +435,3 @@ def pick_model(models: dict[str, ServedModel], name: str | None) -> ServedModel:
         return next(iter(models.values()))
     served = ", ".join(models)
     raise APIError(404, f"model {name!r} is not served here (served: {served})", code="model_not_found", param="model")
-
-
-@click.command()
-@click.option(
-    "--model",
-    "-m",
-    "model_args",
-    multiple=True,
-    default=("default+poe",),
-    show_default=True,
-    metavar="[NAME=]SPEC",
-    help="A model to serve (repeatable): `default+poe`, "
-    "`default+poetry-lora.gguf@0.5`, a GGUF path, ...; requests pick one by NAME.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--parallel",
-    default=8,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests decoded at once per model (one llama.cpp batch).",
-)
-@click.option(
-    "--ctx",
-    "seq_ctx",
-    default=4096,
-    show_default=True,
-    type=click.IntRange(min=64),
-    help="Tokens per request (prompt + reply); the KV cache holds --parallel x --ctx.",
-)
-@click.option("--threads", type=int, default=None, help="CPU threads (default: the cores not kept busy).")
-@click.option("--gpu-layers", type=int, default=None, help="Layers to offload (default: all on GPU builds).")
-@click.option(
-    "--rules-config",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="TOML file overriding rule words, weights and ramps.",
-)
-@click.option(
-    "--api-key",
-    default=None,
-    envvar="IJT_LOCAL_API_KEY",
-    help="Require `Authorization: Bearer KEY` on /v1/ (also $IJT_LOCAL_API_KEY).",
-)
-@click.option(
-    "--allow-specs",
-    is_flag=True,
-    help="Let a request's `model` be any SPEC over a loaded model: rules, ablations and LoRA adapters "
-    "per request (adapters from --adapter-dir, loaded once).",
-)
-@click.option(
-    "--adapter-dir",
-    type=click.Path(file_okay=False, exists=True),
-    default=".",
-    show_default=True,
-    help="With --allow-specs: the folder request adapters must lie in.",
-)
-@click.option(
-    "--spec-engines",
-    default=2,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="With --allow-specs: adapter sets kept loaded at once, one engine (and KV cache) each.",
-)
-def serve(
-    model_args,
-    host,
-    port,
-    parallel,
-    seq_ctx,
-    threads,
-    gpu_layers,
-    rules_config,
-    api_key,
-    allow_specs,
-    adapter_dir,
-    spec_engines,
-):
-    """Serve models with the rule expert behind an OpenAI-compatible API (/v1/chat/completions)."""
-    import uvicorn
-
-    from ..runtime.specs import open_spec, parse_named_specs
-
-    specs = parse_named_specs(model_args, bare=True)
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        click.echo(
-            f"warning: serving on {host} without authentication; anyone who can reach the port can use "
-            "it (pass --api-key)",
-            err=True,
-        )
-    served, spec_engines_open = {}, None
-    try:
-        bases = {}
-        for name, spec in specs:
-            session, rules = open_spec(
-                spec, n_ctx=seq_ctx, threads=threads, gpu_layers=gpu_layers, rules_config=rules_config
-            )
-            served[name] = ServedModel(name, spec.text, Engine(session, parallel, seq_ctx), rules, rules_config)
-            if not spec.adapters or spec.model not in bases:
-                bases[spec.model] = (session, None if spec.adapters else served[name].engine)
-            click.echo(f"serving {name} ({spec.text}) at http://{host}:{port}/v1", err=True)
-        if allow_specs:
-            spec_engines_open = SpecEngines(bases, parallel, seq_ctx, Path(adapter_dir), rules_config, spec_engines)
-            click.echo(
-                f"any spec over {', '.join(bases)} per request; adapters from {Path(adapter_dir).resolve()}", err=True
-            )
-        uvicorn.run(create_app(served, api_key, spec_engines_open), host=host, port=port, log_level="warning")
-    finally:
-        if spec_engines_open is not None:
-            spec_engines_open.close()
-        for model in served.values():
-            model.engine.close()
-            model.engine.session.close()
-
-
-commands = [serve]

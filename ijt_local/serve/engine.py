@@ -1,9 +1,8 @@
 """A batched decode loop that takes new requests while it runs: the runtime behind `ijt-local serve`.
 
-`BatchGenerator.generate` decodes a list known in advance; a server's requests arrive at any time. The
-Engine runs the same steps (prefill a new sequence in calls of its own, then one `llama_decode` for the
-next token of every running sequence, compaction of sequence ids) in a thread of its own, and admits a
-submitted request into the first free sequence slot between two steps. Each request reports to a callback,
+`BatchDecoder.generate` decodes a list known in advance; a server's requests arrive at any time. The
+Engine drives the same decode core (`BatchDecoder.round`) in a thread of its own, and admits a submitted
+request into the first free sequence slot between two steps. Each request reports to a callback,
 from the engine thread: text deltas as they become safe to show (never the start of a stop string or role
 tag) if it streams, then one final event with the whole text, the finish reason and token counts. (A
 callback per token costs: each one wakes the server's event loop, whose thread then competes with
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..rules.expert import RuleConfig
-from ..runtime.batch import BatchGenerator, Sequence, Slots
+from ..runtime.batch import BatchDecoder, Sequence
 from ..runtime.session import ReplyText, SamplingParams, Session
 from ..runtime.token_logprobs import TokenChoice
 
@@ -66,11 +65,19 @@ class Request:
 class Engine:
     """One model's decode loop: `width` sequences of `seq_ctx` tokens each, in a background thread."""
 
-    def __init__(self, session: Session, width: int, seq_ctx: int, stop_at_role_tags: bool = True):
+    def __init__(
+        self,
+        session: Session,
+        width: int,
+        seq_ctx: int,
+        stop_at_role_tags: bool = True,
+        adapters: list[tuple[object, float]] | None = None,
+    ):
+        """`adapters`: the LoRA (handle, scale) pairs this engine's context runs; None = the session's."""
         self.session = session
-        self.generator = BatchGenerator(session, width)
-        self.generator.fit(seq_ctx)
-        self.seq_ctx = self.generator.seq_ctx
+        self.decoder = BatchDecoder(session, width, adapters)
+        self.decoder.fit(seq_ctx)
+        self.seq_ctx = self.decoder.seq_ctx
         self.tags = session.template.role_tags if stop_at_role_tags else ()
         self._incoming: collections.deque[Request] = collections.deque()
         self._wake = threading.Condition()
@@ -173,48 +180,50 @@ class Engine:
             self._closing = True
             self._wake.notify()
         self._thread.join()
-        self.generator.close()
+        self.decoder.close()
 
     # ---- the engine thread --------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        slots = Slots(self.generator)
+        decoder = self.decoder
+        decoder.clear()
         while True:
             with self._wake:
-                while not (self._incoming or slots.running or self._closing):
+                while not (self._incoming or decoder.running or self._closing):
                     self._wake.wait()
                 if self._closing:
                     break
             try:
-                for seq in [s for s in slots.running.values() if s.request.cancelled.is_set()]:
-                    slots.release(seq)
-                chosen = []
-                while self._incoming and slots.free:
-                    request = self._incoming.popleft()
-                    if not request.cancelled.is_set():
-                        chosen.append(slots.start(lambda seq_id, request=request: self._sequence(seq_id, request)))
-                for seq, token in chosen or (slots.step() if slots.running else []):
-                    finish = slots.advance(seq, token, ignore_eos=False)
+                for seq in [s for s in decoder.running.values() if s.request.cancelled.is_set()]:
+                    decoder.release(seq)
+                for seq, finish in decoder.round(self._admit):
                     if finish is None:
                         self._report(seq)
                     else:
-                        slots.release(seq)
                         self._finish(seq, finish)
             except Exception as exc:  # noqa: BLE001 - a failed step ends the replies in flight, not the server
-                failed = list(slots.running.values())
-                slots.clear()
+                failed = list(decoder.running.values())
+                decoder.clear()
                 for seq in failed:
                     self._finish(seq, "error", str(exc) or type(exc).__name__)
-            self.running = len(slots.running)
-        failed = list(slots.running.values())
-        slots.clear()
+            self.running = len(decoder.running)
+        failed = list(decoder.running.values())
+        decoder.clear()
         for seq in failed:
             self._finish(seq, "error", "the server is shutting down")
+
+    def _admit(self):
+        """The next request still wanted, as a function making its sequence for a slot; None if none waits."""
+        while self._incoming:
+            request = self._incoming.popleft()
+            if not request.cancelled.is_set():
+                return lambda seq_id: self._sequence(seq_id, request)
+        return None
 
     def _sequence(self, seq_id: int, request: Request) -> Sequence:
         tags = self.tags if request.tags is None else request.tags
         if request.prompt_logprobs is not None:
-            request.prompt_scores = self.generator.prompt_logprobs(seq_id, request.prompt, request.prompt_logprobs)
+            request.prompt_scores = self.decoder.prompt_logprobs(seq_id, request.prompt, request.prompt_logprobs)
         seq = Sequence(
             0,
             seq_id,

@@ -88,7 +88,7 @@ def prompt_choices(session: Session, prompt: list[int], scored: list[TokenChoice
     that the tokenizer added (not in the prompt's text) is left out."""
     entries = []
     for position, (token, choice) in enumerate(zip(prompt, scored)):
-        if position == 0 and session.adds_bos() and token == session.llama.token_bos():
+        if position == 0 and session.adds_bos() and token == session.llama.bos_id:
             continue
         entries.append(choice if choice is not None else TokenChoice(token, None, TopK([], [])))
     return entries

@@ -16,14 +16,13 @@ adapters runs on the served model's own engine when that model has none.
 from __future__ import annotations
 
 import collections
-import ctypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..rules.expert import RuleConfig, load_rules
-from ..runtime.specs import ModelSpec, parse_spec
+from ..rules.expert import RuleConfig, load_rules, parse_rule_spec, rule_spec_text
+from ..runtime.specs import parse_spec
 from .engine import Engine
 
 DEFAULT_LIMIT = 2  # adapter-set engines kept open at once (each holds --parallel x --ctx KV cells)
@@ -33,34 +32,39 @@ class BusyError(Exception):
     """Every kept engine has requests in flight: no room for another adapter set now."""
 
 
-class AdapterSession:
-    """A Session seen with another LoRA adapter set: every attribute is the base session's (its model,
-    tokenizer, rule experts), except the adapters a context gets."""
+class RuleSets:
+    """The rule configs requests name, each loaded once and shared by every model: a session resolves a
+    config against its vocabulary once per config object and keeps it."""
 
-    def __init__(self, base, adapters: list[tuple[object, float]]):
-        self._base = base
-        self._adapter_set = adapters
+    def __init__(self, config_path: str | Path | None = None):
+        self.config_path = config_path
+        self._loaded: dict[str, RuleConfig] = {}
 
-    def __getattr__(self, name):
-        return getattr(self._base, name)
-
-    def apply_adapters(self, ctx) -> None:
-        import llama_cpp
-
-        count = len(self._adapter_set)
-        handles = (llama_cpp.llama_adapter_lora_p_ctypes * max(count, 1))(*[a for a, _ in self._adapter_set])
-        scales = (ctypes.c_float * max(count, 1))(*[s for _, s in self._adapter_set])
-        if llama_cpp.llama_set_adapters_lora(ctx, handles, count, scales):
-            raise UserError("llama.cpp could not apply the LoRA adapters to this model")
+    def get(self, names: str | None) -> RuleConfig:
+        """The config of rule names such as "eos,uniform" (`all`, or None for the default set)."""
+        key = rule_spec_text(parse_rule_spec(names.lower() if names else None))
+        if key not in self._loaded:
+            self._loaded[key] = load_rules(spec=key, config_path=self.config_path)
+        return self._loaded[key]
 
 
 @dataclass
-class SpecModel:
-    """What a request's spec resolves to: the engine to queue on and the spec's rules."""
+class ServedModel:
+    """A model requests can name: its engine, its spec's rules, and the rule sets a request may choose."""
 
     name: str
+    spec: str
     engine: Engine
-    rules: RuleConfig | None
+    rules: RuleConfig | None  # the spec's (+poe) rules, None without
+    rule_sets: RuleSets
+
+    def rules_for(self, choice: str | None) -> RuleConfig | None:
+        """The rules a request asks for with `ijt_rules`: None = the spec's, "off" = none, else rule names."""
+        if choice is None:
+            return self.rules
+        if choice.strip().lower() == "off":
+            return None
+        return self.rule_sets.get(choice)
 
 
 class SpecEngines:
@@ -70,58 +74,49 @@ class SpecEngines:
         width: int,
         seq_ctx: int,
         adapter_root: Path,
-        rules_config: str | None = None,
+        rule_sets: RuleSets,
         limit: int = DEFAULT_LIMIT,
     ):
         """`bases`: MODEL text of each served spec -> (its session, its engine if it runs no adapters)."""
         self.bases = bases
         self.width, self.seq_ctx, self.limit = width, seq_ctx, limit
         self.adapter_root = adapter_root.resolve()
-        self.rules_config = rules_config
-        self._rules: dict[str, RuleConfig] = {}
-        self.chosen_rules: dict[str, RuleConfig] = {}  # a request's ijt_rules -> RuleConfig, shared by specs
-        self._adapters: dict[Path, object] = {}  # adapter file -> llama.cpp handle, loaded once
+        self.rule_sets = rule_sets
+        self._adapters: dict[tuple[str, Path], object] = {}  # (model, adapter file) -> handle, loaded once
         self._engines: collections.OrderedDict[tuple, Engine] = collections.OrderedDict()  # LRU order
         self._lock = threading.Lock()
         self._snapshot: dict[str, Engine] = {}
 
     @property
     def engines(self) -> dict[str, Engine]:
-        """The open adapter-set engines by adapter set (a snapshot: /health reads it without the lock)."""
+        """The open adapter-set engines by model and adapter set (a snapshot: /health reads it without the
+        lock)."""
         return self._snapshot
 
     def _changed(self) -> None:
         self._snapshot = {
-            "+".join(f"{path.name}@{scale:g}" for path, scale in key) or "(no adapters)": engine
-            for key, engine in self._engines.items()
+            model + "".join(f"+{path.name}@{scale:g}" for path, scale in adapters): engine
+            for (model, adapters), engine in self._engines.items()
         }
 
-    def resolve(self, text: str) -> SpecModel:
-        """The engine and rules for spec `text`. UserError (one line) for a bad spec, a model not loaded
+    def resolve(self, text: str) -> ServedModel:
+        """The served model for spec `text`. UserError (one line) for a bad spec, a model not loaded
         here, or an adapter that is missing, outside the adapter folder or unreadable; BusyError."""
         spec = parse_spec(text)
         if spec.model not in self.bases:
             loaded = ", ".join(sorted(self.bases))
             raise UserError(f"{text}: model {spec.model!r} is not loaded here (loaded: {loaded})")
         session, engine = self.bases[spec.model]
-        rules = self.rules_for(spec)
+        rules = self.rule_sets.get(spec.rules) if spec.poe else None
         if not spec.adapters and engine is not None:
-            return SpecModel(text, engine, rules)
-        key = tuple((self._adapter_path(path), scale) for path, scale in spec.adapters)
+            return ServedModel(text, text, engine, rules, self.rule_sets)
+        key = (spec.model, tuple((self._adapter_path(path), scale) for path, scale in spec.adapters))
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
                 engine = self._open(session, key)
             self._engines.move_to_end(key)
-        return SpecModel(text, engine, rules)
-
-    def rules_for(self, spec: ModelSpec) -> RuleConfig | None:
-        if not spec.poe:
-            return None
-        key = spec.rule_names()
-        if key not in self._rules:
-            self._rules[key] = load_rules(spec=spec.rules, config_path=self.rules_config)
-        return self._rules[key]
+        return ServedModel(text, text, engine, rules, self.rule_sets)
 
     def close(self) -> None:
         with self._lock:
@@ -141,39 +136,29 @@ class SpecEngines:
         return path
 
     def _open(self, session, key: tuple) -> Engine:
-        adapters = [(self._load(session, path), scale) for path, scale in key]  # a bad file fails first
+        model, paths = key
+        adapters = [(self._load(session, model, path), scale) for path, scale in paths]  # a bad file fails first
         while len(self._engines) >= self.limit:
             idle = next((k for k, e in self._engines.items() if not e.running and not e.waiting), None)
             if idle is None:
                 raise BusyError(f"all {self.limit} adapter-set engines are busy (serve --spec-engines); try again")
             self._engines.pop(idle).close()
             self._changed()
-            self._free_unused_adapters(keep={path for path, _ in key})
-        engine = Engine(AdapterSession(session, adapters), self.width, self.seq_ctx)
+            self._free_unused_adapters(keep={(model, path) for path, _ in paths})
+        engine = Engine(session, self.width, self.seq_ctx, adapters=adapters)
         self._engines[key] = engine
         self._changed()
         return engine
 
-    def _load(self, session, path: Path):
-        import llama_cpp
+    def _load(self, session, model: str, path: Path):
+        if (model, path) not in self._adapters:
+            try:
+                self._adapters[model, path] = session.llama.load_adapter(path)
+            except UserError as exc:
+                raise UserError(f"adapter {path.name}: {str(exc).removeprefix(f'{path}: ')}") from None
+        return self._adapters[model, path]
 
-        from ..runtime.llama import clear_llama_log, first_llama_error
-
-        if path not in self._adapters:
-            clear_llama_log()
-            handle = llama_cpp.llama_adapter_lora_init(session.llama._model.model, str(path).encode())
-            if not handle:
-                detail = first_llama_error()
-                raise UserError(
-                    f"adapter {path.name}: llama.cpp cannot load it for {session.model.name}"
-                    + (f" ({detail})" if detail else "")
-                )
-            self._adapters[path] = handle
-        return self._adapters[path]
-
-    def _free_unused_adapters(self, keep: set[Path] = frozenset()) -> None:
-        import llama_cpp
-
-        used = {path for key in self._engines for path, _ in key} | keep
-        for path in [p for p in self._adapters if p not in used]:
-            llama_cpp.llama_adapter_lora_free(self._adapters.pop(path))
+    def _free_unused_adapters(self, keep: set[tuple[str, Path]] = frozenset()) -> None:
+        used = {(model, path) for model, paths in self._engines for path, _ in paths} | keep
+        for model, path in [key for key in self._adapters if key not in used]:
+            self.bases[model][0].llama.free_adapter(self._adapters.pop((model, path)))

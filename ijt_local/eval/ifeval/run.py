@@ -14,7 +14,7 @@ from pathlib import Path
 from ...data.home import data_home, missing_set_message
 from ...errors import UserError
 from ...jsonl import iter_jsonl, write_atomic
-from ...runtime.specs import open_spec, parse_spec
+from ...runtime.specs import RunOptions, parse_spec
 from ..generations import generate_cached
 from ..metrics import is_echo
 from ..prompt_sets import EvalPrompt
@@ -128,7 +128,7 @@ def run_ifeval(
         seed=seed,
         stop_at_role_tags=True,
         label="ifeval",
-        open_session=lambda s: open_spec(s, threads=threads),
+        options=RunOptions(threads=threads),
         log=log,
         parallel=parallel,
     )
