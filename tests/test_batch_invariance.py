@@ -1,5 +1,5 @@
 """One prompt, one reply: a reply depends on the model, rules, messages, sampling and seed, never on the
-batch width, its neighbours, their order, refills, or how its prompt reached the KV cache (decode_rows).
+batch width, its neighbours, their order, refills, or how its prompt reached the KV cache (rows.py).
 On gemma-3-270m Q4_K_M, llama.cpp's CPU kernels give different logits for 1-3, 4-7 and 8+ rows a call,
 and near-ties in its greedy text show it within a few dozen tokens."""
 

@@ -124,7 +124,7 @@ def concurrently(url: str, model: str, prompts: list[str], **options) -> list[st
     ids=["chat", "poe", "poe-seeded"],
 )
 def test_a_request_gets_the_same_reply_alone_and_among_concurrent_ones(server, model, options):
-    """One prompt, one reply: however many requests share the engine's decode steps (decode_rows)."""
+    """One prompt, one reply: however many requests share the engine's decode steps (rows.py)."""
     single = [ask(server, prompt, model, max_tokens=48, **options).choices[0].message.content for prompt in PROMPTS]
     assert concurrently(server, model, PROMPTS, **options) == single
 
