@@ -98,7 +98,7 @@ def fit_command(
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
     from ..rules.expert import parse_rule_spec
     from ..runtime.specs import RunOptions, open_spec, parse_spec
-    from .search import Constraints, fit, load_fit_data
+    from .search import Constraints, FitSettings, fit, load_fit_data
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
         raise UserError("give a budget above zero: --trials N and/or --minutes M")
@@ -120,19 +120,8 @@ def fit_command(
             session,
             test_size,
         )
-        result = fit(
-            session,
-            data,
-            Path(out),
-            trials,
-            minutes,
-            seed,
-            Constraints(min_stop, max_leak, max_echo),
-            max_tokens,
-            spec.text,
-            log=lambda text: click.echo(text, err=True),
-            rule_names=rule_names,
-        )
+        settings = FitSettings(rule_names, trials, minutes, seed, max_tokens, Constraints(min_stop, max_leak, max_echo))
+        result = fit(session, data, settings, Path(out), spec.text, log=lambda text: click.echo(text, err=True))
     finally:
         session.close()
     click.echo(json.dumps(result))

@@ -235,43 +235,83 @@ def check_vocabulary(session) -> None:
         )
 
 
-def fit(
-    session,
-    data: FitData,
-    out: Path,
-    trials: int | None,
-    minutes: float | None,
-    seed: int,
-    constraints: Constraints,
-    max_tokens: int,
-    model_name: str,
-    log,
-    rule_names: str | None = None,
-) -> dict:
+@dataclass(frozen=True)
+class FitSettings:
+    """What `rules fit` searches and how long: the rules whose numbers it tunes, the budget (trials and/or
+    minutes), the sampler's seed, the reply length and the behaviour constraints."""
+
+    rule_names: str | None = None  # None: the default set
+    trials: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    max_tokens: int = 256
+    constraints: Constraints = Constraints()
+
+
+def fit(session, data: FitData, settings: FitSettings, out: Path, model_name: str, log) -> dict:
+    """Search the rule numbers on the dev split (resuming the study stored beside `out`), then score the
+    fitted rules, the paper's and none on the test split; writes the fitted TOML to `out`."""
     try:
         import optuna
         import tomli_w  # noqa: F401  (write_config needs it; fail before the search, not after)
     except ImportError as exc:
         raise UserError(f"rules fit needs {exc.name}: pip install 'ijt-local[fit]'") from None
 
-    if not trials and not minutes:
+    if not settings.trials and not settings.minutes:
         raise UserError("give a budget: --trials N or --minutes M (at least one, above zero)")
     check_vocabulary(session)
-    rule_names = rule_spec_text(parse_rule_spec(rule_names))  # None: the default set, spelled out
-    paper_rules = load_rules(rule_names)
+    rule_names = rule_spec_text(parse_rule_spec(settings.rule_names))  # None: the default set, spelled out
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scorer = Scorer(session, data, max_tokens)
+    scorer = Scorer(session, data, settings.max_tokens)
     scratch = out.with_name(f".{out.name}.trial.toml")
-    sampler = optuna.samplers.TPESampler(seed=seed)  # constrained: trials report set_constraint values
     study = optuna.create_study(
         study_name="rules-fit",
         direction="maximize",
-        sampler=sampler,
+        sampler=optuna.samplers.TPESampler(seed=settings.seed),  # constrained: trials report set_constraint
         storage=f"sqlite:///{out.with_name(out.name + '.trials.db')}",
         load_if_exists=True,
     )
     if not study.trials:
         study.enqueue_trial(default_params(rule_names))
+    done = len([t for t in study.trials if t.state.is_finished()])
+    remaining = None if not settings.trials else max(settings.trials - done, 0)
+    if remaining != 0:
+        objective = trial_objective(session, scorer, data, settings.constraints, rule_names, scratch, log)
+        study.optimize(objective, n_trials=remaining, timeout=settings.minutes * 60 if settings.minutes else None)
+    scratch.unlink(missing_ok=True)
+    best = best_feasible(study)
+    fitted = {name: best.params[name] for name in searched(rule_names)}
+    log("scoring the fitted rules, the paper's and none on the test split")
+    paper_rules = load_rules(rule_names)
+    defaults_dev = scorer.objective(paper_rules, "dev")  # its trial skipped dev if it broke the constraints
+    test_scores = {
+        "fitted": scorer.scores(config_for(fitted, rule_names, scratch), "test"),
+        "paper defaults": scorer.scores(paper_rules, "test"),
+        "base model (no rules)": scorer.scores(None, "test"),
+    }
+    scratch.unlink(missing_ok=True)
+    result = {
+        "model": model_name,
+        "rules": rule_names,
+        "objective": data.objective,
+        "trials": len(study.trials),
+        "search_minutes": round(search_seconds(study) / 60, 1),
+        "params": fitted,
+        "dev": {"fitted": best.value, "paper defaults": defaults_dev},
+        "paper_defaults_behaviour": study.trials[0].user_attrs.get("behaviour"),
+        "test": {name: scores["score"] for name, scores in test_scores.items()},
+        "behaviour": best.user_attrs["behaviour"],
+        "test_details": test_scores,
+        "splits": {"dev": len(data.dev), "test": len(data.test), "behaviour": len(data.behaviour)},
+        "constraints": vars(settings.constraints),
+    }
+    write_config(out, fitted, rule_names, config_header(result, settings, model_name))
+    return result
+
+
+def trial_objective(session, scorer: Scorer, data: FitData, constraints: Constraints, rule_names: str, scratch, log):
+    """Optuna's objective: one trial's rule numbers scored on the dev split when their replies keep the
+    behaviour constraints (0 when they break them; the constraints are reported to the sampler)."""
 
     def objective(trial) -> float:
         params = {
@@ -298,63 +338,39 @@ def fit(
         )
         return score
 
-    done = len([t for t in study.trials if t.state.is_finished()])
-    remaining = None if not trials else max(trials - done, 0)
-    if remaining != 0:
-        study.optimize(objective, n_trials=remaining, timeout=minutes * 60 if minutes else None)
-    scratch.unlink(missing_ok=True)
-    feasible = [t for t in study.trials if t.state.is_finished() and max(t.user_attrs["violations"]) <= 0]
+    return objective
+
+
+def best_feasible(study):
+    """The best finished trial that keeps the constraints (the earliest of equal ones)."""
+    finished = [t for t in study.trials if t.state.is_finished()]
+    feasible = [t for t in finished if max(t.user_attrs["violations"]) <= 0]
     if not feasible:
-        best = min((t for t in study.trials if t.state.is_finished()), key=lambda t: max(t.user_attrs["violations"]))
+        closest = min(finished, key=lambda t: max(t.user_attrs["violations"]))
         raise UserError(
             f"no configuration of {len(study.trials)} tried meets the constraints; the closest: "
-            f"{best.user_attrs['behaviour']} (relax --min-stop/--max-leak/--max-echo or search longer)"
+            f"{closest.user_attrs['behaviour']} (relax --min-stop/--max-leak/--max-echo or search longer)"
         )
-    best = max(feasible, key=lambda t: (t.value, -t.number))
-    fitted = {name: best.params[name] for name in searched(rule_names)}
-    log("scoring the fitted rules, the paper's and none on the test split")
-    defaults_dev = scorer.objective(paper_rules, "dev")  # its trial skipped dev if it broke the constraints
-    test_scores = {
-        "fitted": scorer.scores(config_for(fitted, rule_names, scratch), "test"),
-        "paper defaults": scorer.scores(paper_rules, "test"),
-        "base model (no rules)": scorer.scores(None, "test"),
-    }
-    scratch.unlink(missing_ok=True)
-    test = {name: scores["score"] for name, scores in test_scores.items()}
-    defaults_trial = study.trials[0]
-    result = {
-        "model": model_name,
-        "rules": rule_names,
-        "objective": data.objective,
-        "trials": len(study.trials),
-        "search_minutes": round(search_seconds(study) / 60, 1),
-        "params": fitted,
-        "dev": {"fitted": best.value, "paper defaults": defaults_dev},
-        "paper_defaults_behaviour": defaults_trial.user_attrs.get("behaviour"),
-        "test": test,
-        "behaviour": best.user_attrs["behaviour"],
-        "test_details": test_scores,
-        "splits": {"dev": len(data.dev), "test": len(data.test), "behaviour": len(data.behaviour)},
-        "constraints": vars(constraints),
-    }
-    header = [
+    return max(feasible, key=lambda t: (t.value, -t.number))
+
+
+def config_header(result: dict, settings: FitSettings, model_name: str) -> list[str]:
+    """The fitted TOML's comment lines: how it was fitted and what it scored."""
+    constraints, splits, test = settings.constraints, result["splits"], result["test"]
+    lines = [
         f"Rule expert fitted to {model_name} by `ijt-local rules fit` (load with --rules-config).",
-        f"objective: {data.objective}, {result['splits']['dev']} dev / {result['splits']['test']} test "
-        f"items (even / odd rows); constraints on {len(data.behaviour)} instructions: stop >= "
+        f"objective: {result['objective']}, {splits['dev']} dev / {splits['test']} test "
+        f"items (even / odd rows); constraints on {splits['behaviour']} instructions: stop >= "
         f"{constraints.min_stop}, role leak <= {constraints.max_leak}, echo <= {constraints.max_echo}",
-        f"{result['trials']} trials (TPE, seed {seed}); dev: fitted {best.value:.3f}, paper defaults "
-        f"{defaults_dev:.3f}",
+        f"{result['trials']} trials (TPE, seed {settings.seed}); dev: fitted {result['dev']['fitted']:.3f}, "
+        f"paper defaults {result['dev']['paper defaults']:.3f}",
         "test: " + ", ".join(f"{k} {v:.3f}" for k, v in test.items()),
-        *(
-            [
-                "test, echoes of the prompt counted as failures: "
-                + ", ".join(f"{k} {v['no_echo']:.3f}" for k, v in test_scores.items())
-            ]
-            if data.objective == "ifeval"
-            else []
-        ),
-        "behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()),
-        "numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()),
     ]
-    write_config(out, fitted, rule_names, header)
-    return result
+    if result["objective"] == "ifeval":
+        lines.append(
+            "test, echoes of the prompt counted as failures: "
+            + ", ".join(f"{k} {v['no_echo']:.3f}" for k, v in result["test_details"].items())
+        )
+    lines.append("behaviour of the fitted rules: " + ", ".join(f"{k} {v:.3f}" for k, v in result["behaviour"].items()))
+    lines.append("numbers: " + ", ".join(f"{k} {v:.4g}" for k, v in result["params"].items()))
+    return lines
