@@ -25,15 +25,12 @@ import sys
 import time
 
 import numpy as np
+from bench_harness import VAL, user_conversations
 
 from ijt_local import batched
 from ijt_local.batched import batch_generator, generate_all
-from ijt_local.jsonl import read_jsonl
 from ijt_local.rules import load_rules
 from ijt_local.runtime import Session
-from ijt_local.shared_data import shared_data_path
-
-VAL = shared_data_path("val/val.jsonl")
 
 
 def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rules) -> float:
@@ -113,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     widths = [int(w) for w in args.widths.split(",")]
-    conversations = [[{"role": "user", "content": row["instruction"]}] for row in read_jsonl(args.prompts)]
+    conversations = user_conversations(args.prompts)
     session = Session(args.model, n_ctx=args.ctx, threads=args.threads)
     rules = load_rules()
     session.rule_expert(rules)  # resolve the vocabulary outside the timed region
