@@ -163,9 +163,6 @@ def summarize(rows: list[dict], judge: str, form: str, max_output_tokens: int, s
     n = len(rows)
     if n == 0:
         raise UserError("no pair was judged (raise --max-seconds)")
-    agree, agree_se = mean_se(judge_agree)
-    length, length_se = mean_se(length_agree)
-    difference, difference_se = mean_se([a - b for a, b in zip(judge_agree, length_agree)])
     by_file = {}
     for row, judge_value, length_value in zip(rows, judge_agree, length_agree):
         entry = by_file.setdefault(row["pair"]["file"], {"pairs": 0, "agreement": [], "length_baseline": []})
@@ -185,12 +182,7 @@ def summarize(rows: list[dict], judge: str, form: str, max_output_tokens: int, s
         "pairs_requested": requested,
         "pairs": n,
         "complete": n == requested,
-        "agreement": round(agree, 4),
-        "agreement_se": round(agree_se, 4),
-        "length_baseline": round(length, 4),
-        "length_baseline_se": round(length_se, 4),
-        "difference_vs_length": round(difference, 4),
-        "difference_vs_length_se": round(difference_se, 4),
+        **paired(judge_agree, length_agree),  # its "pairs" (n again) keeps the place above
         "chance": 0.5,
         "majority_baseline": round(max(gpt4_prefers_1, 1 - gpt4_prefers_1), 4),
         "agreement_output_first_only": _mean(order_agree["output_first"]),
