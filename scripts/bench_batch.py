@@ -12,7 +12,7 @@ Two measurements, side by side in one process on one loaded model:
          expert on. Their ratio is what the rule hook and per-row Python work cost.
   unpadded  the `run` PoE measurement again with the row-group padding switched off (steps carry only
          their running sequences, prompts go in n_batch pieces from position 0): what batch invariance
-         (ijt_local/runtime/rows.py) costs, side by side.
+         (ijt_local/decode_rows.py) costs, side by side.
 The last line is one JSON object; per-width details go to stderr.
 """
 
@@ -24,14 +24,12 @@ import json
 import sys
 import time
 
-from ijt_local.data.home import shared_data_path
-from ijt_local.jsonl import read_jsonl
+from bench_harness import VAL, user_conversations
+
 from ijt_local.rules.expert import load_rules
 from ijt_local.runtime import batch as batched
 from ijt_local.runtime.batch import batch_decoder, generate_all
 from ijt_local.runtime.session import Session
-
-VAL = shared_data_path("val/val.jsonl")
 
 
 def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rules) -> float:
@@ -42,7 +40,7 @@ def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rule
 
 @contextlib.contextmanager
 def unpadded():
-    """The batched generator without rows.py's padding: today's rows, yesterday's kernels regimes."""
+    """The batched generator without decode_rows' padding: today's rows, yesterday's kernels regimes."""
     saved = batched.step_rows, batched.prefill_ranges
     batched.step_rows = lambda n: n
     batched.prefill_ranges = lambda cached, total, n_batch: [
@@ -103,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
 
     widths = [int(w) for w in args.widths.split(",")]
-    conversations = [[{"role": "user", "content": row["instruction"]}] for row in read_jsonl(args.prompts)]
+    conversations = user_conversations(args.prompts)
     session = Session(args.model, n_ctx=args.ctx, threads=args.threads)
     rules = load_rules()
     session.rule_expert(rules)  # resolve the vocabulary outside the timed region

@@ -13,11 +13,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_harness import child_json
 
 CHILD = """
 import json, sys
@@ -40,13 +40,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"model-{args.outtype}.gguf"
         started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(folder), str(out), args.outtype], capture_output=True, text=True
-        )
+        summary = child_json(["-c", CHILD, str(folder), str(out), args.outtype], "the conversion")
         seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            sys.exit(f"conversion failed: {done.stderr.strip().splitlines()[-1:]}")
-        summary = json.loads(done.stdout.strip().splitlines()[-1])
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
         size = out.stat().st_size
     weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))

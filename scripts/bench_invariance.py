@@ -21,13 +21,11 @@ import os
 import statistics
 import time
 
-from ijt_local.data.home import shared_data_path
-from ijt_local.jsonl import read_jsonl
+from bench_harness import VAL, user_conversations
+
 from ijt_local.rules.expert import load_rules
 from ijt_local.runtime.batch import generate_all
 from ijt_local.runtime.session import Session
-
-VAL = shared_data_path("val/val.jsonl")
 
 
 def replies(session, conversations, width, **options):
@@ -48,7 +46,7 @@ def main() -> None:
     parser.add_argument("--exact-prompts", type=int, default=6)
     args = parser.parse_args()
 
-    conversations = [[{"role": "user", "content": row["instruction"]}] for row in read_jsonl(args.prompts)]
+    conversations = user_conversations(args.prompts)
     session = Session(args.model, n_ctx=1024)
     options = dict(max_tokens=args.max_tokens, rules=load_rules())
     widths = [int(w) for w in args.widths.split(",")]

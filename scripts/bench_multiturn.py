@@ -21,15 +21,14 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench_harness import ROOT
 
-from ijt_local.errors import UserError  # noqa: E402
-from ijt_local.eval.generations import generate_cached  # noqa: E402
-from ijt_local.eval.metrics import behaviour_metrics, copy_overlap, words  # noqa: E402
-from ijt_local.eval.prompt_sets import load_prompts  # noqa: E402
-from ijt_local.rules import expert as rules_module  # noqa: E402
-from ijt_local.runtime.specs import RunOptions, parse_spec  # noqa: E402
+from ijt_local.errors import UserError
+from ijt_local.eval.generations import generate_cached
+from ijt_local.eval.metrics import behaviour_metrics, copy_overlap, words
+from ijt_local.eval.prompt_sets import load_prompts
+from ijt_local.rules import expert as rules_module
+from ijt_local.runtime.specs import RunOptions, parse_spec
 
 DEV_SET = ROOT / "tests" / "fixtures" / "two_turn_dev.jsonl"
 FILLER = set(

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
+
+from bench_harness import median, rounds
 
 from ijt_local.jsonl import read_jsonl
 from ijt_local.rules.expert import load_rules
@@ -51,7 +52,7 @@ def hf_reference_tok_s(session: Session, model_spec: str, prompts: list[str], to
                 state.accept(token)
                 ids.append(token)
         rates.append(tokens / (time.perf_counter() - started))
-    return statistics.median(rates)
+    return median(rates)
 
 
 def main() -> None:
@@ -85,13 +86,13 @@ def main() -> None:
             seconds += g.seconds - g.prefill_seconds
         return n / seconds
 
+    def progress(index: int, rates: dict) -> None:
+        plain, poe = rates["plain"][-1], rates["poe"][-1]
+        print(f"round {index + 1}: plain {plain:.1f} tok/s, poe {poe:.1f} tok/s", file=sys.stderr)
+
     run(False), run(True)  # warm-up: page in weights, build caches
-    plain, poe = [], []
-    for round_index in range(args.rounds):
-        order = (False, True) if round_index % 2 == 0 else (True, False)
-        for use_poe in order:
-            (poe if use_poe else plain).append(run(use_poe))
-        print(f"round {round_index + 1}: plain {plain[-1]:.1f} tok/s, poe {poe[-1]:.1f} tok/s", file=sys.stderr)
+    rates = rounds(args.rounds, {"plain": lambda: run(False), "poe": lambda: run(True)}, after_round=progress)
+    plain, poe = rates["plain"], rates["poe"]
 
     result = {
         "model": args.model,
@@ -99,9 +100,9 @@ def main() -> None:
         "tokens": args.tokens,
         "prompts": len(prompts),
         "rounds": args.rounds,
-        "plain_tok_s": round(statistics.median(plain), 2),
-        "poe_tok_s": round(statistics.median(poe), 2),
-        "ratio": round(statistics.median(p / q for p, q in zip(poe, plain)), 4),
+        "plain_tok_s": median(plain, 2),
+        "poe_tok_s": median(poe, 2),
+        "ratio": median([p / q for p, q in zip(poe, plain)], 4),
     }
     if args.hf_reference:
         hf = hf_reference_tok_s(session, args.model, prompts, args.hf_tokens or args.tokens)

@@ -13,14 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench_harness import child_json, median, rounds
 
 MODES = ("shared", "separate")
 
@@ -77,18 +73,17 @@ def main() -> None:
         result = worker(args.worker, args.model, args.instructions, args.others, args.max_tokens, args.threads)
         print(json.dumps(result))
         return
-    seconds = {mode: [] for mode in MODES}
-    scores = {}
-    for _ in range(args.rounds):
-        for mode in MODES:
-            command = [sys.executable, __file__, "--worker", mode, "--model", args.model]
-            command += ["--instructions", str(args.instructions), "--others", str(args.others)]
-            command += ["--max-tokens", str(args.max_tokens), "--threads", str(args.threads)]
-            out = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-            seconds[mode].append(out["seconds"])
-            scores[mode] = out["scores"]
-            prompt_tokens = out["prompt_tokens"]
-    median = {mode: statistics.median(values) for mode, values in seconds.items()}
+
+    def run(mode: str) -> dict:
+        command = [__file__, "--worker", mode, "--model", args.model]
+        command += ["--instructions", str(args.instructions), "--others", str(args.others)]
+        command += ["--max-tokens", str(args.max_tokens), "--threads", str(args.threads)]
+        return child_json(command, f"the {mode} worker")
+
+    outs = rounds(args.rounds, {mode: lambda mode=mode: run(mode) for mode in MODES}, alternate=False)
+    seconds = {mode: median([out["seconds"] for out in outs[mode]]) for mode in MODES}
+    scores = {mode: outs[mode][-1]["scores"] for mode in MODES}
+    prompt_tokens = outs[MODES[-1]][-1]["prompt_tokens"]
     print(
         json.dumps(
             {
@@ -97,8 +92,8 @@ def main() -> None:
                 "others": args.others,
                 "prompt_tokens": prompt_tokens,
                 "rounds": args.rounds,
-                "seconds_median": {mode: round(value, 2) for mode, value in median.items()},
-                "speedup_shared_vs_separate": round(median["separate"] / median["shared"], 3),
+                "seconds_median": {mode: round(value, 2) for mode, value in seconds.items()},
+                "speedup_shared_vs_separate": round(seconds["separate"] / seconds["shared"], 3),
                 "identical_scores": scores["shared"] == scores["separate"],
                 "cpu": platform.processor() or platform.machine(),
                 "cpu_flags": cpu_flags(),

@@ -16,54 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
-
-from ijt_local.data.home import shared_data_path
-
-VAL = shared_data_path("val/val.jsonl")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(model: str, parallel: int, ctx: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ijt_local",
-            "serve",
-            "--model",
-            f"m={model}",
-            "--port",
-            str(port),
-            "--parallel",
-            str(parallel),
-            "--ctx",
-            str(ctx),
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("bench_serve: the server did not start")
+from bench_harness import instructions, served
 
 
 def complete(url: str, prompt: str, max_tokens: int) -> int:
@@ -117,16 +75,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
-    prompts = [json.loads(line)["instruction"] for line in VAL.read_text().splitlines()][: args.requests]
-    process, url = start(args.model, args.clients, 1024)
-    try:
+    prompts = instructions(limit=args.requests)
+    with served(args.model, args.clients, 1024) as (_, url):
         complete(url, prompts[0], 8)  # warm-up
         ttft = statistics.median(first_token_seconds(url) for _ in range(5))
         single = tok_s(url, prompts, 1, args.max_tokens)
         concurrent = tok_s(url, prompts, args.clients, args.max_tokens)
-    finally:
-        process.terminate()
-        process.wait()
     result = {
         "model": args.model,
         "requests": len(prompts),

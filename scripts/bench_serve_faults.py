@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import threading
 import time
 
 import httpx
 import psutil
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_serve import VAL, start  # noqa: E402
+from bench_harness import instructions, median, served
 
 MALFORMED = [
     (b"{not json", "not valid JSON"),
@@ -132,13 +129,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--ctx", type=int, default=1024)
     args = parser.parse_args()
-    instructions = [json.loads(line)["instruction"] for line in VAL.read_text().splitlines()[: args.clients + 1]]
-    process, url = start(args.model, args.parallel, args.ctx)
-    try:
+    texts = instructions(limit=args.clients + 1)
+    with served(args.model, args.parallel, args.ctx) as (process, url):
         server = psutil.Process(process.pid)
-        stream_client(url, body_for(instructions[0], args.max_tokens, True), {})  # warm up: first context, caches
+        stream_client(url, body_for(texts[0], args.max_tokens, True), {})  # warm up: first context, caches
         rss_before = server.memory_info().rss
-        clients = [{"instruction": text, "drop": index % 4 == 3} for index, text in enumerate(instructions)]
+        clients = [{"instruction": text, "drop": index % 4 == 3} for index, text in enumerate(texts)]
         slow = clients.pop()  # the last instruction goes to the slow reader
         threads = [
             threading.Thread(
@@ -191,7 +187,7 @@ def main() -> None:
             "dropped": sum(1 for c in clients if c.get("dropped")),
             "completed": len(completed),
             "client_errors": [c["error"] for c in [*clients, slow] if c.get("error")],
-            "ttft_p50_s": round(statistics.median(ttft), 3) if ttft else None,
+            "ttft_p50_s": median(ttft, 3) if ttft else None,
             "ttft_p95_s": round(percentile(ttft, 0.95), 3) if ttft else None,
             "aggregate_tok_per_s": round(tokens / load_seconds, 1),
             "completion_tokens": tokens,
@@ -216,13 +212,7 @@ def main() -> None:
             and slow.get("finish") is not None
         )
         print(json.dumps(report))
-        sys.exit(0 if report["ok"] else 1)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except Exception:  # noqa: BLE001
-            process.kill()
+    sys.exit(0 if report["ok"] else 1)
 
 
 if __name__ == "__main__":

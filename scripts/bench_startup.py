@@ -15,10 +15,11 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
+
+from bench_harness import median, rounds
 
 from ijt_local.models import cache_dir
 
@@ -49,14 +50,15 @@ def main() -> None:
     args = parser.parse_args()
 
     env = dict(os.environ)
+
+    def run_poe() -> float:
+        if args.cold:
+            shutil.rmtree(cache_dir() / "vocab", ignore_errors=True)
+        return run(args.model, True, env)
+
     run(args.model, True, env)  # warm the page cache, and the vocabulary cache unless --cold
-    times = {"plain": [], "poe": []}
-    for _ in range(args.rounds):
-        for name in ("plain", "poe"):
-            if name == "poe" and args.cold:
-                shutil.rmtree(cache_dir() / "vocab", ignore_errors=True)
-            times[name].append(run(args.model, name == "poe", env))
-    plain, poe = statistics.median(times["plain"]), statistics.median(times["poe"])
+    times = rounds(args.rounds, {"plain": lambda: run(args.model, False, env), "poe": run_poe}, alternate=False)
+    plain, poe = median(times["plain"]), median(times["poe"])
     print(
         json.dumps(
             {

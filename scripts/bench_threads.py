@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from bench_harness import child_json, median
+
 PROMPTS = [
     "Write a short poem about the sea.",
     "Explain how a bicycle works.",
@@ -61,8 +63,6 @@ def busy_core():
 
 
 def follow(args) -> dict:
-    import statistics
-
     from ijt_local.runtime import session as runtime
     from ijt_local.runtime.session import Session
 
@@ -78,7 +78,7 @@ def follow(args) -> dict:
             started = time.perf_counter()
             tokens = session.generate(conversation, max_tokens=args.tokens, ignore_eos=True).n_tokens
             speeds.append(tokens / (time.perf_counter() - started))
-        return {"threads": session.threads, "tok_s": round(statistics.median(speeds), 1)}
+        return {"threads": session.threads, "tok_s": median(speeds, 1)}
 
     for session in sessions.values():
         session.generate(conversation, max_tokens=4)  # warm-up: page in the weights
@@ -99,27 +99,10 @@ def measure(args, threads: int, policy: str | None, busy: bool) -> dict:
     env.pop("OMP_WAIT_POLICY", None)
     if policy:
         env["OMP_WAIT_POLICY"] = policy
+    command = [__file__, "--child", "--model", args.model, "--threads", str(threads)]
+    command += ["--tokens", str(args.tokens), "--width", str(args.width)]
     with busy_core() if busy else contextlib.nullcontext():
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                "--model",
-                args.model,
-                "--threads",
-                str(threads),
-                "--tokens",
-                str(args.tokens),
-                "--width",
-                str(args.width),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return child_json(command, "the measuring process", env=env)
 
 
 def main() -> None:

@@ -26,12 +26,12 @@ import argparse
 import json
 import os
 import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_harness import child_json, median, rounds
 
 from ijt_local.data.home import shared_data_path
 
@@ -238,7 +238,6 @@ def worker(opts) -> None:
 
 def spawn(opts, which: str, data: Path) -> dict:
     command = [
-        sys.executable,
         __file__,
         "--worker",
         which,
@@ -266,28 +265,20 @@ def spawn(opts, which: str, data: Path) -> dict:
     # Both workers wait passively for OpenMP work, as `ijt-local train` does (see train/cli.py).
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     load_before = os.getloadavg()[0]
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"{which} run failed (exit {done.returncode})")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = child_json(command, f"{which} run", env=env)
     if which != "peak":
         result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
 
-def median(values: list[float]) -> float:
-    return round(statistics.median(values), 3)
-
-
 def side_summary(runs: list[dict], flops_peak: float) -> dict:
     speeds = [run["tokens_per_second"] for run in runs]
     gflop_per_token = runs[0]["matmul_gflop_per_token"]
-    achieved = gflop_per_token * statistics.median(speeds) if gflop_per_token else None
+    achieved = gflop_per_token * median(speeds) if gflop_per_token else None
     return {
-        "tokens_per_second_median": median(speeds),
+        "tokens_per_second_median": median(speeds, 3),
         "tokens_per_second_rounds": speeds,
-        "peak_rss_mb_median": median([run["peak_rss_mb"] for run in runs]),
+        "peak_rss_mb_median": median([run["peak_rss_mb"] for run in runs], 3),
         "dtype": runs[0]["dtype"],
         "matmul_gflop_per_token": gflop_per_token,
         "matmul_gflops_achieved": round(achieved, 1) if achieved else None,
@@ -341,11 +332,9 @@ def main() -> None:
         base_folder(opts.base)  # dequantize/cache a GGUF base once, outside both timings
         started, load_start = time.time(), os.getloadavg()[0]
         peaks = [spawn(opts, "peak", data)]
-        runs = {"baseline": [], "ours": []}
-        for round_index in range(opts.rounds):
-            order = ("baseline", "ours") if round_index % 2 == 0 else ("ours", "baseline")
-            for which in order:
-                runs[which].append(spawn(opts, which, data))
+        runs = rounds(
+            opts.rounds, {which: lambda which=which: spawn(opts, which, data) for which in ("baseline", "ours")}
+        )
         peaks.append(spawn(opts, "peak", data))
     # The machine's peak is the best it showed: once before the rounds and once after.
     peak = {

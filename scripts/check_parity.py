@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ijt_local.data.home import shared_data_path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from convert_helpers import (  # noqa: E402
+from ijt_local.convert.parity import (
     MIXED_CORPUS,
     ggml_gelu,
     hf_logits,
     llama_cpp_greedy,
     llama_cpp_logits,
     llama_cpp_tokenize,
+    random_lora_adapter,
 )
+from ijt_local.data.home import shared_data_path
 
 LIMA = shared_data_path("lima/lima_data.jsonl")
 RESULTS: list[dict] = []
@@ -226,8 +223,6 @@ def check_roundtrip(models: dict, work: Path) -> None:
 
 
 def check_adapter(models: dict, work: Path) -> None:
-    from tiny_convert_models import make_tiny_adapter
-
     from ijt_local.convert.export_adapter import export_adapter
     from ijt_local.convert.hf_to_gguf import convert
     from ijt_local.convert.merge import merge
@@ -236,7 +231,7 @@ def check_adapter(models: dict, work: Path) -> None:
     adapter = work / "gemma-random-lora"
     if not (adapter / "adapter_model.safetensors").exists():
         # small random factors: a change of a few logits, like a trained adapter's, not a scrambled model
-        make_tiny_adapter(paths["hf"], adapter, rank=8, alpha=16.0, seed=3, std=0.03)
+        random_lora_adapter(paths["hf"], adapter, rank=8, alpha=16.0, seed=3, std=0.03)
     merged = work / "gemma-merged"
     merge("default", adapter, merged)
     merged_gguf = work / "gemma-merged-f32.gguf"

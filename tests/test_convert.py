@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from convert_helpers import MIXED_CORPUS, ggml_gelu, hf_logits, llama_cpp_logits, llama_cpp_tokenize
 from tiny_convert_models import make_tiny_olmo, make_tiny_olmo2, make_tiny_qwen2
 from tiny_models import make_tiny_gemma3, make_tiny_llama
 
 from ijt_local.convert.hf_to_gguf import convert
+from ijt_local.convert.parity import MIXED_CORPUS, ggml_gelu, hf_logits, llama_cpp_logits, llama_cpp_tokenize
 
 MAKERS = {
     "llama": make_tiny_llama,

@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from convert_helpers import hf_logits, llama_cpp_greedy, llama_cpp_logits
-from tiny_convert_models import make_tiny_adapter, make_tiny_olmo, make_tiny_qwen2
+from tiny_convert_models import make_tiny_olmo, make_tiny_qwen2
 from tiny_models import make_tiny_gemma3, make_tiny_llama
 
 from ijt_local.convert.export_adapter import export_adapter
 from ijt_local.convert.hf_to_gguf import convert
 from ijt_local.convert.merge import merge
+from ijt_local.convert.parity import hf_logits, llama_cpp_greedy, llama_cpp_logits, random_lora_adapter
 
 MAKERS = {"llama": make_tiny_llama, "qwen2": make_tiny_qwen2, "gemma3": make_tiny_gemma3, "olmo": make_tiny_olmo}
 PROMPT = "<|user|>\nWrite a poem called Rain\n<|assistant|>\n"
@@ -26,7 +26,7 @@ def pipeline(tmp_path_factory):
     built = {}
     for arch, make in MAKERS.items():
         base = make(root / f"{arch}-base")
-        adapter = make_tiny_adapter(base, root / f"{arch}-adapter", use_rslora=(arch == "qwen2"))
+        adapter = random_lora_adapter(base, root / f"{arch}-adapter", use_rslora=(arch == "qwen2"))
         merged = root / f"{arch}-merged"
         merge(str(base), adapter, merged)
         paths = {

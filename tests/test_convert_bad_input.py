@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from tiny_convert_models import make_tiny_adapter
 from tiny_models import make_tiny_gemma3, make_tiny_llama
 
 from ijt_local.cli import cli
 from ijt_local.convert.export_adapter import export_adapter
 from ijt_local.convert.hf_to_gguf import convert
 from ijt_local.convert.merge import merge
+from ijt_local.convert.parity import random_lora_adapter
 from ijt_local.convert.quantize import quantize_gguf
 from ijt_local.errors import UserError
 
@@ -159,7 +159,7 @@ def test_quantize_bad_inputs(llama_dir, tmp_path):
 def foreign_adapter(tmp_path_factory, llama_dir):
     """A LoRA trained on the tiny llama, plus a tiny gemma3 (different k/v widths) as a wrong base."""
     root = tmp_path_factory.mktemp("foreign")
-    adapter = make_tiny_adapter(llama_dir, root / "llama-adapter")
+    adapter = random_lora_adapter(llama_dir, root / "llama-adapter")
     gemma = make_tiny_gemma3(root / "gemma3")
     gemma_gguf = root / "gemma3.gguf"
     convert(gemma, gemma_gguf, "f32", progress=False)

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from convert_helpers import MIXED_CORPUS, llama_cpp_tokenize
 from tiny_models import cached_tokenizer_dir
 
 from ijt_local.convert.hf_to_gguf import convert
+from ijt_local.convert.parity import MIXED_CORPUS, llama_cpp_tokenize
 
 
 def gemma_tokenizer_dir() -> Path:

@@ -6,10 +6,10 @@ its words in each vocabulary."""
 from __future__ import annotations
 
 import pytest
-from convert_helpers import MIXED_CORPUS, llama_cpp_tokenize
 from tiny_convert_models import LLAMA2_STYLE_CORPUS, make_llama2_style_tokenizer, make_tiny_llama_for, make_tiny_olmo
 
 from ijt_local.convert.hf_to_gguf import convert
+from ijt_local.convert.parity import MIXED_CORPUS, llama_cpp_tokenize
 from ijt_local.rules.expert import load_rules
 
 pytest.importorskip("transformers")

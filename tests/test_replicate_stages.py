@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ijt_local.errors import UserError
-from ijt_local.eval.report import style_markdown
 from ijt_local.replicate import budgets, run_folder
+from ijt_local.replicate.markdown import style_markdown
 from ijt_local.replicate.report import spread_cells
 from ijt_local.replicate.stages import Options, Replication
 

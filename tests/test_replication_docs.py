@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ijt_local.data.home import data_home
-from ijt_local.eval.report import render_replication
 from ijt_local.replicate.budgets import BUDGETS
 from ijt_local.replicate.lineup import Lineup
+from ijt_local.replicate.markdown import render_replication
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = data_home()

@@ -1,4 +1,5 @@
-"""Tiny models and adapters for the conversion tests, beside tests/tiny_models.py (llama, gemma3).
+"""Tiny models for the conversion tests, beside tests/tiny_models.py (llama, gemma3); random LoRA adapters
+are convert/parity.py's random_lora_adapter.
 
 make_tiny_qwen2(dir)              Qwen2 with q/k/v biases; SmolLM2's vocabulary behind Qwen2's
                                   pre-tokenizer regex, so the qwen2 pre-tokenizer is exercised too
@@ -6,8 +7,6 @@ make_tiny_olmo(dir)               OLMo (the paper's OLMo-7B-0424 layout: weightl
                                   clipping, untied head) behind a GPT-NeoX-style GPT-2 pre-tokenizer
 make_tiny_olmo2(dir)              OLMo 2 (post-norms, whole-projection q/k norms) behind the
                                   cl100k / Llama 3 pre-tokenizer regex its tokenizer uses
-make_tiny_adapter(base_dir, dir)  a PEFT LoRA with random A and B (peft starts B at zero, which
-                                  would make every adapter check trivially pass)
 """
 
 from __future__ import annotations
@@ -127,40 +126,6 @@ def make_tiny_olmo2(folder, seed: int = 0) -> Path:
                 param.uniform_(0.5, 1.5)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
-
-
-def make_tiny_adapter(
-    base_dir,
-    folder,
-    seed: int = 1,
-    rank: int = 4,
-    alpha: float = 8.0,
-    targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-    use_rslora: bool = False,
-    std: float = 0.2,
-) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    torch.manual_seed(seed)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
-        target_modules=list(targets),
-        lora_dropout=0.0,
-        init_lora_weights=False,
-        use_rslora=use_rslora,
-        task_type="CAUSAL_LM",
-    )
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_" in name:
-                param.normal_(0.0, std)
-    peft_model.save_pretrained(folder, safe_serialization=True)
-    return Path(folder)
 
 
 LLAMA2_STYLE_CORPUS = [

@@ -19,8 +19,9 @@ A judge is a weighted sum of features through a sigmoid, with NO intercept:
 
 so P(B better than A) = 1 - P(A better than B) and the order the replies come in carries nothing (a
 position term would be an intercept). The weights are a logistic regression on GPT-4's preferences over
-the AlpacaEval dev pairs (`fit_symmetric_logistic`, run by scripts/judge_agreement.py); that script also
-measures every judge's agreement out of sample (fit on one dev set, tested on the other, both ways).
+the AlpacaEval dev pairs (`fit_symmetric_logistic`, run by judge_agreement.validate_reference_judges through
+scripts/judge_agreement.py), which also measures every judge's agreement out of sample (fit on one dev set,
+tested on the other, both ways).
 REFERENCE_JUDGES holds the fitted weights and the measured agreement; DEFAULT_REFERENCE_JUDGE is the one
 that agrees best on all dev pairs.
 """

@@ -27,6 +27,12 @@ def reference(seed: int) -> str:
     return f"instruct-s{seed}"
 
 
+def table_row(name: str) -> str:
+    """The report row a model belongs to: its name without the seed ('poetry-s1' -> 'poetry')."""
+    stem, _, seed = name.rpartition("-s")
+    return stem if stem and seed.isdigit() else name
+
+
 @dataclass(frozen=True)
 class Lineup:
     base: str  # --base: `default`, a GGUF, or a Hugging Face folder or repo id

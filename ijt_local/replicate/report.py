@@ -1,6 +1,6 @@
 """The replication's report: OUT/results.json (a row per model, spread over seeds, the paper's numbers
 beside) built from the stage records and the files the stages wrote, and OUT/results.md rendered from it
-(ijt_local/eval/report.py). A run folder restored from its archive rebuilds both without any model."""
+(markdown.py). A run folder restored from its archive rebuilds both without any model."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from ..eval.report import render_replication, table_row
 from ..jsonl import read_jsonl, write_atomic
 from .budgets import ADAPTER_ROUTE, ALPACA_SEED
+from .lineup import table_row
+from .markdown import render_replication
 
 # AlpacaEval win rates against the same base instruction-tuned on LIMA, Llama-2-7B (paper, Table 1/§6).
 PAPER_WIN_RATES = {"response": 43.3, "poetry": 23.7, "rules": 24.4}

@@ -1,9 +1,21 @@
-"""Shared by the conversion tests and scripts/check_parity.py: run a GGUF in llama.cpp and an HF model in
-torch on the same tokens, and compare."""
+"""Parity between a GGUF in llama.cpp and its HF model in torch, on the same tokens: the helpers that the
+conversion tests (tests/test_convert*.py) and scripts/check_parity.py share.
+
+    MIXED_CORPUS         texts for tokenizer parity: unicode, code, whitespace runs, digits, special tokens
+    llama_cpp_tokenize   llama.cpp's tokenization of texts with a GGUF's vocabulary
+    llama_cpp_logits     llama.cpp's logits at every position (float32 KV cache), optionally with a LoRA
+    llama_cpp_greedy     a greedy continuation in llama.cpp and its logits
+    hf_logits            the HF model's logits at every position
+    ggml_gelu            the HF model with ggml's float16 GELU table in place of exact GELU
+    random_lora_adapter  a PEFT LoRA with random factors, to check adapter export against merging
+
+llama_cpp, torch, transformers and peft are imported where used: the module itself needs numpy only.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 
@@ -114,3 +126,39 @@ def llama_cpp_greedy(gguf_path, prompt_tokens, steps=16, lora_path=None, lora_sc
         return generated, np.stack(logits)
     finally:
         llm.close()
+
+
+def random_lora_adapter(
+    base_dir,
+    folder,
+    seed: int = 1,
+    rank: int = 4,
+    alpha: float = 8.0,
+    targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    use_rslora: bool = False,
+    std: float = 0.2,
+) -> Path:
+    """A PEFT LoRA on the HF model in `base_dir` with random A and B (normal, `std`), saved to `folder`:
+    peft starts B at zero, which would make every adapter check trivially pass."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        target_modules=list(targets),
+        lora_dropout=0.0,
+        init_lora_weights=False,
+        use_rslora=use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.normal_(0.0, std)
+    peft_model.save_pretrained(folder, safe_serialization=True)
+    return Path(folder)
