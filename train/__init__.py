@@ -5,7 +5,7 @@
     collate.py   pad each batch to its longest example
     loss.py      cross-entropy through the output head on labelled positions only, in chunks
     trainer.py   the Trainer subclass using that loss; epoch-seeded length-grouped sampling
-    lora.py      TrainConfig, train_lora(): the whole run (adapter, run.json, loss curve, resume)
+    lora.py      TrainConfig, train_lora(): the whole run: prepare_run, lora_model, make_trainer, run_manifest
     cli.py       `ijt-local train`
 
 No module here imports torch at import time except loss.py, trainer.py and callbacks.py, which only the

@@ -134,31 +134,84 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
 
 
+@dataclass
+class RunSetup:
+    """What a run settles before the model loads: where it writes, how the work is split over processes
+    and devices, the base model and the tokenized data, and the checkpoint it resumes from."""
+
+    out: Path
+    processes: object  # train.distributed.Processes
+    batch_per_process: int
+    device: str
+    backend: str | None
+    dtype: object  # torch.dtype
+    folder: Path
+    base_info: dict
+    tokenizer: object
+    train_set: object  # train.data.TokenizedSet
+    val_set: object | None
+    resume_from: Path | None
+
+
 def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     """Run (or resume) a LoRA training run; returns the run.json manifest."""
     config.check()
-    import torch
     import transformers
-    from peft import LoraConfig, get_peft_model
-    from transformers import TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from .base import base_folder, load_model, load_tokenizer
-    from .callbacks import LossCurveWriter, LossProgress
-    from .collate import PadToLongest
-    from .curve import curve_rows, epoch_means, write_curve
-    from .data import tokenize_file
-    from .device import pick_device, pick_dtype
-    from .distributed import ddp_backend, launched_processes, per_process_batch
-    from .dropout import use_lane_dropout
-    from .trainer import LabelledLossTrainer
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    setup = prepare_run(config)
+    model, lane_dropouts = lora_model(config, setup)
+    trainer = make_trainer(config, setup, model, callbacks)
+    # Read now: the checkpoint may be rotated away during training.
+    resume_from = setup.resume_from
+    tokens_before = (
+        json.loads((resume_from / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+        if resume_from
+        else 0
+    )
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise UserError(
+                f"out of memory on {setup.device} at batch size {config.batch_size} x {config.max_seq_len} "
+                "tokens: lower --batch-size (raise --grad-accum to compensate) or --max-seq-len"
+            ) from None
+        raise
+    wall = time.perf_counter() - started
+    from .curve import curve_rows, write_curve
+
+    history = trainer.state.log_history
+    if setup.processes.is_main:  # the other processes hold the same weights and history
+        save_adapter(trainer.model, setup.out)
+        rows = write_curve(setup.out, history, run_title(config, setup))
+    else:
+        rows = curve_rows(history)
+    session_tokens = trainer.state.num_input_tokens_seen - tokens_before
+    manifest = run_manifest(config, setup, trainer, rows, lane_dropouts, session_tokens, wall)
+    if setup.processes.is_main:
+        write_atomic(setup.out / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
+
+
+def run_title(config: TrainConfig, setup: RunSetup) -> str:
+    return f"{Path(config.data).name} on {setup.base_info.get('architecture')} ({config.base})"
+
+
+def prepare_run(config: TrainConfig) -> RunSetup:
+    """Devices and processes, the base model's folder and tokenizer, the tokenized data, and the checkpoint
+    to resume from (an output folder of another run is refused); writes the run's identity."""
+    from .base import base_folder, load_tokenizer
+    from .data import tokenize_file
+    from .device import pick_device, pick_dtype
+    from .distributed import ddp_backend, launched_processes, per_process_batch
+
     out = Path(config.out)
     processes = launched_processes()
-    batch_per_process = per_process_batch(config.batch_size, processes)
+    batch_per_process = per_process_batch(config.batch_size, processes)  # a batch that cannot split: before any file
     device = pick_device(config.device)
     backend = ddp_backend(device, processes)
     dtype = pick_dtype(config.dtype, device)
@@ -182,8 +235,31 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     checkpoint_dir(out).mkdir(parents=True, exist_ok=True)
     if processes.is_main:
         write_atomic(checkpoint_dir(out) / "run_identity.json", json.dumps(identity, indent=2))
+    return RunSetup(
+        out=out,
+        processes=processes,
+        batch_per_process=batch_per_process,
+        device=device,
+        backend=backend,
+        dtype=dtype,
+        folder=folder,
+        base_info=base_info,
+        tokenizer=tokenizer,
+        train_set=train_set,
+        val_set=val_set,
+        resume_from=resume_from,
+    )
 
-    model = load_model(folder, config.base, base_info, device="cpu", dtype=dtype)
+
+def lora_model(config: TrainConfig, setup: RunSetup):
+    """(the base model with LoRA layers, how many dropout layers use 16-bit lane masks)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from .base import load_model
+    from .dropout import use_lane_dropout
+
+    model = load_model(setup.folder, config.base, setup.base_info, device="cpu", dtype=setup.dtype)
     torch.manual_seed(config.seed)
     lora = LoraConfig(
         r=config.rank,
@@ -199,19 +275,32 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         raise UserError(f"--target-modules: {exc}") from None
     model.config.use_cache = False
     lane_dropouts = use_lane_dropout(model) if config.lane_dropout else 0
-    autocast_dtype = None if dtype == torch.float32 else dtype
-    if autocast_dtype is not None:
+    if setup.dtype != torch.float32:
         # The LoRA weights stay float32 (for the optimizer) but see half-precision inputs: by default peft
         # copies every LoRA layer's input to float32 and autograd keeps those copies, ~1 GB on gemma-3-270m
         # at 4 x 256 tokens. Under autocast the small LoRA matmuls run in half precision instead.
         for module in model.modules():
             if hasattr(module, "cast_input_dtype_enabled"):
                 module.cast_input_dtype_enabled = False
+    return model, lane_dropouts
 
+
+def make_trainer(config: TrainConfig, setup: RunSetup, model, callbacks: list | None):
+    """The Trainer for this run: its arguments, the response-only loss, the padding collator, and the loss
+    curve and progress callbacks in place of Trainer's printing."""
+    import torch
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .callbacks import LossCurveWriter, LossProgress
+    from .collate import PadToLongest
+    from .trainer import LabelledLossTrainer
+
+    device = setup.device
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir(out)),
-        per_device_train_batch_size=batch_per_process,
-        per_device_eval_batch_size=batch_per_process,
+        output_dir=str(checkpoint_dir(setup.out)),
+        per_device_train_batch_size=setup.batch_per_process,
+        per_device_eval_batch_size=setup.batch_per_process,
         gradient_accumulation_steps=config.grad_accum,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -224,11 +313,11 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=2,
-        eval_strategy="epoch" if val_set else "no",
+        eval_strategy="epoch" if setup.val_set else "no",
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
-        ddp_backend=backend,
+        ddp_backend=setup.backend,
         report_to=[],
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length",
@@ -241,67 +330,50 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
     trainer = LabelledLossTrainer(
         model=model,
         args=args,
-        train_dataset=train_set.examples,
-        eval_dataset=val_set.examples if val_set else None,
-        data_collator=PadToLongest(tokenizer.pad_token_id),
-        processing_class=tokenizer,
+        train_dataset=setup.train_set.examples,
+        eval_dataset=setup.val_set.examples if setup.val_set else None,
+        data_collator=PadToLongest(setup.tokenizer.pad_token_id),
+        processing_class=setup.tokenizer,
         loss_chunk=config.loss_chunk,
-        autocast_dtype=autocast_dtype,
+        autocast_dtype=None if setup.dtype == torch.float32 else setup.dtype,
     )
-    title = f"{Path(config.data).name} on {base_info.get('architecture')} ({config.base})"
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # what Trainer prints logs with when the bar is off
     if config.progress:
         trainer.add_callback(LossProgress())
-    trainer.add_callback(LossCurveWriter(out, title))
+    trainer.add_callback(LossCurveWriter(setup.out, run_title(config, setup)))
     for callback in callbacks or []:
         trainer.add_callback(callback)
+    return trainer
 
-    # Read now: the checkpoint may be rotated away during training.
-    tokens_before = (
-        json.loads((resume_from / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
-        if resume_from
-        else 0
-    )
-    started = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            raise UserError(
-                f"out of memory on {device} at batch size {config.batch_size} x {config.max_seq_len} tokens: "
-                "lower --batch-size (raise --grad-accum to compensate) or --max-seq-len"
-            ) from None
-        raise
-    wall = time.perf_counter() - started
 
-    history = trainer.state.log_history
-    if processes.is_main:  # the other processes hold the same weights and history
-        save_adapter(trainer.model, out)
-        rows = write_curve(out, history, title)
-    else:
-        rows = curve_rows(history)
+def run_manifest(
+    config: TrainConfig, setup: RunSetup, trainer, rows: list[dict], lane_dropouts: int, session_tokens: int, wall
+) -> dict:
+    """run.json: the base and data (with hashes), the arguments, devices, versions, LoRA shape and results."""
+    from .curve import epoch_means
+
     train_losses = [r["loss"] for r in rows if r.get("loss") not in ("", None)]
     val_losses = [r["val_loss"] for r in rows if r.get("val_loss") not in ("", None)]
     speeds = [r["tokens_per_second"] for r in rows if r.get("tokens_per_second") not in ("", None)]
-    session_tokens = trainer.state.num_input_tokens_seen - tokens_before
-    manifest = {
+    train_set, val_set, state = setup.train_set, setup.val_set, trainer.state
+    return {
         "kind": "lora",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "base": base_info,
+        "base": setup.base_info,
         "template": TULU.name,
-        "eos_token": tokenizer.eos_token,
+        "eos_token": setup.tokenizer.eos_token,
         "data": {"path": str(Path(config.data).resolve()), "sha256": train_set.sha256, **train_set.stats},
         "val": (
             {"path": str(Path(config.val).resolve()), "sha256": val_set.sha256, **val_set.stats} if val_set else None
         ),
         "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "extra"},
-        "device": device,
-        "dtype": str(dtype).replace("torch.", ""),
+        "device": setup.device,
+        "dtype": str(setup.dtype).replace("torch.", ""),
         "processes": {
-            "world_size": processes.world_size,
-            "backend": backend,
-            "batch_per_process": batch_per_process,
+            "world_size": setup.processes.world_size,
+            "backend": setup.backend,
+            "batch_per_process": setup.batch_per_process,
             "effective_batch": config.batch_size * config.grad_accum,
         },
         "versions": package_versions(),
@@ -311,24 +383,21 @@ def train_lora(config: TrainConfig, callbacks: list | None = None) -> dict:
             "dropout": config.dropout,
             "dropout_masks": "16-bit lanes (train/dropout.py)" if lane_dropouts else None,
             "target_modules": list(config.target_modules),
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         },
         "results": {
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
+            "steps": state.global_step,
+            "epochs": state.epoch,
             "first_train_loss": train_losses[0] if train_losses else None,
             "final_train_loss": train_losses[-1] if train_losses else None,
             "final_val_loss": val_losses[-1] if val_losses else None,
             "epoch_mean_train_loss": [round(mean, 4) for _, _, mean in epoch_means(rows)],
             "val_loss_per_epoch": [round(v, 4) for v in val_losses],
-            "tokens_seen": trainer.state.num_input_tokens_seen,
+            "tokens_seen": state.num_input_tokens_seen,
             "tokens_per_second": round(session_tokens / wall, 2) if session_tokens else None,
             "median_step_tokens_per_second": sorted(speeds)[len(speeds) // 2] if speeds else None,
             "wall_seconds_this_session": round(wall, 1),
-            "resumed_from": str(resume_from) if resume_from else None,
+            "resumed_from": str(setup.resume_from) if setup.resume_from else None,
         },
         **({"extra": config.extra} if config.extra else {}),
     }
-    if processes.is_main:
-        write_atomic(out / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
-    return manifest
