@@ -87,6 +87,7 @@ def test_chat_completions_url():
     assert chat_completions_url("http://h/v1/") == "http://h/v1/chat/completions"
 
 
+@pytest.mark.slow
 def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, tmp_path):
     outputs, reference = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     _write(
@@ -142,6 +143,7 @@ def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, t
     assert limited.exit_code == 0 and json.loads(limited.output)["instructions"] == 1
 
 
+@pytest.mark.slow
 def test_unreachable_judge_is_one_line_and_keeps_cached_judgements(judge_server, tmp_path):
     outputs, reference = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     _write(outputs, [{"instruction": "Name a fruit.", "output": "Apple."}, {"instruction": "q2", "output": "a2"}])

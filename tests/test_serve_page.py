@@ -41,6 +41,7 @@ def server():
     stop(process)
 
 
+@pytest.mark.slow
 def test_the_page_is_static_files_with_a_strict_content_policy(server):
     page = httpx.get(f"{server}/", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
