@@ -38,11 +38,15 @@ def test_greedy_poe_on_val_instructions_stops_on_its_own(gemma_session):
 
 @pytest.mark.slow
 def test_base_model_without_poe_echoes_or_continues(gemma_session):
-    # the paper's base-model behaviour: it restates the instruction or writes the next role tag
-    instruction = val_instructions(1)[0]
-    generation = gemma_session.generate(ask(instruction), max_tokens=64)
-    head = " ".join(instruction.split()[:4])
-    assert head in generation.text or generation.finish_reason == "length" or generation.n_tokens < 64
+    # the paper's base-model behaviour: it restates the instruction or writes the next role tag (kept in the
+    # text here, so the reply shows it); with the paper's rules neither happens on the first instruction
+    role_tags = gemma_session.template.role_tags
+    for instruction in val_instructions(3):
+        generation = gemma_session.generate(ask(instruction), max_tokens=64, stop_at_role_tags=False)
+        head = " ".join(instruction.split()[:4])
+        echoes = generation.text.lstrip().startswith(head)
+        continues = any(tag in generation.text for tag in role_tags)
+        assert echoes or continues, (instruction, generation.text)
 
 
 @pytest.mark.slow
