@@ -36,6 +36,19 @@ def test_same_reply_at_any_width_and_in_any_order(gemma_session, sampling):
 
 
 @pytest.mark.slow
+def test_same_reply_at_widths_16_and_32_as_at_8(gemma_session):
+    # 16 and 32 rows a step while all run. The base model alone ends its replies at a role tag after 13 to 24
+    # tokens, so slots refill and drain through many row counts (each topped up to whole row groups).
+    conversations = [ask(text) for text in val_instructions(32)]
+    at_8 = texts(gemma_session, conversations, 8, max_tokens=24)
+    at_16 = texts(gemma_session, conversations, 16, max_tokens=24)
+    at_32_reversed = texts(gemma_session, conversations[::-1], 32, max_tokens=24)[::-1]
+    assert len({len(tokens) for tokens in at_8}) > 4  # replies end at different steps
+    assert at_16 == at_8
+    assert at_32_reversed == at_8
+
+
+@pytest.mark.slow
 def test_a_lone_exact_reply_is_the_batched_reply(gemma_session):
     conversations = [ask(text) for text in val_instructions(3)]
     rules = load_rules()

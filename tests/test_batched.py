@@ -46,18 +46,22 @@ def test_sampling_is_seeded_per_prompt(smollm_session):
 
 
 @pytest.mark.slow
-def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session):
-    conversations = [
+@pytest.mark.parametrize("width", [8, 16, 32])
+def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session, width):
+    prompts = [
         ask("What is the capital of France?"),
         ask("Write a long essay about rivers."),
         ask("Name a color."),
         ask("Count from one to fifty in words."),
-    ] * 3
-    budgets = dict(generate_all(smollm_session, conversations, 8, max_tokens=16))
-    assert sorted(budgets) == list(range(12))
+    ]
+    conversations = prompts * 8
+    budgets = dict(generate_all(smollm_session, conversations, width, max_tokens=16))
+    assert sorted(budgets) == list(range(32))
     assert "Paris" in budgets[0].text and budgets[0].finish_reason == "stop"
     assert budgets[1].finish_reason == "length" and budgets[1].n_tokens == 16
-    assert all(budgets[i].text == budgets[i % 4].text for i in range(12))  # width-independent here
+    # each prompt's reply is the one it gets alone, wherever it sits among the 32 and beside whichever others
+    alone = [g.tokens for _, g in generate_all(smollm_session, prompts, 1, exact=True, max_tokens=16)]
+    assert [budgets[i].tokens for i in range(32)] == alone * 8
 
 
 @pytest.mark.slow
