@@ -57,22 +57,42 @@ class Browser:
         self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
         self.ids = itertools.count(1)
         self.console: list[str] = []
+        self.errors: list[str] = []  # console.error calls, uncaught exceptions, browser log errors (CSP, network)
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Log.enable")
 
     def call(self, method: str, **params) -> dict:
         ident = next(self.ids)
         self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
         while True:
             message = json.loads(self.socket.recv())
-            if message.get("method") == "Runtime.consoleAPICalled":
-                self.console.append(
-                    " ".join(str(a.get("value", a.get("description", ""))) for a in message["params"]["args"])
-                )
+            self._note_event(message.get("method"), message.get("params", {}))
             if message.get("id") == ident:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return message["result"]
+
+    def _note_event(self, method: str | None, params: dict) -> None:
+        if method == "Runtime.consoleAPICalled":
+            text = " ".join(str(a.get("value", a.get("description", ""))) for a in params["args"])
+            self.console.append(text)
+            if params["type"] in ("error", "assert"):
+                self.errors.append(f"console.{params['type']}: {text}")
+        elif method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            description = details.get("exception", {}).get("description", "")
+            self.errors.append(f"uncaught: {details.get('text')} {description} at {details.get('url', '')}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            entry = params["entry"]
+            if entry.get("url", "").endswith("/favicon.ico"):  # the browser asks for it, not the page
+                return
+            self.errors.append(f"{entry['source']}: {entry['text']} {entry.get('url', '')}".strip())
+
+    def page_errors(self) -> list[str]:
+        """Every error the page reported so far, after a round trip that reads the events still queued."""
+        self.evaluate("true")
+        return list(self.errors)
 
     def evaluate(self, expression: str, await_promise: bool = False):
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)

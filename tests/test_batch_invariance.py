@@ -21,6 +21,7 @@ def texts(session, conversations, width, **options):
     return [replies[i].tokens for i in range(len(conversations))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sampling", [None, SamplingParams(temperature=0.8, top_p=0.95, seed=11)], ids=["greedy", "seeded"]
 )
@@ -34,6 +35,20 @@ def test_same_reply_at_any_width_and_in_any_order(gemma_session, sampling):
     assert reordered == narrow
 
 
+@pytest.mark.slow
+def test_same_reply_at_widths_16_and_32_as_at_8(gemma_session):
+    # 16 and 32 rows a step while all run. The base model alone ends its replies at a role tag after 13 to 24
+    # tokens, so slots refill and drain through many row counts (each topped up to whole row groups).
+    conversations = [ask(text) for text in val_instructions(32)]
+    at_8 = texts(gemma_session, conversations, 8, max_tokens=24)
+    at_16 = texts(gemma_session, conversations, 16, max_tokens=24)
+    at_32_reversed = texts(gemma_session, conversations[::-1], 32, max_tokens=24)[::-1]
+    assert len({len(tokens) for tokens in at_8}) > 4  # replies end at different steps
+    assert at_16 == at_8
+    assert at_32_reversed == at_8
+
+
+@pytest.mark.slow
 def test_a_lone_exact_reply_is_the_batched_reply(gemma_session):
     conversations = [ask(text) for text in val_instructions(3)]
     rules = load_rules()
@@ -45,6 +60,7 @@ def test_a_lone_exact_reply_is_the_batched_reply(gemma_session):
     assert chat.tokens == batched[0] and "".join(streamed) == chat.text
 
 
+@pytest.mark.slow
 def test_a_judge_prompt_gives_the_same_numbers_with_or_without_a_reused_prefix(gemma_session):
     shared = "<|user|>\nWhich reply is better? Question: why is the sky blue?\n"
     first = gemma_session.tokenize(shared + "Reply A: scattering.\nReply B: the sea.\n<|assistant|>\n")
@@ -55,6 +71,7 @@ def test_a_judge_prompt_gives_the_same_numbers_with_or_without_a_reused_prefix(g
     assert np.array_equal(reused, fresh)
 
 
+@pytest.mark.slow
 def test_a_prompt_gives_the_same_logits_however_it_is_cut_into_calls():
     tokens_per_call = []
     for n_batch in (512, 12):  # one call, or calls of 12 tokens with an overlapping last one
@@ -66,6 +83,7 @@ def test_a_prompt_gives_the_same_logits_however_it_is_cut_into_calls():
     assert np.array_equal(*tokens_per_call)
 
 
+@pytest.mark.slow
 def test_a_conversation_turn_is_the_same_with_or_without_the_cache_of_earlier_turns(gemma_session):
     rules = load_rules()
     first = ask("Name a large city in Japan.")

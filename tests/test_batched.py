@@ -24,6 +24,7 @@ def both_ways(session, conversations, width, **options):
     return single, [batched[i] for i in range(len(conversations))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("poe", [False, True], ids=["plain", "poe"])
 def test_greedy_batched_equals_single_stream(gemma_session, poe):
     # Five prompts through two slots also exercise freeing and reusing a slot.
@@ -35,6 +36,7 @@ def test_greedy_batched_equals_single_stream(gemma_session, poe):
         assert (many.text, many.finish_reason) == (one.text, one.finish_reason)
 
 
+@pytest.mark.slow
 def test_sampling_is_seeded_per_prompt(smollm_session):
     conversations = [ask("Tell me a story."), ask("Describe the sea."), ask("Tell me a story.")]
     sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=3)
@@ -43,20 +45,26 @@ def test_sampling_is_seeded_per_prompt(smollm_session):
     assert batched[0].tokens == batched[2].tokens  # same prompt, same seed: same text whatever its slot
 
 
-def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session):
-    conversations = [
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [8, 16, 32])
+def test_a_wide_batch_finishes_every_prompt_with_its_own_stop(smollm_session, width):
+    prompts = [
         ask("What is the capital of France?"),
         ask("Write a long essay about rivers."),
         ask("Name a color."),
         ask("Count from one to fifty in words."),
-    ] * 3
-    budgets = dict(generate_all(smollm_session, conversations, 8, max_tokens=16))
-    assert sorted(budgets) == list(range(12))
+    ]
+    conversations = prompts * 8
+    budgets = dict(generate_all(smollm_session, conversations, width, max_tokens=16))
+    assert sorted(budgets) == list(range(32))
     assert "Paris" in budgets[0].text and budgets[0].finish_reason == "stop"
     assert budgets[1].finish_reason == "length" and budgets[1].n_tokens == 16
-    assert all(budgets[i].text == budgets[i % 4].text for i in range(12))  # width-independent here
+    # each prompt's reply is the one it gets alone, wherever it sits among the 32 and beside whichever others
+    alone = [g.tokens for _, g in generate_all(smollm_session, prompts, 1, exact=True, max_tokens=16)]
+    assert [budgets[i].tokens for i in range(32)] == alone * 8
 
 
+@pytest.mark.slow
 def test_role_tag_ends_a_batched_reply(gemma_session):
     messages = [
         {"role": "user", "content": "Say hi."},
@@ -70,6 +78,7 @@ def test_role_tag_ends_a_batched_reply(gemma_session):
         assert "<|" not in generation.text and generation.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_a_prompt_too_long_for_the_context_fails_before_decoding(smollm_session):
     too_long = ask("word " * 3000)
     with pytest.raises(UserError, match=r"prompt 2 of 2: prompt of \d+ tokens does not fit"):
@@ -97,6 +106,7 @@ def test_parallel_below_one_is_refused_in_one_line(tmp_path):
     assert result.output.strip().splitlines()[-1] == "Error: --parallel must be at least 1 (got 0)"
 
 
+@pytest.mark.slow
 def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     questions = ["Name a color.", "Name a fruit.", "Name an animal.", "Name a city.", "Name a river."]
     inputs = tmp_path / "in.jsonl"
@@ -136,6 +146,7 @@ def test_generate_file_in_parallel_resumes_and_keeps_input_order(tmp_path):
     assert [row["output"] == "(earlier)" for row in rows] == [False, True, False, True, False]
 
 
+@pytest.mark.slow
 def test_running_sequences_stay_one_run_of_ids_as_replies_finish(smollm_session, monkeypatch):
     # llama.cpp splits a step whose sequence ids are not 0..n-1 in order into one compute pass per run of
     # ids; when the short first reply ends, the last sequence moves down into its slot, KV cells and all.

@@ -21,6 +21,7 @@ def run_cli(*args, input=None):
     )
 
 
+@pytest.mark.slow
 def test_chat_through_a_pipe_keeps_history_and_resets():
     chat = ("chat", "--model", "smollm2-135m-instruct", "--max-tokens", "16")
     session = run_cli(*chat, input="My name is Ada.\nWhat is my name?\n/reset\nWhat is my name?\n")
@@ -33,6 +34,7 @@ def test_chat_through_a_pipe_keeps_history_and_resets():
     assert session.stdout.count(fresh.stdout) == 1
 
 
+@pytest.mark.slow
 def test_chat_poe_on_the_base_model_stops_on_its_own():
     result = run_cli("chat", "--poe", "--max-tokens", "300", input="Give me two tips for sleeping well.\n")
     assert result.returncode == 0, result.stderr
@@ -40,6 +42,7 @@ def test_chat_poe_on_the_base_model_stops_on_its_own():
     assert "<|user|>" not in result.stdout
 
 
+@pytest.mark.slow
 def test_generate_prompt_prints_the_reply():
     result = CliRunner().invoke(
         cli,
@@ -57,6 +60,7 @@ def test_generate_prompt_prints_the_reply():
     assert "Paris" in result.output
 
 
+@pytest.mark.slow
 def test_generate_file_is_resumable(tmp_path):
     inputs = tmp_path / "in.jsonl"
     rows = [
@@ -114,6 +118,7 @@ def test_generate_file_is_resumable(tmp_path):
     assert out.read_text() == before
 
 
+@pytest.mark.slow
 def test_model_spec_is_the_same_as_the_options(tmp_path):
     """`--model 'default+a.gguf@0.8+poe:eos,uniform'` runs what --adapter/--poe/--rules run, as serve's SPEC."""
     adapter = tmp_path / "a.gguf"
@@ -130,6 +135,7 @@ def test_model_spec_is_the_same_as_the_options(tmp_path):
     assert len(clash.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_poe_is_the_papers_three_rules():
     """`--poe` runs the paper's headline rule set (eos-uniform-diversity); `start` only when named."""
     prompt = ("--prompt", "Name three colours.", "--max-tokens", "24")
@@ -159,6 +165,7 @@ def test_bad_options_give_one_line(args, message):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_truncated_gguf_gives_one_line(tmp_path, smollm_session):
     truncated = tmp_path / "truncated.gguf"
     with open(smollm_session.model.path, "rb") as source:
@@ -191,6 +198,7 @@ def test_bad_rules_config(tmp_path):
     assert result.returncode == 1 and "bad TOML" in result.stderr
 
 
+@pytest.mark.slow
 def test_models_lists_both_embedded_models():
     result = CliRunner().invoke(cli, ["models"])
     assert result.exit_code == 0, result.output
@@ -209,6 +217,7 @@ def hub_env(tmp_path, smollm_path):
     return {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
 
 
+@pytest.mark.slow
 def test_hub_repo_id_resolves_through_the_hub_cache(tmp_path, smollm_session):
     env = hub_env(tmp_path, smollm_session.model.path)
     base = [sys.executable, "-m", "ijt_local", "generate", "--max-tokens", "8", "--prompt", "hi", "--model"]
@@ -224,6 +233,7 @@ def test_hub_repo_id_resolves_through_the_hub_cache(tmp_path, smollm_session):
     assert "not in the local Hugging Face cache" in missing.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_cached_default_model_is_rebuilt(tmp_path, monkeypatch, gemma_session):
     from ijt_local import models
 

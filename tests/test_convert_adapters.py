@@ -133,7 +133,6 @@ def test_f16_adapter_stays_close(pipeline, tmp_path):
     assert np.abs(exact - approx).max() / np.abs(exact).max() < 5e-3
 
 
-@pytest.mark.slow
 def test_merge_onto_a_gguf_base(pipeline, tmp_path, monkeypatch):
     """A base given as GGUF is dequantized by transformers (marked unsavable); merge still writes it."""
     monkeypatch.setenv("IJT_LOCAL_HOME", str(tmp_path / "home"))

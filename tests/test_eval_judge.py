@@ -87,6 +87,7 @@ def test_chat_completions_url():
     assert chat_completions_url("http://h/v1/") == "http://h/v1/chat/completions"
 
 
+@pytest.mark.slow
 def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, tmp_path):
     outputs, reference = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     _write(
@@ -126,10 +127,11 @@ def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, t
     judged = [json.loads(line) for line in cache.read_text().splitlines()]
     assert sorted(j["order"] for j in judged) == ["output_first", "reference_first"]
     assert all(j["instruction"] == "What is the capital of France?" and j["reply"] for j in judged)
+    # the judge names a model in both orders: each reply parses to m or M, and both instructions are scored
+    assert [parse_preference(j["reply"]) in (1, 2) for j in judged] == [True, True], judged
+    assert result["invalid_judgements"] == 0 and result["scored"] == 2
     assert 0.0 <= result["win_rate"] <= 1.0
-    assert result["scored"] + (result["invalid_judgements"] == 2) == 2
-    if result["scored"] == 2:
-        assert result["standard_error"] is not None and result["standard_error"] >= 0
+    assert result["standard_error"] is not None and result["standard_error"] >= 0
 
     # The judge is gone: everything is answered from the cache, with the same result.
     second = CliRunner().invoke(cli, args[:-4] + ["--judge-url", "http://127.0.0.1:9/v1", "--cache", str(cache)])
@@ -142,6 +144,7 @@ def test_winrate_both_orders_against_real_server_then_from_cache(judge_server, t
     assert limited.exit_code == 0 and json.loads(limited.output)["instructions"] == 1
 
 
+@pytest.mark.slow
 def test_unreachable_judge_is_one_line_and_keeps_cached_judgements(judge_server, tmp_path):
     outputs, reference = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     _write(outputs, [{"instruction": "Name a fruit.", "output": "Apple."}, {"instruction": "q2", "output": "a2"}])

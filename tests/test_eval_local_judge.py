@@ -270,6 +270,7 @@ def test_cache_keeps_every_judgement_on_disk_as_it_finishes(tmp_path):
         assert len(cache.read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_outputs_that_do_not_line_up_are_one_line(tmp_path):
     outputs = _write(tmp_path / "a.jsonl", [{"instruction": "q1", "output": "x"}, {"instruction": "q9", "output": "y"}])
     reference = _write(tmp_path / "b.jsonl", [{"instruction": "q1", "output": "z"}])
@@ -298,7 +299,7 @@ def test_outputs_that_do_not_line_up_are_one_line(tmp_path):
     "args, message",
     [
         (["--judge", "no-such-judge"], "no-such-judge: not a model name"),
-        (["--judge", "default"], "has no chat template"),
+        pytest.param(["--judge", "default"], "has no chat template", marks=pytest.mark.slow),  # reads gemma
         (["--judge", "judge", "--judge-url", "http://127.0.0.1:9/v1"], "not both"),
         ([], "give --judge SPEC"),
         (["--judge", "smollm2-135m-instruct", "--max-output-tokens", "3"], "at least 16"),

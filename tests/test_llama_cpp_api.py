@@ -83,6 +83,7 @@ def llama():
     model.close()
 
 
+@pytest.mark.slow
 def test_every_private_part_the_runtime_uses_is_there(llama):
     import llama_cpp
 

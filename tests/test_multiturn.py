@@ -207,6 +207,7 @@ def test_paper_exact_and_no_diversity_ignore_earlier_replies(tmp_path):
         assert state.scores()[ids(" So")[0]] == 0.0
 
 
+@pytest.mark.slow
 def test_session_seeds_earlier_replies_of_the_window(smollm_session, tmp_path):
     config = tmp_path / "rules.toml"
     config.write_text("[conversation]\nearlier_replies = -2.0\ncopy_penalty = 0.0\n")

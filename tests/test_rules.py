@@ -20,10 +20,12 @@ def single_token(session, text):
     return ids[0]
 
 
+@pytest.mark.slow
 def test_default_words_all_resolve(real_session):
     assert expert_for(real_session).unresolved == set()
 
 
+@pytest.mark.slow
 def test_uniform_shifts_exactly_the_listed_words(real_session):
     expert = expert_for(real_session, "uniform")
     scores = expert.start().scores()
@@ -35,6 +37,7 @@ def test_uniform_shifts_exactly_the_listed_words(real_session):
     assert 10 <= np.count_nonzero(scores) <= 60
 
 
+@pytest.mark.slow
 def test_eos_ramp_hold_and_late_bonus(real_session):
     expert = expert_for(real_session, "eos")
     state = expert.start()
@@ -52,12 +55,14 @@ def test_eos_ramp_hold_and_late_bonus(real_session):
     assert np.count_nonzero(state.scores()) == 1
 
 
+@pytest.mark.slow
 def test_paper_exact_drops_the_eos_bonus_after_the_ramp(real_session):
     config = load_rules("eos", paper_exact=True)
     assert [config.eos_bonus(n) for n in (100, 249, 250, 2000)] == pytest.approx([6.0, 14.94, 0.0, 0.0])
     assert config.describe()["paper_exact"] is True
 
 
+@pytest.mark.slow
 def test_diversity_penalises_instruction_and_response_tokens_once(real_session):
     expert = expert_for(real_session, "diversity")
     instruction = real_session.tokenize("Describe the ocean", special=False)
@@ -72,6 +77,7 @@ def test_diversity_penalises_instruction_and_response_tokens_once(real_session):
     assert np.count_nonzero(state.scores()) == len(set(instruction)) + 1
 
 
+@pytest.mark.slow
 def test_start_rule_shapes_the_first_three_tokens(real_session):
     expert = expert_for(real_session, "start")
     state = expert.start()
@@ -90,6 +96,7 @@ def test_start_rule_shapes_the_first_three_tokens(real_session):
     assert np.count_nonzero(state.scores()) == 0
 
 
+@pytest.mark.slow
 def test_apply_adds_in_place_what_scores_reports(real_session):
     expert = expert_for(real_session)
     state = expert.start(real_session.tokenize("Hello there", special=False))
@@ -99,6 +106,7 @@ def test_apply_adds_in_place_what_scores_reports(real_session):
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_ablation_switches_turn_rules_off(real_session):
     for name in ("eos", "uniform", "diversity", "start"):
         others = ",".join(r for r in ("eos", "uniform", "diversity", "start") if r != name)
@@ -116,6 +124,7 @@ def test_poe_logprob_is_normalised():
     assert np.exp(poe_logprob(logits, scores, 1)) == pytest.approx(np.exp(2) / (np.exp(1) + np.exp(2)), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_config_file_overrides_words_and_weights(tmp_path, real_session):
     config = tmp_path / "rules.toml"
     config.write_text(

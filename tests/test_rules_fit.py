@@ -81,7 +81,11 @@ def test_fit_writes_a_loadable_config_and_continues(tmp_path):
     "args, message",
     [
         (["--objective", "ifeval", "--trials", "0"], "give a budget above zero"),
-        (["--objective", "ranking", "--trials", "2"], "--objective ranking needs --ranking-data"),
+        pytest.param(  # opens the model before it checks the objective
+            ["--objective", "ranking", "--trials", "2"],
+            "--objective ranking needs --ranking-data",
+            marks=pytest.mark.slow,
+        ),
         (
             ["--objective", "ifeval", "--trials", "2", "--behaviour-data", "nope.jsonl"],
             "--behaviour-data nope.jsonl: no such file",

@@ -26,6 +26,7 @@ def ask(text):
     return [{"role": "user", "content": text}]
 
 
+@pytest.mark.slow
 def test_greedy_poe_on_val_instructions_stops_on_its_own(gemma_session):
     rules = load_rules()
     for instruction in val_instructions(3):
@@ -35,14 +36,20 @@ def test_greedy_poe_on_val_instructions_stops_on_its_own(gemma_session):
         assert generation.text.strip()
 
 
+@pytest.mark.slow
 def test_base_model_without_poe_echoes_or_continues(gemma_session):
-    # the paper's base-model behaviour: it restates the instruction or writes the next role tag
-    instruction = val_instructions(1)[0]
-    generation = gemma_session.generate(ask(instruction), max_tokens=64)
-    head = " ".join(instruction.split()[:4])
-    assert head in generation.text or generation.finish_reason == "length" or generation.n_tokens < 64
+    # the paper's base-model behaviour: it restates the instruction or writes the next role tag (kept in the
+    # text here, so the reply shows it); with the paper's rules neither happens on the first instruction
+    role_tags = gemma_session.template.role_tags
+    for instruction in val_instructions(3):
+        generation = gemma_session.generate(ask(instruction), max_tokens=64, stop_at_role_tags=False)
+        head = " ".join(instruction.split()[:4])
+        echoes = generation.text.lstrip().startswith(head)
+        continues = any(tag in generation.text for tag in role_tags)
+        assert echoes or continues, (instruction, generation.text)
 
 
+@pytest.mark.slow
 def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
     # a base model continues the dialogue; the reply must stop before the next role tag
     messages = [
@@ -57,12 +64,14 @@ def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
     assert generation.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_streamed_text_equals_the_reply(real_session):
     pieces = []
     generation = real_session.generate(ask("List three fruits."), max_tokens=40, on_text=pieces.append)
     assert "".join(pieces) == generation.text
 
 
+@pytest.mark.slow
 def test_fixed_seed_gives_the_same_text(real_session):
     sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=7)
     a = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
@@ -74,6 +83,7 @@ def test_fixed_seed_gives_the_same_text(real_session):
     assert a.tokens != c.tokens
 
 
+@pytest.mark.slow
 def test_a_prompt_gives_the_same_tokens_after_another_prompt(smollm_session):
     first = smollm_session.generate(ask("What is 2+2?"), max_tokens=20)
     smollm_session.generate(ask("Name a color."), max_tokens=5)
@@ -81,17 +91,20 @@ def test_a_prompt_gives_the_same_tokens_after_another_prompt(smollm_session):
     assert first.tokens == again.tokens
 
 
+@pytest.mark.slow
 def test_max_tokens_gives_length(smollm_session):
     generation = smollm_session.generate(ask("Write a long essay about rivers."), max_tokens=5)
     assert generation.finish_reason == "length" and generation.n_tokens == 5
 
 
+@pytest.mark.slow
 def test_instruct_model_stops_at_eos(smollm_session):
     generation = smollm_session.generate(ask("What is the capital of France?"), max_tokens=100)
     assert generation.finish_reason == "stop"
     assert "Paris" in generation.text
 
 
+@pytest.mark.slow
 def test_score_response_matches_logits(smollm_session):
     messages = ask("Name a fruit.")
     score = smollm_session.score_response(messages, "An apple.")
@@ -106,6 +119,7 @@ def test_score_response_matches_logits(smollm_session):
     assert score.logprob_sum == pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_poe_score_prefers_what_the_rules_favour(gemma_session):
     messages = ask("Name a fruit.")
     rules = load_rules("uniform")
@@ -169,6 +183,7 @@ def test_busy_cores_leave_out_this_process_s_own_work():
         spinner.join()
 
 
+@pytest.mark.slow
 def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_given(monkeypatch):
     from ijt_local.runtime import session as runtime
     from ijt_local.runtime.session import Session
@@ -196,6 +211,7 @@ def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_give
         fixed.close()
 
 
+@pytest.mark.slow
 def test_next_token_logprobs_keep_a_shared_prefix_and_match_a_fresh_prefill(smollm_session):
     import numpy as np
 
@@ -210,6 +226,7 @@ def test_next_token_logprobs_keep_a_shared_prefix_and_match_a_fresh_prefill(smol
     assert reused.argmax() == fresh.argmax()
 
 
+@pytest.mark.slow
 def test_token_pieces_are_right_when_two_threads_ask_at_once(gemma_session):
     """serve's engine thread decodes reply tokens while its request thread writes logprobs tokens; a piece
     buffer shared between them gave one thread the other's bytes (a reply read "< cover>" for "<script>")."""

@@ -12,6 +12,9 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
+
+from ijt_local.cli import cli
 
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
@@ -98,9 +101,34 @@ def test_poe_reply_stops_on_its_own_and_streams_the_same_text(server):
     assert choice.message.content.startswith(cut.message.content + "\n")
     streamed_cut = list(ask(server, PROMPTS[0], max_tokens=400, stop=["\n"], stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in streamed_cut if c.choices) == cut.message.content
-    # the rule expert is per request: switched off, the base model runs to the limit
-    alone = ask(server, PROMPTS[0], max_tokens=60, extra_body={"ijt_rules": "off"})
+    # the rule expert is per request: switched off, the base model alone gives another reply at the same budget
+    alone = ask(server, PROMPTS[0], max_tokens=400, extra_body={"ijt_rules": "off"})
     assert alone.choices[0].message.content != choice.message.content
+
+
+@pytest.mark.slow
+def test_rules_config_changes_the_served_reply_as_it_changes_generate(server, tmp_path):
+    config = tmp_path / "early-eos.toml"
+    config.write_text("[eos]\nmax_bonus = 40.0\nramp_tokens = 20\n")  # the paper's: +15 reached at 250 tokens
+    options = ("--model", "poe=default+poe", "--parallel", "2", "--ctx", "1024", "--rules-config", str(config))
+    process, url = start_server(*options)
+    try:
+        configured = ask(url, PROMPTS[0], max_tokens=48).choices[0]
+        named = ask(url, PROMPTS[0], max_tokens=48, extra_body={"ijt_rules": "eos,uniform,diversity"}).choices[0]
+    finally:
+        stop(process)
+    default = ask(server, PROMPTS[0], max_tokens=48).choices[0].message.content
+    # the steeper EOS ramp ends the default config's reply early
+    assert configured.finish_reason == "stop" and configured.message.content.strip()
+    assert configured.message.content != default and default.startswith(configured.message.content)
+    assert named.message.content == configured.message.content  # rules a request names read the config too
+    generated = CliRunner().invoke(
+        cli,
+        ["generate", "--model", "default+poe", "--rules-config", str(config), "--batch-invariant"]
+        + ["--prompt", PROMPTS[0], "--max-tokens", "48"],
+    )
+    assert generated.exit_code == 0, generated.output
+    assert generated.stdout == configured.message.content + "\n"
 
 
 def concurrently(url: str, model: str, prompts: list[str], **options) -> list[str]:

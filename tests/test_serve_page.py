@@ -1,7 +1,7 @@
 """The page at `/` of `ijt-local serve`, in a real headless Chromium (Debian's package, driven over the
 DevTools protocol): three panes stream one instruction at once, each pane's text equals the API's reply
-to the same request, the PoE pane marks where the rules changed the base model's choice, and model output
-holding `<script>` shows as text."""
+to the same request, the PoE pane marks where the rules changed the base model's choice, model output
+holding `<script>` shows as text, and the browser reports no JavaScript error."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def server():
     stop(process)
 
 
+@pytest.mark.slow
 def test_the_page_is_static_files_with_a_strict_content_policy(server):
     page = httpx.get(f"{server}/", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -107,6 +108,8 @@ def test_three_panes_stream_the_api_replies_and_mark_the_rules_changes(server, t
         browser.evaluate("document.querySelector('.pane .copy-curl').click(); true")
         curl = browser.evaluate("document.querySelector('.pane .copied').textContent")
         assert curl.startswith("curl -sN ") and '"model":"poe"' in curl and "/v1/chat/completions" in curl
+        # the page ran without a JavaScript error: no console.error, no uncaught exception, no blocked script
+        assert browser.page_errors() == []
         screenshot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "page.png"
         browser.screenshot(screenshot)
         assert screenshot.stat().st_size > 10_000

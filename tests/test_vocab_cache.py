@@ -62,6 +62,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(model, damage):
     assert load_vocabulary(model, len(PIECES), 0, reader(calls)).pieces == PIECES and len(calls) == 2
 
 
+@pytest.mark.slow
 def test_the_cached_vocabulary_gives_the_same_rule_expert(real_session):
     cached = real_session.vocabulary()
     fresh = Vocabulary(
