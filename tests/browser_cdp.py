@@ -85,8 +85,6 @@ class Browser:
             self.errors.append(f"uncaught: {details.get('text')} {description} at {details.get('url', '')}")
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             entry = params["entry"]
-            if entry.get("url", "").endswith("/favicon.ico"):  # the browser asks for it, not the page
-                return
             self.errors.append(f"{entry['source']}: {entry['text']} {entry.get('url', '')}".strip())
 
     def page_errors(self) -> list[str]:

@@ -30,9 +30,10 @@ def ask(text):
 def test_greedy_poe_on_val_instructions_stops_on_its_own(gemma_session):
     rules = load_rules()
     for instruction in val_instructions(3):
-        generation = gemma_session.generate(ask(instruction), max_tokens=400, rules=rules)
+        # role tags do not end the reply here: only an end-of-text token can, so "stop" means the rules ended it
+        generation = gemma_session.generate(ask(instruction), max_tokens=400, rules=rules, stop_at_role_tags=False)
         assert generation.finish_reason == "stop", instruction
-        assert "<|user|>" not in generation.text
+        assert not any(tag in generation.text for tag in gemma_session.template.role_tags)
         assert generation.text.strip()
 
 
@@ -60,8 +61,10 @@ def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
         {"role": "user", "content": "Say hi."},
     ]
     generation = gemma_session.generate(messages, max_tokens=80)
-    assert "<|" not in generation.text
-    assert generation.finish_reason == "stop"
+    uncut = gemma_session.generate(messages, max_tokens=80, stop_at_role_tags=False)
+    tag = next(tag for tag in gemma_session.template.role_tags if tag in uncut.text)  # it does play the user
+    assert uncut.text.startswith(generation.text + tag) or uncut.text.startswith(generation.text.rstrip() + tag)
+    assert generation.finish_reason == "stop" and tag not in generation.text
 
 
 @pytest.mark.slow

@@ -105,18 +105,14 @@ def plan(run) -> dict:
 
 def measure_generation(model: str, val_path) -> float:
     """Aggregate tok/s of `model` generating 64 tokens for 16 val instructions, batched as evaluate does."""
-    from ..models import resolve_model
     from ..runtime.batch import generate_all
-    from ..runtime.session import Session
+    from ..runtime.specs import open_spec
 
     prompts = [[{"role": "user", "content": row["instruction"]}] for row in read_jsonl(val_path)[:16]]
-    session = Session(resolve_model(model))
-    try:
+    with open_spec(model) as loaded:
         started = time.perf_counter()
-        tokens = sum(g.n_tokens for _, g in generate_all(session, prompts, max_tokens=64, ignore_eos=True))
+        tokens = sum(g.n_tokens for _, g in generate_all(loaded.session, prompts, max_tokens=64, ignore_eos=True))
         return round(tokens / (time.perf_counter() - started), 1)
-    finally:
-        session.close()
 
 
 def measure_judgement(run) -> float:

@@ -97,17 +97,18 @@ def fit_command(
 ):
     """Search the rule expert's numbers on a dev split; report them on a disjoint test split."""
     from ..rules.expert import parse_rule_spec
-    from ..runtime.specs import RunOptions, open_spec, parse_spec
-    from .search import Constraints, FitSettings, fit, load_fit_data
+    from ..runtime.specs import RunOptions, open_spec, resolve_spec
+    from .search import Constraints, FitSettings, fit, load_fit_data, objective_data
 
     if (trials is not None and trials < 1) or (minutes is not None and minutes <= 0) or not (trials or minutes):
         raise UserError("give a budget above zero: --trials N and/or --minutes M")
     behaviour = data_file(behaviour_data or "val", PROMPT_NAMES)
     if not behaviour.is_file():
         raise UserError(f"--behaviour-data {behaviour_data}: no such file")
-    spec = parse_spec(model_spec)
-    parse_rule_spec(rule_names)  # an unknown rule fails before the model loads
-    session = open_spec(spec, RunOptions(threads=threads)).session
+    parse_rule_spec(rule_names)  # an unknown rule, a missing file or model fails before the model loads
+    objective_data(objective, ifeval_data and Path(ifeval_data), ranking_data and Path(ranking_data))
+    resolved = resolve_spec(model_spec, RunOptions(threads=threads))
+    session = open_spec(resolved).session
     try:
         data = load_fit_data(
             objective,
@@ -121,7 +122,9 @@ def fit_command(
             test_size,
         )
         settings = FitSettings(rule_names, trials, minutes, seed, max_tokens, Constraints(min_stop, max_leak, max_echo))
-        result = fit(session, data, settings, Path(out), spec.text, log=lambda text: click.echo(text, err=True))
+        result = fit(
+            session, data, settings, Path(out), resolved.spec.text, log=lambda text: click.echo(text, err=True)
+        )
     finally:
         session.close()
     click.echo(json.dumps(result))

@@ -166,6 +166,25 @@ class Scorer:
         return ranking_accuracy(scored)["ranking_accuracy"]
 
 
+def objective_data(objective: str, ifeval_path: Path | None, ranking_path: Path | None) -> Path | None:
+    """The file the objective scores on; one line when it is missing (checked before any model loads)."""
+    if objective == "ifeval":
+        from ..eval.ifeval.run import default_data_path
+
+        path = ifeval_path or default_data_path()
+        if not Path(path).is_file():
+            raise UserError(f"--objective ifeval needs the IFEval prompts: {path}: no such file (--ifeval-data)")
+        return Path(path)
+    if objective == "ranking":
+        if ranking_path is None or not Path(ranking_path).is_file():
+            raise UserError(
+                "--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
+                "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows"
+            )
+        return Path(ranking_path)
+    return None
+
+
 def load_fit_data(
     objective: str,
     behaviour_path: Path,
@@ -183,20 +202,13 @@ def load_fit_data(
     from ..eval.prompt_sets import load_prompts
 
     behaviour = [p.instruction for p in load_prompts(behaviour_path)][:behaviour_size]
+    path = objective_data(objective, ifeval_path, ranking_path)
     if objective == "ifeval":
-        from ..eval.ifeval.run import default_data_path, load_ifeval
+        from ..eval.ifeval.run import load_ifeval
 
-        path = ifeval_path or default_data_path()
-        if not Path(path).is_file():
-            raise UserError(f"--objective ifeval needs the IFEval prompts: {path}: no such file (--ifeval-data)")
         rows = load_ifeval(path)
         return FitData(behaviour, rows[0::2][:dev_size], rows[1::2][:test_size], objective)
     if objective == "ranking":
-        if ranking_path is None or not Path(ranking_path).is_file():
-            raise UserError(
-                "--objective ranking needs --ranking-data: a JSONL of instruction-response pairs "
-                "(messages with an assistant turn, or instruction/output), e.g. held-out LIMA rows"
-            )
         from ..eval.ranking import DEFAULT_OTHERS, cut_to_tokens, pick_others
 
         prompts = load_prompts(ranking_path)
