@@ -232,8 +232,7 @@ def test_agreement_script_validates_every_reference_judge_out_of_sample_on_tiny_
 
 
 def test_models_judged_against_a_reference_model_with_reference_answers_as_compare_and_replication_do(tmp_path):
-    from ijt_local.eval.judge import make_judge
-    from ijt_local.eval.judge import judge_against_references
+    from ijt_local.eval.judge import judge_against_references, make_judge
 
     answers = _write(tmp_path / "answers.jsonl", [{"instruction": q, "output": a} for q, a in REFERENCES.items()])
     judge = make_judge(None, None, None, reference_answers=answers)  # no --judge: the validated default
