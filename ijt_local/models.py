@@ -211,18 +211,3 @@ def resolve_model(spec: str, template: str | None = None) -> ResolvedModel:
     raise UserError(
         f"{spec}: not a model name ({', '.join([*NAMED_MODELS, *MODEL_ALIASES])}), a GGUF file, or owner/repo:file.gguf"
     )
-
-
-def describe_gguf(path: Path) -> dict:
-    """Architecture, vocabulary size, size on disk: read by llama.cpp with the vocabulary only."""
-    from .runtime.llama import read_metadata
-
-    check_gguf(path)
-    metadata, n_vocab = read_metadata(path)
-    return {
-        "path": str(path),
-        "size_mb": round(path.stat().st_size / 2**20, 1),
-        "architecture": metadata.get("general.architecture"),
-        "vocab_size": n_vocab,
-        "name": metadata.get("general.name"),
-    }

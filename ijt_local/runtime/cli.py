@@ -163,7 +163,7 @@ def open_model(resolved):
 @click.command()
 def models():
     """List the named models with their path, size, architecture and vocabulary size."""
-    from ..models import NAMED_MODELS, describe_gguf
+    from ..models import NAMED_MODELS
 
     for name, (locate, template, about) in NAMED_MODELS.items():
         try:
@@ -392,6 +392,22 @@ def _sort_like_input(path: Path, keys: list[tuple]) -> None:
     others = [row for queue in by_key.values() for row in queue]
     if others + ordered != rows:
         write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in others + ordered))
+
+
+def describe_gguf(path: Path) -> dict:
+    """Architecture, vocabulary size, size on disk: read by llama.cpp with the vocabulary only."""
+    from ..models import check_gguf
+    from .llama import read_metadata
+
+    check_gguf(path)
+    metadata, n_vocab = read_metadata(path)
+    return {
+        "path": str(path),
+        "size_mb": round(path.stat().st_size / 2**20, 1),
+        "architecture": metadata.get("general.architecture"),
+        "vocab_size": n_vocab,
+        "name": metadata.get("general.name"),
+    }
 
 
 commands = [models, chat, generate]
