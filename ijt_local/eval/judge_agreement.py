@@ -199,7 +199,7 @@ def summarize(rows: list[dict], judge: str, form: str, max_output_tokens: int, s
 
 def time_384(judge, pairs: list[dict]) -> dict:
     """Seconds for one order of a pair of two replies of exactly 384 judge tokens (not cached)."""
-    judge._load()
+    judge.load()
     text = "\n\n".join(p["output_1"] for p in pairs)
     tokens = judge.session.tokenize(text, special=False)
     while len(tokens) < 768:  # a tiny sample: repeat its text

@@ -125,7 +125,10 @@ class LocalJudge:
         measured = MEASURED_AGREEMENT.get((self.resolved.path.name, self.form.name))
         self.agreement = measured if measured and max_output_tokens == DEFAULT_MAX_OUTPUT_TOKENS else None
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the judge model (once; the first judgement does it when nobody did)."""
+        if self.session is not None:
+            return
         from ..runtime.session import Session
 
         self.session = Session(self.resolved, n_ctx=self.n_ctx, threads=self.threads, template=self.template)
@@ -161,8 +164,7 @@ class LocalJudge:
     def judge(self, instruction: str, first: str, second: str, reference: str | None = None) -> dict:
         """One order: {p_first, mass, prompt_tokens, seconds}. `reference`: the reference answer, for a
         reference-guided form."""
-        if self.session is None:
-            self._load()
+        self.load()
         started = time.perf_counter()
         p_firsts, masses, n_tokens = [], [], 0
         for question in self.form.questions:
