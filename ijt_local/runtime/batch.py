@@ -130,7 +130,7 @@ class BatchDecoder:
         if self.context is not None:
             self.clear()
             self.context.close()
-            self.context = None
+            self.context, self.seq_ctx = None, 0  # a later call makes a context again
 
     # ---- the slots ---------------------------------------------------------------------------------
 
