@@ -111,7 +111,9 @@ def serve(
             loaded = open_spec(
                 spec, RunOptions(n_ctx=seq_ctx, threads=threads, gpu_layers=gpu_layers, rules_config=rules_config)
             )
-            session, rules = loaded.session, loaded.rules
+            # the spec's rules come from the shared cache, so requests naming the same set (ijt_rules, or a spec
+            # under --allow-specs) use the same config, and the session resolves it against the vocabulary once
+            session, rules = loaded.session, rule_sets.get(spec.rules) if spec.poe else None
             served[name] = ServedModel(name, spec.text, Engine(session, parallel, seq_ctx), rules, rule_sets)
             if not spec.adapters or spec.model not in bases:
                 bases[spec.model] = (session, None if spec.adapters else served[name].engine)
