@@ -47,12 +47,14 @@ def generate(
     top_p: float = 1.0,
     top_k: int = 0,
     seed: int = 0,
-    batch_invariant: bool = False,
+    batch_invariant: bool | None = None,
     on_text: Callable[[str], None] | None = None,
 ) -> str:
     """The reply to `prompt` (one user message, or a list of {"role", "content"} messages), under the
     model's rules if it has any. `on_text` receives the reply as it grows. With `batch_invariant` the
-    reply is decoded as the batched paths decode it, so it equals `batch_generate`'s (slower)."""
+    reply is decoded as the batched paths decode it, so it equals `batch_generate`'s; False takes
+    llama.cpp's one-row steps; None (default) lets the model's measured padding cost choose
+    (`Session.batch_invariant_by_default`)."""
     return generate_reply(
         model.session,
         _messages(prompt),

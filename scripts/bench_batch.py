@@ -12,7 +12,7 @@ Two measurements, side by side in one process on one loaded model:
          expert on. Their ratio is what the rule hook and per-row Python work cost.
   unpadded  the `run` PoE measurement again with the row-group padding switched off (steps carry only
          their running sequences, prompts go in n_batch pieces from position 0): what batch invariance
-         (ijt_local/decode_rows.py) costs, side by side.
+         (ijt_local/runtime/rows.py, the plan row_probe.py measured) costs, side by side.
 The last line is one JSON object; per-width details go to stderr.
 """
 
@@ -27,29 +27,29 @@ import time
 from bench_harness import VAL, user_conversations
 
 from ijt_local.rules.expert import load_rules
-from ijt_local.runtime import batch as batched
 from ijt_local.runtime.batch import batch_decoder, generate_all
+from ijt_local.runtime.rows import RowPlan
 from ijt_local.runtime.session import Session
 
 
 def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rules) -> float:
+    """Width 1 is the one-row path (`--fast`), today's single-stream baseline."""
     started = time.perf_counter()
-    tokens = sum(g.n_tokens for _, g in generate_all(session, conversations, width, max_tokens=max_tokens, rules=rules))
+    replies = generate_all(session, conversations, width, exact=width > 1, max_tokens=max_tokens, rules=rules)
+    tokens = sum(g.n_tokens for _, g in replies)
     return tokens / (time.perf_counter() - started)
 
 
 @contextlib.contextmanager
-def unpadded():
-    """The batched generator without decode_rows' padding: today's rows, yesterday's kernels regimes."""
-    saved = batched.step_rows, batched.prefill_ranges
-    batched.step_rows = lambda n: n
-    batched.prefill_ranges = lambda cached, total, n_batch: [
-        (s, min(s + n_batch, total)) for s in range(0, total, n_batch)
-    ]
+def unpadded(session: Session, width: int):
+    """The batched decoder of this width without the probed plan's padding (RowPlan(): steps carry only
+    their running sequences, prompts go in n_batch pieces from position 0)."""
+    decoder = batch_decoder(session, width)
+    saved, decoder.plan = decoder.plan, RowPlan()
     try:
         yield
     finally:
-        batched.step_rows, batched.prefill_ranges = saved
+        decoder.plan = saved
 
 
 def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: int) -> tuple[float, float]:
@@ -112,7 +112,7 @@ def main() -> None:
         for name, rule_config in (("plain", None), ("poe", rules)):
             run[name][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rule_config), 1)
         if width > 1:
-            with unpadded():
+            with unpadded(session, min(width, len(conversations))):
                 run["poe_unpadded"][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rules), 1)
         print(
             f"run width {width}: plain {run['plain'][width]} tok/s, poe {run['poe'][width]} tok/s, poe "

@@ -1,7 +1,7 @@
 """One prompt, one reply: a reply depends on the model, rules, messages, sampling and seed, never on the
 batch width, its neighbours, their order, refills, or how its prompt reached the KV cache (rows.py).
-On gemma-3-270m Q4_K_M, llama.cpp's CPU kernels give different logits for 1-3, 4-7 and 8+ rows a call,
-and near-ties in its greedy text show it within a few dozen tokens."""
+On gemma-3-270m Q4_K_M, llama.cpp's CPU kernels give different logits for 1-3, 4-7 and 8+ rows a call
+(the probe, tests/test_row_probe.py), and near-ties in its greedy text show it within a few dozen tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from test_runtime import ask, val_instructions
 from ijt_local.rules.expert import load_rules
 from ijt_local.runtime.batch import generate_all
 from ijt_local.runtime.conversation import generate_reply
-from ijt_local.runtime.rows import MIN_ROWS, ROW_GROUP, prefill_ranges, step_rows
+from ijt_local.runtime.rows import RowPlan
 from ijt_local.runtime.session import SamplingParams, Session
 
 
@@ -98,15 +98,22 @@ def test_a_conversation_turn_is_the_same_with_or_without_the_cache_of_earlier_tu
     assert continued.tokens == fresh.tokens
 
 
-def test_every_call_is_whole_row_groups():
-    assert [step_rows(n) for n in (1, 3, 7, 8, 9, 12, 13, 32)] == [8, 8, 8, 8, 12, 12, 16, 32]
+@pytest.mark.parametrize("plan", [RowPlan(4, 8, 4, 8), RowPlan(1, 1, 1, 8), RowPlan(8, 8, 2, 4)], ids=str)
+def test_every_call_is_whole_row_groups(plan):
+    group, least = plan.prompt_group, plan.prompt_min
+    assert all(
+        plan.step_rows(n) % plan.step_group == 0
+        and n <= plan.step_rows(n) <= max(plan.step_min, n + plan.step_group - 1)
+        for n in range(1, 40)
+    )
     for cached in range(0, 40, 3):
-        for total in range(MIN_ROWS, 1100, 7):
-            ranges = prefill_ranges(min(cached, total), total, 512)
+        for total in range(least, 1100, 7):
+            ranges = plan.prefill_ranges(min(cached, total), total, 512)
             assert ranges[-1][1] == total and ranges[0][0] <= cached
-            assert all((end - start) % ROW_GROUP == 0 and MIN_ROWS <= end - start <= 512 for start, end in ranges)
+            assert all((end - start) % group == 0 and least <= end - start <= 512 for start, end in ranges)
             filled = ranges[0][0]  # the caller keeps the cells before the first range
             for start, end in ranges:
                 assert start <= filled  # no gap: a range may go back over decoded tokens, never skip one
                 filled = end
-    assert prefill_ranges(0, 5, 512) == [(0, 5)]  # padded to 8 rows by the caller
+    assert plan.prefill_ranges(0, least - 1, 512) == [(0, least - 1)]  # padded to prompt_min by the caller
+    assert len(plan.prompt_rows(list(range(20)), 0, least - 1, 0, True)) == least

@@ -16,7 +16,8 @@ llama_decode carries whole groups of rows (`rows.py`): a step with fewer running
 up with one-token pad sequences, and prompts are decoded in whole groups, so a reply is the same at any
 width, in any order and beside any neighbours. The single-stream loop of `Session.generate` decodes one
 row per step, llama.cpp's faster one-row kernels, whose text can part from this at a near tie;
-`generate_all(..., exact=True)` runs a lone prompt through this decoder instead.
+`generate_all(..., exact=True)` runs a lone prompt through this decoder instead, which is the default
+where the probe measured padding a lone step to be cheap (`Session.batch_invariant_by_default`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from ..errors import UserError
 from ..rules.expert import RuleConfig, RuleState
 from .llama import Context, free_sampler, max_parallel_sequences
-from .rows import prefill_ranges, prompt_rows, step_rows
 from .session import Generation, ReplyText, SamplingParams, Session, pick_token
 from .token_logprobs import TokenChoice, observe
 
@@ -90,7 +90,8 @@ class BatchDecoder:
         if width < 1:
             raise UserError(f"--parallel must be at least 1 (got {width})")
         limit = max_parallel_sequences()
-        if step_rows(width) > limit:
+        self.plan = session.row_plan
+        if self.plan.step_rows(width) > limit:
             raise UserError(f"--parallel {width}: llama.cpp runs at most {limit} sequences at once")
         self.session = session
         self.width = width
@@ -109,7 +110,7 @@ class BatchDecoder:
         self.clear()
         if self.context is not None:
             self.context.close()
-        rows = step_rows(self.width)  # every stream, pad ones included, gets seq_ctx cells
+        rows = self.plan.step_rows(self.width)  # every stream, pad ones included, gets seq_ctx cells
         try:
             self.context = self.session.llama.new_context(seq_ctx * rows, rows, self.session.threads)
         except ValueError as exc:
@@ -184,7 +185,7 @@ class BatchDecoder:
         sequences = [self.running[seq_id] for seq_id in sorted(self.running)]
         rows = [(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences]
         assert [seq.seq_id for seq in sequences] == list(range(len(sequences)))
-        pads = range(len(sequences), step_rows(len(sequences)))
+        pads = range(len(sequences), self.plan.step_rows(len(sequences)))
         self._decode(rows + [(self.session.eos_id, 0, seq_id, False) for seq_id in pads])
         for seq_id in pads:
             self.context.remove(seq_id)
@@ -228,9 +229,9 @@ class BatchDecoder:
         """Decode a starting sequence's prompt in calls of its own, in whole row groups (see rows.py): the
         same calls whatever else runs, so its cells and first logits never depend on the batch."""
         total = len(seq.prompt)
-        for start, end in prefill_ranges(0, total, self.session.n_batch):
+        for start, end in self.plan.prefill_ranges(0, total, self.session.n_batch):
             self.context.remove(seq.seq_id, start)
-            self._decode(prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
+            self._decode(self.plan.prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
             self.context.remove(seq.seq_id, end)  # a short prompt's padding
         return seq, total - 1 - start
 
@@ -264,11 +265,11 @@ class BatchDecoder:
         output buffer to that many vocabulary rows). Leaves sequence `seq_id` empty: the reply's prefill
         follows as for any request, so asking for these never changes the reply."""
         scored: list[TokenChoice | None] = [None] * len(tokens)
-        for start, end in prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
+        for start, end in self.plan.prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
             self.context.remove(seq_id, start)
             rows = [
                 (token, position, seq, position < end)
-                for token, position, seq, _ in prompt_rows(tokens, start, end, seq_id, logits_last=False)
+                for token, position, seq, _ in self.plan.prompt_rows(tokens, start, end, seq_id, logits_last=False)
             ]
             self._decode(rows)
             logits = self.context.logits_rows(end - start)
@@ -377,17 +378,24 @@ def default_parallel() -> int:
 
 
 def generate_all(
-    session: Session, conversations: list[list[dict]], parallel: int | None = None, exact: bool = False, **options
+    session: Session,
+    conversations: list[list[dict]],
+    parallel: int | None = None,
+    exact: bool | None = None,
+    **options,
 ) -> Iterator[tuple[int, Generation]]:
     """(index, Generation) for every conversation: up to `parallel` at once through a BatchDecoder (in
     the order they finish), or one at a time through `Session.generate`'s one-row steps when `parallel`
-    is 1 and not `exact`. None means `default_parallel()`. Any width gives the same replies; the one-row
-    path is faster for a lone prompt but may part from them at a near tie (see rows.py)."""
+    is 1 and `exact` is False (None: `Session.batch_invariant_by_default`). `parallel` None means
+    `default_parallel()`. Any width gives the same replies; the one-row path is faster for a lone prompt
+    on a small model but may part from them at a near tie (see rows.py)."""
     if parallel is None:
         parallel = default_parallel()
     parallel = min(parallel, max(len(conversations), 1))
     if parallel < 1:
         raise UserError(f"--parallel must be at least 1 (got {parallel})")
+    if parallel == 1 and exact is None:
+        exact = session.batch_invariant_by_default()
     if parallel == 1 and not exact:
         for index, messages in enumerate(conversations):
             yield index, session.generate(messages, **options)

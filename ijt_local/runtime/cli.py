@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from .rows import MAX_PADDED_COST
 
 
 def model_options(function):
@@ -91,11 +92,13 @@ def model_options(function):
 
 
 exact_option = click.option(
-    "--batch-invariant",
+    "--batch-invariant/--fast",
     "exact",
-    is_flag=True,
-    help="Decode a lone reply the way batched decoding does (steps of 8 rows), so it is the reply "
-    "`generate --input` and `serve` give; slower. Default: llama.cpp's faster one-row steps.",
+    default=None,
+    help="--batch-invariant decodes a lone reply the way batched decoding does (steps padded to the row "
+    "counts `check invariance` measured), so it is the reply `generate --input` and `serve` give; --fast "
+    "takes llama.cpp's one-row steps. Default: batch-invariant where padding a lone step costs at most "
+    f"{MAX_PADDED_COST}x a one-row step on this model and machine, else fast.",
 )
 
 
@@ -313,7 +316,7 @@ def _row_key(instruction, turns) -> tuple:
     return instruction, tuple(turns) if turns else None
 
 
-def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, exact: bool = False) -> None:
+def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, exact: bool | None = None) -> None:
     """Append a row per instruction as each reply finishes (any order when decoding in parallel, so an
     interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
@@ -410,4 +413,78 @@ def describe_gguf(path: Path) -> dict:
     }
 
 
-commands = [models, chat, generate]
+@click.group()
+def check():
+    """Checks of what this machine's llama.cpp does with a model (see `check invariance`)."""
+
+
+@check.command("invariance")
+@click.option("--model", "-m", "spec", default="default", show_default=True, metavar="SPEC", help="A model SPEC.")
+@click.option("--num-prompts", "count", default=8, show_default=True, help="Prompts to check (at most 8).")
+@click.option("--max-tokens", default=48, show_default=True, help="Reply length per prompt.")
+@click.option("--ctx", "n_ctx", default=2048, show_default=True, help="Context size in tokens.")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: the cores not kept busy).")
+@click.option("--gpu-layers", type=int, default=None, help="Layers to offload (default: all on Metal/CUDA).")
+@click.option("--reprobe", is_flag=True, help="Probe the row counts again instead of reading the cache.")
+def check_invariance(spec, count, max_tokens, n_ctx, threads, gpu_layers, reprobe):
+    """Probe which llama_decode row counts give identical logits for this model here, then prove replies do
+    not depend on the batch: each prompt at widths 1, 2, 3, 8, 16 and 32 in shuffled orders, some sharing
+    a prefix, beside other prompts, greedy and seeded. Prints the distinct replies per prompt (1 everywhere
+    passes) and exits 1 otherwise."""
+    from .certificate import FILLERS, PROMPTS, WIDTHS, certificate_prompts, check_invariance
+    from .llama import backend_identity
+    from .row_probe import forget_probe
+    from .specs import RunOptions, resolve_spec
+
+    if not 1 <= count <= len(PROMPTS):
+        raise UserError(f"--num-prompts must be 1 to {len(PROMPTS)} (got {count})")
+    loaded = open_model(resolve_spec(spec, RunOptions(n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)))
+    session = loaded.session
+    if reprobe:
+        forget_probe(session.llama)
+    system = backend_identity()
+    click.echo(f"{loaded.name}: {session.model.path.name}, llama-cpp-python {system['llama_cpp_python']}")
+    click.echo(f"  {system['system']}")
+    probe = session.row_probe
+    source = "cached" if probe.cached else f"{probe.seconds:.1f} s"
+    click.echo(f"probe ({source}): {probe.summary()}")
+    click.echo("  decode steps whose rows agree: " + " | ".join(_span(c) for c in probe.step_classes))
+    click.echo("  prompt calls whose rows agree: " + " | ".join(_span(c) for c in probe.prompt_classes))
+    padded = probe.plan.step_rows(1)
+    click.echo(f"  a lone step: one row {probe.one_row_ms:.1f} ms, padded to {padded} rows {probe.padded_ms:.1f} ms")
+    default = "batch-invariant" if session.batch_invariant_by_default() else "fast (one-row steps)"
+    click.echo(f"  chat and generate --prompt decode {default} by default")
+    prompts = certificate_prompts(count)
+    started = time.perf_counter()
+    checks = check_invariance(
+        session,
+        prompts,
+        loaded.rules,
+        max_tokens,
+        on_run=lambda mode, width: click.echo(f"  {mode}: {f'width {width}' if width else 'one-row path'}", err=True),
+    )
+    seconds = time.perf_counter() - started
+    widths = " ".join(map(str, WIDTHS))
+    click.echo(f"{len(prompts)} prompts at widths {widths}, shuffled, beside {len(FILLERS)} others ({seconds:.0f} s):")
+    for check in checks:
+        verdict = "pass" if check.passed else "FAIL"
+        click.echo(
+            f"  {check.mode}: unique replies per prompt {' '.join(map(str, check.unique))}: {verdict}"
+            f" (the one-row path gives the same reply for {check.fast_matches} of {len(prompts)})"
+        )
+    if not all(check.passed for check in checks):
+        raise SystemExit(1)
+
+
+def _span(counts: list[str]) -> str:
+    """'4-7,9' for ['4', '5', '6', '7', '9']."""
+    numbers = sorted(int(c) for c in counts)
+    runs, start = [], numbers[0]
+    for previous, current in zip(numbers, numbers[1:] + [None]):
+        if current != previous + 1:
+            runs.append(str(start) if start == previous else f"{start}-{previous}")
+            start = current
+    return ",".join(runs)
+
+
+commands = [models, chat, generate, check]

@@ -29,14 +29,17 @@ def generate_reply(
     messages: list[dict],
     rules: RuleConfig | None = None,
     history: int | None = None,
-    exact: bool = False,
+    exact: bool | None = None,
     on_text=None,
     **generate_options,
 ) -> Generation:
     """One assistant reply to a conversation that ends with a user message (single stream, for chat and
     `generate --prompt`). `exact` decodes it as the batched paths do (whole row groups, see rows.py),
-    so it is the reply `generate --input` and `serve` give; otherwise llama.cpp's faster one-row steps."""
+    so it is the reply `generate --input` and `serve` give; False: llama.cpp's faster one-row steps; None:
+    whichever `Session.batch_invariant_by_default` picks for this model on this machine."""
     window = recent_turns(messages, history_window(rules, history))
+    if exact is None:
+        exact = session.batch_invariant_by_default()
     if not exact:
         return session.generate(window, rules=rules, on_text=on_text, **generate_options)
     stream = None if on_text is None else (lambda _, piece: on_text(piece))

@@ -15,6 +15,7 @@ llama-cpp-python pin means reading this file (tests/test_llama_cpp_api.py checks
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import sys
@@ -73,6 +74,16 @@ def default_gpu_layers() -> int:
 
 def max_parallel_sequences() -> int:
     return llama_cpp.llama_max_parallel_sequences()
+
+
+def backend_identity() -> dict:
+    """What, besides the model file, decides which kernels compute a call: the bindings' version and
+    llama.cpp's build and CPU features ("AVX512_BF16 = 1 | ...") and backends."""
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "system": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+    }
 
 
 def read_metadata(path: Path) -> tuple[dict, int]:
@@ -134,6 +145,10 @@ class Context:
         (a partial removal from a recurrent or sliding-window cache)."""
         return bool(llama_cpp.llama_memory_seq_rm(self._memory, seq_id, start, end))
 
+    def copy(self, seq_id: int, target: int) -> None:
+        """Share sequence `seq_id`'s cells with sequence `target` too."""
+        llama_cpp.llama_memory_seq_cp(self._memory, seq_id, target, -1, -1)
+
     def move(self, seq_id: int, target: int) -> None:
         """Move sequence `seq_id`'s cells to sequence `target`."""
         llama_cpp.llama_memory_seq_cp(self._memory, seq_id, target, -1, -1)
@@ -172,23 +187,53 @@ class Context:
 
 # ---- a model -----------------------------------------------------------------------------------------
 
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(**fields):
+    """Model parameters `Llama()` has no argument for (llama.cpp's `use_extra_bufts`, which repacks CPU
+    weights into gemm tiles): `Llama` starts from the bindings' `llama_model_default_params()`, so that
+    public function gives these defaults while one model loads."""
+    if all(getattr(llama_cpp.llama_model_default_params(), k) == v for k, v in fields.items()):
+        yield
+        return
+    bindings = llama_cpp.llama_cpp
+    original = bindings.llama_model_default_params
+
+    def with_fields():
+        params = original()
+        for key, value in fields.items():
+            setattr(params, key, value)
+        return params
+
+    with _params_lock:
+        bindings.llama_model_default_params = with_fields
+        try:
+            yield
+        finally:
+            bindings.llama_model_default_params = original
+
 
 class LlamaModel:
     """A GGUF loaded by llama.cpp: its weights, its vocabulary and the context made with them (`context`)."""
 
-    def __init__(self, path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int | None):
+    def __init__(self, path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int | None, repack: bool = True):
         capture_llama_logs()
         clear_llama_log()
+        self.gpu_layers = default_gpu_layers() if gpu_layers is None else gpu_layers
+        self.repack = repack
         try:
-            self._llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_batch=n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=default_gpu_layers() if gpu_layers is None else gpu_layers,
-                verbose=False,
-            )
+            with _model_params(use_extra_bufts=repack):
+                self._llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_batch=n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=self.gpu_layers,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             detail = first_llama_error() or str(exc)
             raise UserError(f"{path}: llama.cpp cannot load this model ({detail})") from None

@@ -1,65 +1,88 @@
 """How many rows each llama_decode call carries, so that a reply never depends on its batch.
 
-llama.cpp's CPU kernels change with the number of rows (tokens) a call computes: repacked Q4_K weights
-take 4-row gemm tiles and finish a call's last `rows % 4` rows one at a time, and the quantized matmuls
-switch kernels at 4 and at 8 rows. Measured with bare llama.cpp on gemma-3-270m Q4_K_M (one sequence's
-tokens teacher-forced, other rows beside it; `tests/test_batch_invariance.py` checks the consequences):
-  - calls of 1-3 rows agree with each other, 4-7 rows with each other, and calls of 8 rows or more with
-    each other, but the three regimes differ by up to ~1 in the logits;
-  - within a call of 8+ rows, a row in the trailing `rows % 4` differs from the rest (9 rows: the 9th);
-  - any row of a call whose row count is a multiple of 4 and at least 8 is bit-identical, whatever the
-    other rows hold (other sequences, other lengths and positions, padding) and wherever it sits.
-So every call here carries a multiple of ROW_GROUP rows, at least MIN_ROWS: a batched decode step is
-topped up with one-token pad sequences (`step_rows`), and a prompt is decoded in whole groups, the last
-group reaching back over tokens already decoded when it would fall short (`prefill_ranges`). A token's
-KV cells are then the same however its prompt was cut into calls or shared a prefix with another.
+llama.cpp's kernels change with the number of rows (tokens) a call computes, and a row's logits change
+with them: a CPU's repacked Q4_K weights take 4-row gemm tiles and finish a call's trailing `rows % 4`
+rows one at a time; attention over many query rows of one sequence switches kernels at 8 rows. Other
+backends and quantizations switch elsewhere, or never. So the rule is not assumed: `row_probe.py`
+measures, for each model file on each machine, which row counts give a row bit-identical logits, and
+derives a `RowPlan` from it. Two kinds of call need a rule each:
+  - a decode step: one row per running sequence, topped up with one-token pad sequences to
+    `step_rows(n)`, a multiple of `step_group`, at least `step_min`;
+  - a prompt call: many rows of one sequence, in whole `prompt_group`s of at least `prompt_min`
+    (`prefill_ranges`); the last call reaches back over tokens already decoded when it would fall short,
+    and a prompt shorter than `prompt_min` is padded after its end (`prompt_rows`). A token's KV cells are
+    then the same however its prompt was cut into calls or shared a prefix with another.
+
+On the AVX512 EPYC this was first measured on (gemma-3-270m Q4_K_M, repacked weights) the probe gives steps
+of 4+ rows in 4s and prompt calls of 8+ rows; with repacking off, every step row count agrees.
 
 Attention is the exception that stays: a decode step computes one query row per sequence, a prompt call
-many, and llama.cpp's attention kernels differ between the two (vector dot for one row, tiled gemm for
-more). So KV cells written by decode steps are never reused as prompt cells (`Session._prefill`); a
-conversation's earlier replies are decoded again as part of the next prompt.
+many, and the attention kernels differ between the two. So KV cells written by decode steps are never
+reused as prompt cells (`Session._prefill`); a conversation's earlier replies are decoded again as part of
+the next prompt.
 """
 
 from __future__ import annotations
 
-ROW_GROUP = 4
-MIN_ROWS = 8
+from dataclasses import dataclass
 
 
-def step_rows(n: int) -> int:
-    """Rows a call of `n` real rows is padded to: a multiple of ROW_GROUP, at least MIN_ROWS."""
-    return max(MIN_ROWS, -(-n // ROW_GROUP) * ROW_GROUP)
+@dataclass(frozen=True)
+class RowPlan:
+    step_group: int = 1
+    step_min: int = 1
+    prompt_group: int = 1
+    prompt_min: int = 1
+    invariant: bool = True  # False: the probe found no regime where rows agree; no padding then
+
+    def step_rows(self, n: int) -> int:
+        """Rows a decode step of `n` sequences is padded to."""
+        return max(self.step_min, -(-n // self.step_group) * self.step_group)
+
+    def prompt_call_rows(self, n: int) -> int:
+        """Rows a prompt call of `n` tokens carries (whole groups, at least prompt_min)."""
+        return max(self.prompt_min, -(-n // self.prompt_group) * self.prompt_group)
+
+    def check_batch(self, n_batch: int) -> None:
+        if n_batch % self.prompt_group or n_batch < self.prompt_min:
+            raise ValueError(
+                f"n_batch must be a multiple of {self.prompt_group}, at least {self.prompt_min} (got {n_batch})"
+            )
+
+    def prefill_ranges(self, cached: int, total: int, n_batch: int) -> list[tuple[int, int]]:
+        """(start, end) token ranges that bring a sequence holding its first `cached` tokens (from earlier
+        prompt calls) to `total`, each a whole number of prompt groups of at least prompt_min and at most
+        `n_batch`. A range may start before the previous one ended: the caller removes the cells from its
+        start and decodes those tokens again. A prompt shorter than prompt_min is one range (0, total)
+        that the caller pads to prompt_min rows after its end."""
+        self.check_batch(n_batch)
+        group, least = self.prompt_group, self.prompt_min
+        if total < least:
+            return [(0, total)]
+        start = max(0, min(cached, total - least))
+        ranges = []
+        while total - start > n_batch:
+            ranges.append((start, start + n_batch))
+            start += n_batch
+        size = self.prompt_call_rows(total - start)
+        if size > total:  # a prompt from position 0 that is not whole groups: its groups, then the last ones
+            ranges.append((0, total - total % group))
+            size = self.prompt_call_rows(least)
+        ranges.append((total - size, total))
+        return ranges
+
+    def prompt_rows(
+        self, tokens: list[int], start: int, end: int, seq_id: int, logits_last: bool
+    ) -> list[tuple[int, int, int, bool]]:
+        """(token, position, seq_id, wants_logits) rows decoding tokens[start:end] of one sequence, topped up
+        to prompt_min with copies of its last token at the following positions (a prompt shorter than
+        prompt_min; causal attention keeps them out of the real rows, and the caller removes their cells
+        afterwards)."""
+        rows = [(tokens[p], p, seq_id, logits_last and p == end - 1) for p in range(start, end)]
+        rows += [(tokens[end - 1], p, seq_id, False) for p in range(end, start + self.prompt_min)]
+        return rows
 
 
-def prefill_ranges(cached: int, total: int, n_batch: int) -> list[tuple[int, int]]:
-    """(start, end) token ranges that bring a sequence holding its first `cached` tokens (from earlier
-    prompt calls) to `total`, each a whole number of row groups of at least MIN_ROWS and at most
-    `n_batch`. A range may start before the previous one ended: the caller removes the cells from its
-    start and decodes those tokens again. A prompt shorter than MIN_ROWS is one range (0, total) that the
-    caller pads to MIN_ROWS rows after its end."""
-    if n_batch % ROW_GROUP or n_batch < MIN_ROWS:
-        raise ValueError(f"n_batch must be a multiple of {ROW_GROUP}, at least {MIN_ROWS} (got {n_batch})")
-    if total < MIN_ROWS:
-        return [(0, total)]
-    start = max(0, min(cached, total - MIN_ROWS))
-    ranges = []
-    while total - start > n_batch:
-        ranges.append((start, start + n_batch))
-        start += n_batch
-    size = step_rows(total - start)
-    if size > total:  # a prompt from position 0 that is not whole groups: its groups, then the last 8
-        ranges.append((0, total - total % ROW_GROUP))
-        size = MIN_ROWS
-    ranges.append((total - size, total))
-    return ranges
-
-
-def prompt_rows(
-    tokens: list[int], start: int, end: int, seq_id: int, logits_last: bool
-) -> list[tuple[int, int, int, bool]]:
-    """(token, position, seq_id, wants_logits) rows decoding tokens[start:end] of one sequence, topped up
-    to MIN_ROWS with copies of its last token at the following positions (a prompt shorter than MIN_ROWS;
-    causal attention keeps them out of the real rows, and the caller removes their cells afterwards)."""
-    rows = [(tokens[p], p, seq_id, logits_last and p == end - 1) for p in range(start, end)]
-    rows += [(tokens[end - 1], p, seq_id, False) for p in range(end, start + MIN_ROWS)]
-    return rows
+# A lone reply (chat) is decoded batch-invariantly by default where padding its step costs at most this
+# much of a one-row step (Session.batch_invariant_by_default).
+MAX_PADDED_COST = 1.2

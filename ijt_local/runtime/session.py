@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from ..rules.expert import RuleConfig, RuleExpert, Vocabulary
 from ..rules.poe import poe_logprob
 from ..rules.vocab_cache import load_vocabulary
 from .llama import Context, LlamaModel, free_sampler, make_sampler
-from .rows import prefill_ranges, prompt_rows
+from .row_probe import ProbeResult, load_or_probe
+from .rows import MAX_PADDED_COST, RowPlan
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
 
@@ -76,13 +78,14 @@ class Session:
         adapters: Iterable[tuple[str | Path, float]] = (),
         template: str | None = None,
         n_batch: int = 512,
+        repack: bool = True,
     ):
         self.model = resolve_model(model) if isinstance(model, str) else model
         self.template: ChatTemplate = get_template(template or self.model.template)
         self.n_batch = n_batch
         threads_given = threads is not None
         self.threads = threads = threads or default_threads()
-        self.llama = LlamaModel(self.model.path, n_ctx, n_batch, threads, gpu_layers)
+        self.llama = LlamaModel(self.model.path, n_ctx, n_batch, threads, gpu_layers, repack)
         self.context = self.llama.context
         self.n_vocab = self.llama.n_vocab
         self.n_ctx = self.llama.n_ctx
@@ -102,6 +105,29 @@ class Session:
         self._on_close: list[Callable[[], None]] = []
         self._threads_given = threads_given
         self._threads_checked = time.monotonic()
+        self._probe: ProbeResult | None = None
+
+    @property
+    def row_probe(self) -> ProbeResult:
+        """What `row_probe.py` measured for this model on this machine (probed on first use, then cached)."""
+        if self._probe is None:
+            self._probe = load_or_probe(self.llama, self.threads)
+            if not self._probe.plan.invariant:
+                print(f"{self.model.path.name}: {self._probe.summary()}", file=sys.stderr)
+        return self._probe
+
+    def batch_invariant_by_default(self) -> bool:
+        """Whether a lone reply (chat, `generate --prompt`) is decoded as the batched paths decode it when
+        not told: yes where the probe found an invariant regime and padding a lone step to it costs at
+        most MAX_PADDED_COST of a one-row step (a model bound by memory bandwidth, where extra rows are
+        nearly free); else llama.cpp's faster one-row steps."""
+        probe = self.row_probe
+        return probe.plan.invariant and probe.padded_cost <= MAX_PADDED_COST
+
+    @property
+    def row_plan(self) -> RowPlan:
+        """How many rows each llama_decode call carries (rows.py)."""
+        return self.row_probe.plan
 
     def follow_load(self) -> None:
         """Unless threads were given, re-count (at most every THREAD_CHECK_SECONDS) the cores other
@@ -214,18 +240,19 @@ class Session:
         cells written by decode steps (an earlier reply) are decoded again, since attention over one
         query row differs from attention over many (see rows.py)."""
         shared = _shared_prefix(self._kv_tokens[: self._kv_prefilled], tokens)
-        ranges = prefill_ranges(shared, len(tokens), self.n_batch)
+        plan = self.row_plan
+        ranges = plan.prefill_ranges(shared, len(tokens), self.n_batch)
         first = ranges[0][0]
         # A sliding-window cache that has dropped early cells (pos_min > 0) may lack cells the kept
         # prefix's window needs; decode from scratch then (llama.cpp's server checks the same).
         context = self.context
         if not (first > 0 and context.remove(0, first) and context.first_position(0) <= 0):
             context.clear()
-            ranges = prefill_ranges(0, len(tokens), self.n_batch)
+            ranges = plan.prefill_ranges(0, len(tokens), self.n_batch)
         self._kv_tokens, self._kv_prefilled = [], 0
         for start, end in ranges:
             context.remove(0, start)
-            self._decode_rows(prompt_rows(tokens, start, end, 0, logits_last=end == len(tokens)))
+            self._decode_rows(plan.prompt_rows(tokens, start, end, 0, logits_last=end == len(tokens)))
             context.remove(0, end)  # the padding of a short prompt
         self._kv_tokens, self._kv_prefilled = list(tokens), len(tokens)
 
@@ -339,7 +366,7 @@ class Session:
         cells kept; each response is decoded after it and its cells removed again. Every call carries
         whole row groups (rows.py), so a score does not depend on which other responses were scored
         with it, nor on their order."""
-        context = self.context
+        context, plan = self.context, self.row_plan
         prompt = self.prompt_tokens(messages)
         initial_state = self.rule_state(rules, messages)
         head = prompt[:-1]  # its cells are shared; the last prompt token's logits predict each response
@@ -359,9 +386,9 @@ class Session:
             tokens = (prompt + response_tokens)[: self.n_ctx]
             state = initial_state.copy() if initial_state is not None else None
             total, n = 0.0, 0
-            for start, end in prefill_ranges(kept, len(tokens), self.n_batch):
+            for start, end in plan.prefill_ranges(kept, len(tokens), self.n_batch):
                 context.remove(0, start)
-                rows = prompt_rows(tokens, start, end, 0, logits_last=False)
+                rows = plan.prompt_rows(tokens, start, end, 0, logits_last=False)
                 rows = [(t, pos, seq, pos >= first and pos < end) for t, pos, seq, _ in rows]
                 self._decode_rows(rows)
                 for index, (_, pos, _, wanted) in enumerate(rows):
