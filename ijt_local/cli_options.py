@@ -8,8 +8,9 @@ constants the code runs with, when the help is shown (the runtime's modules load
 name (`old=`) still parses for one release: a deprecation line on stderr, and one error line when it is
 given together with the new name.
 
-This module sits on top with cli.py: every package's cli.py uses it, and it imports only click and the
-light modules whose constants it shows.
+This module sits on top with cli.py: every package's cli.py uses it. At import it loads only click and
+light modules (the chat templates' and judge prompt forms' names); the runtime's constants are read when
+help is shown or a default is needed, so `ijt-local --help` loads no numpy or llama.cpp.
 """
 
 from __future__ import annotations
