@@ -293,9 +293,9 @@ def _check_parallel(ctx, param, value):
     return value
 
 
-def parallel(default: int | None = None, help: str | None = None):
+def parallel(default: int | None = None, help: str | None = None, batch_invariant: bool = False):
     """`--parallel`: sequences decoded at once in one llama.cpp batch; by default runtime/batch.py's
-    DEFAULT_PARALLEL."""
+    DEFAULT_PARALLEL. `batch_invariant`: the verb takes --batch-invariant, and the help says what it does."""
     return option(
         "parallel",
         "--parallel",
@@ -306,12 +306,13 @@ def parallel(default: int | None = None, help: str | None = None):
         metavar="N",
         help=help
         or "Prompts decoded at once in one llama.cpp batch. Replies are the same at any N from 2 up; 1 decodes "
-        "one at a time in llama.cpp's faster one-row steps, which can part from them at a near tie (add "
-        "--batch-invariant for the batched text).",
+        "one at a time in llama.cpp's faster one-row steps, which can part from them at a near tie"
+        + (" (with --batch-invariant it gives the batched text)." if batch_invariant else "."),
     )
 
 
 parallel_option = parallel()
+"""--parallel for verbs without --batch-invariant (compare, eval ifeval)."""
 
 exact_option = option(
     "batch_invariant",

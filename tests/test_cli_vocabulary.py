@@ -260,6 +260,21 @@ def test_help_shows_the_defaults_the_code_runs_with():
     assert f"[default: {DEFAULT_FORM}]" in help_text("replicate")
 
 
+def test_help_names_options_that_exist():
+    """A flag an option's help names is some verb's option, not an old spelling; `--batch-invariant` is named
+    only by verbs that take it."""
+    every = {"--help"} | {n for _, param in options() if not param.hidden for n in param.opts + param.secondary_opts}
+    for verb, command in commands():
+        own = {name for param in command.params for name in getattr(param, "opts", ())}
+        context = click.Context(command)
+        for param in command.params:
+            record = param.get_help_record(context) if isinstance(param, click.Option) else None
+            text = " ".join(record) if record else ""
+            for name in set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", text)):
+                assert name in every and name not in OLD_SPELLINGS, f"{verb} {param.opts[0]}: names {name}"
+                assert name != "--batch-invariant" or name in own, f"{verb} {param.opts[0]}: names {name}"
+
+
 def test_parallel_default_is_the_decoders():
     """The CLI passes the constant runtime/batch.py decodes with when --parallel is not given."""
     from ijt_local.runtime.batch import DEFAULT_PARALLEL, default_parallel

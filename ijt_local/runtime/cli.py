@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .. import cli_options
-from ..cli_options import exact_option, parallel_option
+from ..cli_options import exact_option
 from ..errors import UserError
 
 model_options = cli_options.together(cli_options.model_options, cli_options.sampling_options)
@@ -147,7 +147,7 @@ def chat(independent, exact, **opts):
     "output_path",
     old=("--output",),
 )
-@parallel_option
+@cli_options.parallel(batch_invariant=True)
 @exact_option
 def generate(prompt, input_path, output_path, parallel, exact, **opts):
     """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
