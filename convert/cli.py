@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .. import cli_options as options
 from .gguf_output import OUTTYPES
 
 
@@ -14,18 +15,15 @@ def _echo(summary: dict) -> None:
 
 
 @click.command("merge")
-@click.option(
-    "--base",
-    required=True,
-    help="The base the adapter was trained on: `default`, a GGUF file, a Hugging Face folder or repo id.",
+@options.base(
+    "The base the adapter was trained on: `default`, a GGUF file, a Hugging Face folder or repo id.", required=True
 )
-@click.option(
-    "--adapter",
+@options.adapter(
+    "PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), e.g. a `train` --out.",
     required=True,
     type=click.Path(file_okay=False),
-    help="PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), e.g. a `train` --out.",
 )
-@click.option("--out", required=True, type=click.Path(), help="Hugging Face folder to write the merged model to.")
+@options.out("Hugging Face folder to write the merged model to.", file=None, required=True)
 def merge_command(base, adapter, out):
     """Merge a LoRA adapter into its base; writes safetensors + config + tokenizer."""
     from .merge import merge
@@ -35,14 +33,8 @@ def merge_command(base, adapter, out):
 
 @click.command("convert")
 @click.argument("hf_dir", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="GGUF file to write.")
-@click.option(
-    "--outtype",
-    type=click.Choice(OUTTYPES),
-    default="f16",
-    show_default=True,
-    help="Encoding of the weight matrices (norms stay f32).",
-)
+@options.out("GGUF file to write.", file=None, required=True)
+@options.outtype(OUTTYPES, "Encoding of the weight matrices (norms stay f32).")
 @click.option(
     "--quantize",
     "quantize_type",
@@ -62,7 +54,7 @@ def convert_command(hf_dir, out, outtype, quantize_type, no_progress):
 @click.argument("source", type=click.Path())
 @click.argument("out", type=click.Path())
 @click.option("--type", "kind", required=True, metavar="TYPE", help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...")
-@click.option("--threads", type=int, default=None, help="Default: all cores.")
+@options.threads("CPU threads for llama.cpp's quantizer (default: all cores).")
 def quantize_command(source, out, kind, threads):
     """Quantize a GGUF file with llama.cpp's quantizer."""
     from pathlib import Path
@@ -74,15 +66,9 @@ def quantize_command(source, out, kind, threads):
 
 @click.command("export-adapter")
 @click.argument("adapter_dir", type=click.Path())
-@click.option("--base", required=True, help="The base model GGUF the adapter will run on (`default` or a path).")
-@click.option("--out", required=True, type=click.Path(), help="GGUF adapter file to write.")
-@click.option(
-    "--outtype",
-    type=click.Choice(["f32", "f16"]),
-    default="f16",
-    show_default=True,
-    help="f16 runs faster; f32 is exact (for parity checks).",
-)
+@options.base("The base model GGUF the adapter will run on (`default` or a path).", required=True)
+@options.out("GGUF adapter file to write.", file=None, required=True)
+@options.outtype(["f32", "f16"], "f16 runs faster; f32 is exact (for parity checks).")
 def export_adapter_command(adapter_dir, base, out, outtype):
     """Write a PEFT LoRA as a GGUF LoRA adapter for `--adapter` at run time."""
     from .export_adapter import export_adapter

@@ -1,6 +1,7 @@
-"""Numbers measured once and used by code (reports, notes beside win rates), read from measured.toml in
-this package. That file records, for each number, the command that measured it and the commit and date;
-a remeasurement changes it there and nowhere else."""
+"""Numbers measured once and used by code (reports, notes beside win rates) or quoted by the docs (the
+README's benchmark figures; tests/test_doc_figures.py checks the quotes), read from measured.toml in this
+package. That file records, for each number, the command that measured it and the commit and date; a
+remeasurement changes it there and nowhere else."""
 
 from __future__ import annotations
 

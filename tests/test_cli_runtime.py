@@ -90,7 +90,7 @@ def test_generate_file_is_resumable(tmp_path):
         "smollm2-135m-instruct",
         "--input",
         str(inputs),
-        "--output",
+        "--out",
         str(out),
         "--max-tokens",
         "20",
@@ -113,7 +113,7 @@ def test_generate_file_is_resumable(tmp_path):
     assert other.exit_code != 0
     assert other.output.strip().splitlines()[-1] == (
         f"Error: {out} holds replies from smollm2-135m-instruct, not smollm2-135m-instruct+poe; "
-        "give another --output (or delete the file) to generate with this model"
+        "give another --out (or delete the file) to generate with this model"
     )
     assert out.read_text() == before
 
@@ -186,7 +186,7 @@ def test_not_a_gguf(tmp_path):
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"instruction": "ok"}\n{"instruction": \n')
-    result = run_cli("generate", "--input", str(inputs), "--output", str(tmp_path / "o.jsonl"))
+    result = run_cli("generate", "--input", str(inputs), "--out", str(tmp_path / "o.jsonl"))
     assert result.returncode == 1
     assert f"{inputs}:2: malformed JSON" in result.stderr
 

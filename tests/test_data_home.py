@@ -282,8 +282,8 @@ def test_fetch_all_fetches_what_it_can_and_fails_naming_the_rest(home, mirror, t
 @pytest.mark.parametrize(
     "args",
     [
-        ["compare", "--model", "a=default", "--prompts", "val", "--out", "OUT"],
-        ["generate", "--input", "val", "--output", "OUT"],
+        ["compare", "--model", "a=default", "--input", "val", "--out", "OUT"],
+        ["generate", "--input", "val", "--out", "OUT"],
     ],
 )
 def test_a_set_missing_from_the_home_names_the_fetch_command(tmp_path, monkeypatch, args):

@@ -29,7 +29,7 @@ def prompts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished(prompts, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "out"
-    args = ["compare", "--prompts", str(prompts), "--out", str(out), "--max-tokens", "12", "--threads", "1"]
+    args = ["compare", "--input", str(prompts), "--out", str(out), "--max-tokens", "12", "--threads", "1"]
     for model in MODELS:
         args += ["--model", model]
     result = CliRunner().invoke(cli, args)
@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_and_keeps_the_cache(finished, prompts, tmp_path, 
     if content is not None:
         path = tmp_path / "bad.jsonl"
         path.write_text(content)
-    result = CliRunner().invoke(cli, ["compare", "--model", model, "--prompts", str(path), "--out", str(out)])
+    result = CliRunner().invoke(cli, ["compare", "--model", model, "--input", str(path), "--out", str(out)])
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
@@ -116,7 +116,7 @@ def test_unreachable_judge_fails_in_one_line_after_writing_results(finished, pro
     before = {p.name: p.read_bytes() for p in (out / "generations").iterdir()}
     args = [
         "compare",
-        "--prompts",
+        "--input",
         str(prompts),
         "--out",
         str(out),

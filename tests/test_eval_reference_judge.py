@@ -162,7 +162,7 @@ def test_winrate_cli_with_reference_answers_defaults_to_the_validated_judge(tmp_
         (["--judge", "chrf1"], "give --reference-answers FILE"),
         (["--reference-answers", "missing.jsonl"], "no such file"),
         (
-            ["--reference-answers", "{answers}", "--prompt-form", "direct", "--judge", "smollm2-135m-instruct"],
+            ["--reference-answers", "{answers}", "--judge-prompt-form", "direct", "--judge", "smollm2-135m-instruct"],
             "does not show a reference answer",
         ),
         (["--reference-answers", "{unrelated}"], "none of its 3 instructions has a reference answer"),

@@ -104,7 +104,7 @@ def test_bad_turns_rows_name_file_and_line(tmp_path, row, message):
     path = write(tmp_path, [{"turns": ["ok", "ok too"]}, "", row])  # a blank line: the bad row is line 3
     with pytest.raises(UserError, match=f"t.jsonl:3: .*{__import__('re').escape(message)}"):
         load_prompts(path)
-    result = CliRunner().invoke(cli, ["generate", "--input", str(path), "--output", str(tmp_path / "o.jsonl")])
+    result = CliRunner().invoke(cli, ["generate", "--input", str(path), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1 and "t.jsonl:3: " in result.output and message in result.output
     assert "Traceback" not in result.output
 

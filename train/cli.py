@@ -7,23 +7,17 @@ import os
 
 import click
 
+from .. import cli_options as options
 from .distributed import is_main_process
 from .lora import DEFAULT_TARGETS
 
 
 @click.command("train")
-@click.option(
-    "--base",
-    required=True,
-    help="`default` (embedded gemma-3-270m), a GGUF file, a Hugging Face folder, or an owner/name repo id.",
+@options.base(
+    "`default` (embedded gemma-3-270m), a GGUF file, a Hugging Face folder, or an owner/name repo id.", required=True
 )
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="JSONL rows with `messages`, `instruction`/`output`, or `prompt`/`completion`.",
-)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (adapter, run.json, curve).")
+@options.data("JSONL rows with `messages`, `instruction`/`output`, or `prompt`/`completion`.", required=True)
+@options.out("Run folder (adapter, run.json, curve).", file=False, required=True)
 @click.option("--val", type=click.Path(dir_okay=False), default=None, help="Validation JSONL (loss each epoch).")
 @click.option("--epochs", type=float, default=2.0, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True)
@@ -39,7 +33,7 @@ from .lora import DEFAULT_TARGETS
 @click.option("--max-seq-len", type=int, default=512, show_default=True)
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--grad-accum", type=int, default=1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@options.seed("Seeds the LoRA initialisation and the data order.", 0)
 @click.option("--device", type=click.Choice(["auto", "cpu", "mps", "cuda"]), default="auto", show_default=True)
 @click.option(
     "--dtype",

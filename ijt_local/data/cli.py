@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
+from .. import cli_options as options
 from ..errors import UserError
 from .builders import BUILDERS
 from .prepare import VARIANTS, prepare, source_of
-
-DATA_ROOT_HELP = "The data home to use (default: $IJT_LOCAL_DATA, else $IJT_LOCAL_HOME/data)."
 
 
 @click.group("data")
@@ -34,7 +33,7 @@ def _human_size(size: int) -> str:
 
 @data.command("fetch")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...|all")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help=DATA_ROOT_HELP)
+@options.data_root()
 def fetch_command(names, data_root):
     """Download sets (lima, val, alpaca_eval, ifeval, gsm8k, mbpp, poetry, recipes, chess, or all) into the data
     home, checked by sha256; files already there are kept, an interrupted download resumes.
@@ -67,7 +66,7 @@ def fetch_command(names, data_root):
 
 
 @data.command("list")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help=DATA_ROOT_HELP)
+@options.data_root()
 def list_command(data_root):
     """One line per set: present, missing or damaged (sha256 checked), its folder, size and licence."""
     from .fetch import set_state
@@ -84,7 +83,7 @@ def list_command(data_root):
 
 @data.command("prepare")
 @click.argument("name", type=click.Choice(list(BUILDERS)))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output JSONL file.")
+@options.out("Output JSONL file.", required=True)
 @click.option(
     "--from",
     "from_path",
@@ -93,7 +92,7 @@ def list_command(data_root):
     help="Local file or folder; without it, the set's folder in the data home (ijt-local data fetch NAME), "
     "else the paper's HF dataset (online).",
 )
-@click.option("--limit", type=int, default=1000, show_default=True, help="Keep the first N examples.")
+@options.limit("Keep the first N examples.", default=1000, show_default=True)
 @click.option(
     "--variant",
     type=click.Choice(VARIANTS),

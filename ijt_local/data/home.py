@@ -17,7 +17,7 @@ from . import sets as registry
 DATA_ENV = "IJT_LOCAL_DATA"
 
 # The names each kind of option takes besides a path (the first file of a set, or a named extra file).
-PROMPT_NAMES = ("val", "alpaca_eval", "ifeval")  # instructions to answer: compare --prompts, generate --input
+PROMPT_NAMES = ("val", "alpaca_eval", "ifeval")  # instructions to answer: compare --input, generate --input
 REFERENCE_ANSWER_NAMES = ("gpt4", "gpt4_1106_preview")  # AlpacaEval's answers of a strong model
 RANKING_NAMES = ("lima",)  # instruction-response pairs: eval ranking --data
 

@@ -22,7 +22,7 @@ class DataFile:
     sha256: str  # of the file as it must end up in the data home
     url: str | None  # the public upstream file; None: no trustworthy download is known
     derive: Callable[[bytes], bytes] | None = None  # upstream bytes -> this file's bytes
-    name: str | None = None  # what verbs accept instead of the path, e.g. `--prompts val`
+    name: str | None = None  # what verbs accept instead of the path, e.g. `--input val`
     by_hand: str = ""  # with url None: where to get the file and where to put it
 
 

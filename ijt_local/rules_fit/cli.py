@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import cli_options as options
 from ..data.home import PROMPT_NAMES, data_file
 from ..errors import UserError
 
@@ -17,13 +18,11 @@ def rules():
 
 
 @rules.command("fit")
-@click.option(
-    "--model",
-    "-m",
+@options.model(
+    "Model SPEC (name, GGUF, +adapter.gguf[@scale]); the rules under search are added to it.",
     "model_spec",
     default="default",
     show_default=True,
-    help="Model SPEC (name, GGUF, +adapter.gguf[@scale]); the rules under search are added to it.",
 )
 @click.option(
     "--objective",
@@ -31,10 +30,10 @@ def rules():
     required=True,
     help="What the dev split scores: IFEval loose prompt-level accuracy, or ranking accuracy.",
 )
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The fitted TOML (for --rules-config).")
+@options.out("The fitted TOML (for --rules-config).", required=True)
 @click.option("--trials", type=int, default=None, help="Trials in all (a rerun continues the same search).")
 @click.option("--minutes", type=float, default=None, help="Stop starting trials after this long.")
-@click.option("--seed", default=0, show_default=True)
+@options.seed("Seeds the search's sampler.", 0)
 @click.option(
     "--dev-size",
     default=60,
@@ -63,18 +62,16 @@ def rules():
     default=None,
     help="Instruction-response pairs for --objective ranking (e.g. held-out LIMA rows).",
 )
-@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(min=1))
+@options.max_tokens(256, "Most tokens a reply may have in a trial.", type=click.IntRange(min=1))
 @click.option("--min-stop", default=0.95, show_default=True, help="Constraint: share of replies ending at EOS.")
 @click.option("--max-leak", default=0.15, show_default=True, help="Constraint: share starting a role tag.")
 @click.option("--max-echo", default=0.05, show_default=True, help="Constraint: share echoing the instruction.")
-@click.option(
-    "--rules",
+@options.rules(
+    "The rules whose numbers are searched: names from {rule_names}, or all (default: {default_rules}, the "
+    "paper's; start adds its scale).",
     "rule_names",
-    default=None,
-    metavar="SPEC",
-    help="The rules whose numbers are searched (default: eos,uniform,diversity, the paper's; start adds its scale).",
 )
-@click.option("--threads", type=int, default=None)
+@options.threads()
 def fit_command(
     model_spec,
     objective,

@@ -9,114 +9,12 @@ from pathlib import Path
 
 import click
 
+from .. import cli_options
+from ..cli_options import exact_option
 from ..errors import UserError
-from .rows import MAX_PADDED_COST
 
-
-def model_options(function):
-    """Options shared by every command that opens a Session."""
-    decorators = [
-        click.option(
-            "--model",
-            "-m",
-            default="default",
-            show_default=True,
-            metavar="SPEC",
-            help="A name (see `ijt-local models`), a GGUF path or owner/repo:file.gguf, optionally with "
-            "`+adapter.gguf[@SCALE]` and `+poe[:RULES]`: a SPEC, as in `serve` (docs/chat-and-serve.md).",
-        ),
-        click.option(
-            "--adapter",
-            "adapters",
-            multiple=True,
-            metavar="A.gguf[@SCALE]",
-            help="GGUF LoRA adapter, ADAPTER.gguf[@SCALE], applied at run time (repeatable; scale defaults to 1).",
-        ),
-        click.option(
-            "--template",
-            type=click.Choice(["tulu", "chatml"]),
-            default=None,
-            help="Chat template (default: the model's; tulu for base models).",
-        ),
-        click.option("--poe", is_flag=True, help="Multiply the model with the rule expert (product of experts)."),
-        click.option(
-            "--rules",
-            "rule_spec",
-            default=None,
-            metavar="SPEC",
-            help="Rules for --poe: names from eos,uniform,diversity,start, or all "
-            "(default: eos,uniform,diversity, the paper's).",
-        ),
-        click.option(
-            "--rules-config",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="TOML file overriding rule words, weights and ramps.",
-        ),
-        click.option(
-            "--paper-exact",
-            is_flag=True,
-            default=None,
-            help="Reproduce the paper's code (EOS bonus drops to 0 after 250 tokens).",
-        ),
-        click.option("--ctx", "n_ctx", default=4096, show_default=True, help="Context size in tokens."),
-        click.option(
-            "--threads",
-            type=int,
-            default=None,
-            help="CPU threads (default: the cores other processes are not keeping busy).",
-        ),
-        click.option(
-            "--gpu-layers",
-            type=int,
-            default=None,
-            help="Layers to offload (default: all on Metal/CUDA builds, else 0).",
-        ),
-        click.option("--temp", "temperature", default=0.0, show_default=True, help="0 = greedy."),
-        click.option("--top-p", default=1.0, show_default=True),
-        click.option("--top-k", default=0, show_default=True, help="0 = off."),
-        click.option("--seed", default=0, show_default=True),
-        click.option("--max-tokens", default=512, show_default=True),
-        click.option(
-            "--history",
-            type=click.IntRange(min=-1),
-            default=None,
-            metavar="N",
-            help="Earlier exchanges (user message + reply) a reply sees; -1 = all. Default: all, "
-            "or with --poe the rules config's [conversation] history_turns.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
-
-
-exact_option = click.option(
-    "--batch-invariant/--fast",
-    "exact",
-    default=None,
-    help="--batch-invariant decodes a lone reply the way batched decoding does (steps padded to the row "
-    "counts `check invariance` measured), so it is the reply `generate --input` and `serve` give; --fast "
-    "takes llama.cpp's one-row steps. Default: batch-invariant where padding a lone step costs at most "
-    f"{MAX_PADDED_COST}x a one-row step on this model and machine, else fast.",
-)
-
-
-def _check_parallel(ctx, param, value):
-    if value is not None and value < 1:
-        raise UserError(f"--parallel must be at least 1 (got {value})")
-    return value
-
-
-parallel_option = click.option(
-    "--parallel",
-    type=int,
-    default=None,
-    callback=_check_parallel,
-    metavar="N",
-    help="Prompts decoded at once in one llama.cpp batch (1 = one at a time; default: chosen for this "
-    "machine, see ijt_local/runtime/batch.py).",
-)
+model_options = cli_options.together(cli_options.model_options, cli_options.sampling_options)
+"""Options shared by every command that opens a Session (ijt_local/cli_options.py declares them)."""
 
 
 def adapter_option(text: str) -> tuple[str, float]:
@@ -240,29 +138,23 @@ def chat(independent, exact, **opts):
 @click.command()
 @model_options
 @click.option("--prompt", default=None, help="One instruction; the reply is printed.")
-@click.option(
-    "--input",
+@cli_options.input_file(
     "input_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="val|alpaca_eval|ifeval|FILE",
-    help="JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows), or a set in the data home.",
+    "JSONL of instructions (`instruction`, `messages` or multi-turn `turns` rows), or a set in the data home.",
 )
-@click.option(
-    "--output",
+@cli_options.out(
+    "JSONL to append results to; rows already there from the same model are skipped (resume).",
     "output_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="JSONL to append results to; rows already there from the same model are skipped (resume).",
+    old=("--output",),
 )
-@parallel_option
+@cli_options.parallel(batch_invariant=True)
 @exact_option
 def generate(prompt, input_path, output_path, parallel, exact, **opts):
     """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
     if (prompt is None) == (input_path is None):
-        raise UserError("give either --prompt TEXT or --input F.jsonl|val|alpaca_eval|ifeval --output F.jsonl")
+        raise UserError("give either --prompt TEXT or --input F.jsonl|val|alpaca_eval|ifeval --out F.jsonl")
     if input_path is not None and output_path is None:
-        raise UserError("--input needs --output")
+        raise UserError("--input needs --out")
     if prompt is not None:
         from .conversation import generate_reply
         from .specs import resolve_spec
@@ -332,7 +224,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
     if others:
         raise UserError(
             f"{output_path} holds replies from {', '.join(others)}, not {name}; "
-            "give another --output (or delete the file) to generate with this model"
+            "give another --out (or delete the file) to generate with this model"
         )
     done = collections.Counter(_row_key(row.get("instruction"), row.get("turns")) for row in existing)
     todo = []
@@ -419,14 +311,14 @@ def check():
 
 
 @check.command("invariance")
-@click.option("--model", "-m", "spec", default="default", show_default=True, metavar="SPEC", help="A model SPEC.")
+@cli_options.model(default="default", show_default=True)
 @click.option("--num-prompts", "count", default=8, show_default=True, help="Prompts to check (at most 8).")
-@click.option("--max-tokens", default=48, show_default=True, help="Reply length per prompt.")
-@click.option("--ctx", "n_ctx", default=2048, show_default=True, help="Context size in tokens.")
-@click.option("--threads", type=int, default=None, help="CPU threads (default: the cores not kept busy).")
-@click.option("--gpu-layers", type=int, default=None, help="Layers to offload (default: all on Metal/CUDA).")
+@cli_options.max_tokens(default=48, help="Most tokens each reply may have.")
+@cli_options.ctx()
+@cli_options.threads()
+@cli_options.gpu_layers
 @click.option("--reprobe", is_flag=True, help="Probe the row counts again instead of reading the cache.")
-def check_invariance(spec, count, max_tokens, n_ctx, threads, gpu_layers, reprobe):
+def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, reprobe):
     """Probe which llama_decode row counts give identical logits for this model here, then prove replies do
     not depend on the batch: each prompt at widths 1, 2, 3, 8, 16 and 32 in shuffled orders, some sharing
     a prefix, beside other prompts, greedy and seeded. Prints the distinct replies per prompt (1 everywhere
@@ -438,7 +330,7 @@ def check_invariance(spec, count, max_tokens, n_ctx, threads, gpu_layers, reprob
 
     if not 1 <= count <= len(PROMPTS):
         raise UserError(f"--num-prompts must be 1 to {len(PROMPTS)} (got {count})")
-    loaded = open_model(resolve_spec(spec, RunOptions(n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)))
+    loaded = open_model(resolve_spec(model, RunOptions(n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)))
     session = loaded.session
     if reprobe:
         forget_probe(session.llama)

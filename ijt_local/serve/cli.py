@@ -10,44 +10,26 @@ from pathlib import Path
 
 import click
 
+from .. import cli_options as options
+
 
 @click.command()
-@click.option(
-    "--model",
-    "-m",
+@options.model(
+    "A model to serve (repeatable): `default+poe`, `default+poetry-lora.gguf@0.5`, a GGUF path, ...; requests "
+    "pick one by NAME.",
     "model_args",
     multiple=True,
     default=("default+poe",),
     show_default=True,
     metavar="[NAME=]SPEC",
-    help="A model to serve (repeatable): `default+poe`, "
-    "`default+poetry-lora.gguf@0.5`, a GGUF path, ...; requests pick one by NAME.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--parallel",
-    default=8,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests decoded at once per model (one llama.cpp batch).",
-)
-@click.option(
-    "--ctx",
-    "seq_ctx",
-    default=4096,
-    show_default=True,
-    type=click.IntRange(min=64),
-    help="Tokens per request (prompt + reply); the KV cache holds --parallel x --ctx.",
-)
-@click.option("--threads", type=int, default=None, help="CPU threads (default: the cores not kept busy).")
-@click.option("--gpu-layers", type=int, default=None, help="Layers to offload (default: all on GPU builds).")
-@click.option(
-    "--rules-config",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="TOML file overriding rule words, weights and ramps.",
-)
+@options.parallel(8, "Requests decoded at once per model (one llama.cpp batch).")
+@options.ctx("Tokens per request (prompt + reply); the KV cache holds --parallel x --ctx.", "seq_ctx")
+@options.threads()
+@options.gpu_layers
+@options.rules_config
 @click.option(
     "--api-key",
     default=None,
