@@ -238,11 +238,29 @@ class LlamaModel:
         return sorted(t for t in named if t >= 0 and self.is_end(t))
 
     def grammar_tokenizer(self):
-        """llguidance's tokenizer over this vocabulary (~2 s for 262k tokens: cache it), every
-        end-of-generation token counted as its end of text."""
-        from llguidance.llamacpp import lltokenizer_from_vocab
+        """llguidance's tokenizer over this vocabulary (~1 s for 262k tokens: cache it), every
+        end-of-generation token counted as its end of text. As llguidance.llamacpp builds it, through
+        public bindings only (that helper reads a private attribute and a deprecated binding, which warns
+        once per token): control tokens are marked with a leading 0xff byte, and llguidance tokenizes text
+        through llama.cpp's own llama_tokenize."""
+        from llguidance import LLTokenizer
 
-        return lltokenizer_from_vocab(self._vocab, n_vocab=self.n_vocab, eos_token=self.end_tokens())
+        control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        user_defined = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        tokens = []
+        for token in range(self.n_vocab):
+            piece = self.piece(token, special=True)
+            attr = llama_cpp.llama_vocab_get_attr(self._vocab, token)
+            if attr & control or (attr & user_defined and piece.startswith(b"<") and piece.endswith(b">")):
+                piece = b"\xff" + piece
+            tokens.append(piece)
+        return LLTokenizer.from_llamacpp(
+            tokens=tokens,
+            vocab_ptr=self._vocab,
+            tokenize_fptr=ctypes.cast(llama_cpp.llama_tokenize, ctypes.c_void_p).value,
+            eos_token=self.end_tokens(),
+            slices=None,
+        )
 
     # more contexts over the same weights
 
