@@ -232,6 +232,11 @@ class LlamaModel:
     def adds_bos(self) -> bool:
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 
+    @property
+    def vocab(self):
+        """llama.cpp's vocabulary pointer (for llama.cpp's own grammar sampler in scripts/bench_grammar.py)."""
+        return self._vocab
+
     def end_tokens(self) -> list[int]:
         """The end-of-generation tokens among the vocabulary's named ones (end of text, end of turn)."""
         named = {llama_cpp.llama_vocab_eos(self._vocab), llama_cpp.llama_vocab_eot(self._vocab)}
