@@ -6,9 +6,10 @@ added after the rules and the request's other scores (ijt_local/runtime/scores.p
 sequence and follows only that sequence's tokens, so a constrained reply is the same at any batch width.
 
 llguidance was chosen over llama.cpp's own grammar sampler and xgrammar (docs/chat-and-serve.md,
-scripts/bench_grammar.py): on gemma-3-270m's 262,144 tokens it computes a JSON schema's mask in tens of
-microseconds where llama.cpp's sampler takes milliseconds, it installs from PyPI as one wheel with no
-dependencies (xgrammar needs torch, transformers and triton), and it reads a llama.cpp vocabulary directly.
+scripts/bench_grammar.py): on gemma-3-270m's 262,144 tokens a JSON schema's mask and its scores take
+~0.2 ms a token where llama.cpp's sampler takes ~40 ms (more than a decode step), it installs from PyPI as
+one wheel with no dependencies (xgrammar needs torch, transformers and triton), and it reads a llama.cpp
+vocabulary directly.
 """
 
 from __future__ import annotations

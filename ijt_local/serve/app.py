@@ -25,7 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -92,7 +92,7 @@ class Completion(BaseModel):
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     presence_penalty: float = Field(default=0.0, ge=-MAX_PENALTY, le=MAX_PENALTY)
     frequency_penalty: float = Field(default=0.0, ge=-MAX_PENALTY, le=MAX_PENALTY)
-    logit_bias: dict[str, float] | None = None  # token id (as a string) -> bias, clamped to ±100
+    logit_bias: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None  # token id -> bias, ±100 at most
     response_format: ResponseFormat | None = None  # OpenAI's on chat; an extension on /v1/completions
     grammar: str | None = None  # extension (llama.cpp): a GBNF grammar the reply must follow
     user: str | None = None  # OpenAI's end-user id: accepted, not used
