@@ -49,6 +49,34 @@ def test_same_reply_at_widths_16_and_32_as_at_8(gemma_session):
 
 
 @pytest.mark.slow
+def test_a_schema_reply_is_the_same_alone_and_in_a_batch_of_16(gemma_session):
+    """The grammar is a per-sequence expert: with a JSON schema (and the rules, a bias and penalties) a
+    reply is the same decoded alone and among 15 others, and it parses and validates."""
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+
+    from ijt_local.runtime.grammar import json_schema_grammar
+    from ijt_local.runtime.scores import RequestScores
+
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 30}, "age": {"type": "integer", "maximum": 120}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    scores = RequestScores.make({236764: -2.0}, 0.3, 0.2, json_schema_grammar(gemma_session, schema))
+    conversations = [ask(f"Describe person number {i} as JSON.") for i in range(15)]
+    conversations.insert(5, ask("Give me a person as a JSON object with a name and an age."))
+    options = dict(max_tokens=48, rules=load_rules(), scores=scores)
+    alone = texts(gemma_session, conversations[5:6], 1, exact=True, **options)[0]
+    batch = texts(gemma_session, conversations, 16, **options)
+    assert batch[5] == alone
+    replies = [gemma_session.detokenize(tokens) for tokens in batch]
+    for reply in replies:
+        jsonschema.validate(json.loads(reply), schema)
+
+
+@pytest.mark.slow
 def test_a_lone_exact_reply_is_the_batched_reply(gemma_session):
     conversations = [ask(text) for text in val_instructions(3)]
     rules = load_rules()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ..errors import UserError
 from ..rules.expert import RuleConfig, RuleState
 from .llama import Context, free_sampler, max_parallel_sequences
+from .scores import RequestScores, product_state
 from .session import Generation, ReplyText, SamplingParams, Session, pick_token
 from .token_logprobs import TokenChoice, observe
 
@@ -290,10 +291,11 @@ class BatchDecoder:
         stop_at_role_tags: bool = True,
         ignore_eos: bool = False,
         on_text: Callable[[int, str], None] | None = None,
+        scores: RequestScores | None = None,
     ) -> Iterator[tuple[int, Generation]]:
         """(index, Generation) for each conversation, in the order they finish, with the stop handling,
-        rule state and sampler (seeded per prompt) of `Session.generate`; `on_text(index, piece)` gets
-        each reply as it grows. Every prompt is checked against the per-sequence context before any
+        rule state, request scores and sampler (seeded per prompt) of `Session.generate`; `on_text(index,
+        piece)` gets each reply as it grows. Every prompt is checked against the per-sequence context before any
         decoding."""
         session = self.session
         sampling = sampling or SamplingParams()
@@ -319,7 +321,7 @@ class BatchDecoder:
                 seq_id,
                 prompts[index],
                 budgets[index],
-                session.rule_state(rules, conversations[index]),
+                product_state(session.rule_state(rules, conversations[index]), scores),
                 session.sampler(sampling),
                 ReplyText(session, tags),
                 time.perf_counter(),

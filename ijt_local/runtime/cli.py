@@ -147,10 +147,30 @@ def chat(independent, exact, **opts):
     "output_path",
     old=("--output",),
 )
+@click.option(
+    "--json-schema",
+    "json_schema",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="A JSON schema every reply must follow: a hard expert (−∞ off the schema) beside the rules.",
+)
+@click.option(
+    "--grammar",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="A GBNF grammar (llama.cpp's format) every reply must follow, as --json-schema.",
+)
 @cli_options.parallel(batch_invariant=True)
 @exact_option
-def generate(prompt, input_path, output_path, parallel, exact, **opts):
-    """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output)."""
+def generate(prompt, input_path, output_path, json_schema, grammar, parallel, exact, **opts):
+    """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output).
+
+    Example: ijt-local generate -m default+poe --json-schema person.json --prompt "Describe a person as JSON." """
+    if json_schema is not None and grammar is not None:
+        raise UserError("give --json-schema or --grammar, not both")
+    constraint = ("json_schema", json_schema) if json_schema else ("gbnf", grammar) if grammar else None
     if (prompt is None) == (input_path is None):
         raise UserError("give either --prompt TEXT or --input F.jsonl|val|alpaca_eval|ifeval --out F.jsonl")
     if input_path is not None and output_path is None:
@@ -160,7 +180,8 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
         from .specs import resolve_spec
 
         loaded = open_model(resolve_spec(opts["model"], run_options(opts)))
-        generate_reply(
+        scores = grammar_scores(loaded.session, constraint)
+        generation = generate_reply(
             loaded.session,
             [{"role": "user", "content": prompt}],
             loaded.rules,
@@ -169,13 +190,36 @@ def generate(prompt, input_path, output_path, parallel, exact, **opts):
             max_tokens=opts["max_tokens"],
             sampling=sampling_params(opts),
             on_text=lambda piece: click.echo(piece, nl=False),
+            scores=scores,
         )
         click.echo()
+        if scores is not None and not scores.grammar.complete(generation.tokens):
+            click.echo(f"the reply does not complete the grammar ({generation.finish_reason})", err=True)
         return
     from ..data.home import PROMPT_NAMES, data_file
 
     rows = load_instructions(data_file(input_path, PROMPT_NAMES))
-    _generate_file(rows, Path(output_path), opts, parallel, exact)
+    _generate_file(rows, Path(output_path), opts, parallel, exact, constraint)
+
+
+def grammar_scores(session, constraint: tuple[str, str] | None):
+    """The RequestScores of a --json-schema or --grammar FILE compiled for this vocabulary (None for none);
+    UserError naming the file when it cannot be read or compiled."""
+    if constraint is None:
+        return None
+    from .grammar import gbnf_grammar, json_schema_grammar
+    from .scores import RequestScores
+
+    kind, path = constraint
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        grammar = json_schema_grammar(session, text) if kind == "json_schema" else gbnf_grammar(session, text)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return RequestScores.make(grammar=grammar)
 
 
 def load_instructions(path) -> list[tuple[str, list[dict], list[str] | None]]:
@@ -208,7 +252,9 @@ def _row_key(instruction, turns) -> tuple:
     return instruction, tuple(turns) if turns else None
 
 
-def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, exact: bool | None = None) -> None:
+def _generate_file(
+    rows, output_path: Path, opts: dict, parallel: int | None, exact: bool = False, constraint=None
+) -> None:
     """Append a row per instruction as each reply finishes (any order when decoding in parallel, so an
     interruption loses no finished row), then put the file in input order."""
     from tqdm import tqdm
@@ -238,6 +284,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
         return
     loaded = open_model(resolved)
     session, rules, sampling = loaded.session, loaded.rules, sampling_params(opts)
+    scores = grammar_scores(session, constraint)
     stops = tokens = 0
     started = time.perf_counter()
     prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]
@@ -250,6 +297,7 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
         exact=exact,
         max_tokens=opts["max_tokens"],
         sampling=sampling,
+        scores=scores,
     )
     with JsonlAppender(output_path) as out, tqdm(replies, total=len(todo), desc=name, unit="row") as bar:
         for written, (index, generations) in enumerate(bar, 1):  # bar.n lags inside a fast loop
@@ -264,6 +312,8 @@ def _generate_file(rows, output_path: Path, opts: dict, parallel: int | None, ex
             }
             if turns:
                 row |= {"turns": turns, "outputs": [g.text for g in generations]}
+            if scores is not None:
+                row["grammar_complete"] = scores.grammar.complete(generation.tokens)
             out.write(row)
             stops += generation.finish_reason == "stop"
             tokens += sum(g.n_tokens for g in generations)

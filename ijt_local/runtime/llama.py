@@ -7,7 +7,8 @@ llama-cpp-python pin means reading this file (tests/test_llama_cpp_api.py checks
 - `Context`: one llama.cpp context: calls of (token, position, seq_id, wants_logits) rows, their logits as
   zero-copy numpy views (the rule expert adds to them in place), its KV memory by sequence, its threads
   and LoRA adapters;
-- samplers: llama.cpp's native chain for temperature / top-p / top-k;
+- samplers: llama.cpp's native chain for temperature / top-p / top-k / min-p;
+- the vocabulary as llguidance reads it (`grammar_tokenizer`), for grammars and JSON schemas;
 - the log: kept in a small buffer (shown with IJT_LOCAL_VERBOSE=1) so that a failed load is explained in one
   line instead of a screenful.
 """
@@ -276,6 +277,41 @@ class LlamaModel:
     def adds_bos(self) -> bool:
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 
+    @property
+    def vocab(self):
+        """llama.cpp's vocabulary pointer (for llama.cpp's own grammar sampler in scripts/bench_grammar.py)."""
+        return self._vocab
+
+    def end_tokens(self) -> list[int]:
+        """The end-of-generation tokens among the vocabulary's named ones (end of text, end of turn)."""
+        named = {llama_cpp.llama_vocab_eos(self._vocab), llama_cpp.llama_vocab_eot(self._vocab)}
+        return sorted(t for t in named if t >= 0 and self.is_end(t))
+
+    def grammar_tokenizer(self):
+        """llguidance's tokenizer over this vocabulary (~1 s for 262k tokens: cache it), every
+        end-of-generation token counted as its end of text. As llguidance.llamacpp builds it, through
+        public bindings only (that helper reads a private attribute and a deprecated binding, which warns
+        once per token): control tokens are marked with a leading 0xff byte, and llguidance tokenizes text
+        through llama.cpp's own llama_tokenize."""
+        from llguidance import LLTokenizer
+
+        control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        user_defined = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        tokens = []
+        for token in range(self.n_vocab):
+            piece = self.piece(token, special=True)
+            attr = llama_cpp.llama_vocab_get_attr(self._vocab, token)
+            if attr & control or (attr & user_defined and piece.startswith(b"<") and piece.endswith(b">")):
+                piece = b"\xff" + piece
+            tokens.append(piece)
+        return LLTokenizer.from_llamacpp(
+            tokens=tokens,
+            vocab_ptr=self._vocab,
+            tokenize_fptr=ctypes.cast(llama_cpp.llama_tokenize, ctypes.c_void_p).value,
+            eos_token=self.end_tokens(),
+            slices=None,
+        )
+
     # more contexts over the same weights
 
     def new_context(self, n_ctx: int, n_seq: int, threads: int) -> Context:
@@ -330,8 +366,8 @@ class LlamaModel:
 # ---- samplers ----------------------------------------------------------------------------------------
 
 
-def make_sampler(temperature: float, top_p: float, top_k: int, seed: int):
-    """llama.cpp's sampler chain (top-k, top-p, temperature, seeded draw), or None for greedy (an argmax over
+def make_sampler(temperature: float, top_p: float, top_k: int, seed: int, min_p: float = 0.0):
+    """llama.cpp's sampler chain (top-k, top-p, min-p, temperature, seeded draw), or None for greedy (an argmax over
     the logits row: the same choice as llama.cpp's greedy sampler without its 262k-entry candidate array).
     Free it with `free_sampler`."""
     if temperature <= 0:
@@ -341,6 +377,8 @@ def make_sampler(temperature: float, top_p: float, top_k: int, seed: int):
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(top_k))
     if top_p < 1.0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(top_p, 1))
+    if min_p > 0.0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_min_p(min_p, 1))
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(temperature))
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
     return chain

@@ -26,6 +26,7 @@ from ..rules.vocab_cache import load_vocabulary
 from .llama import Context, LlamaModel, free_sampler, make_sampler
 from .row_probe import ProbeResult, load_or_probe
 from .rows import MAX_PADDED_COST, RowPlan
+from .scores import RequestScores, product_state
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
 
@@ -36,6 +37,7 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    min_p: float = 0.0
 
 
 @dataclass
@@ -259,7 +261,7 @@ class Session:
     def sampler(self, sampling: SamplingParams):
         """A llama.cpp sampler chain for `sampling`, or None for greedy (llama.make_sampler); free it with
         `llama.free_sampler`."""
-        return make_sampler(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed)
+        return make_sampler(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed, sampling.min_p)
 
     def generate(
         self,
@@ -271,16 +273,18 @@ class Session:
         prompt_tokens: list[int] | None = None,
         stop_at_role_tags: bool = True,
         ignore_eos: bool = False,
+        scores: RequestScores | None = None,
     ) -> Generation:
         """Generate one assistant reply to `messages` (or to raw `prompt_tokens`).
 
         Stops at an end-of-generation token or when the text starts a role tag (`<|user|>` …), which is
-        cut from the reply. `on_text` receives the reply as it grows (never a partial role tag)."""
+        cut from the reply. `on_text` receives the reply as it grows (never a partial role tag). `scores`:
+        logit bias, penalties or a grammar added beside the rules (runtime/scores.py)."""
         sampling = sampling or SamplingParams()
         if prompt_tokens is None:
             prompt_tokens = self.prompt_tokens(messages)
         max_tokens = self.reply_budget(len(prompt_tokens), max_tokens)
-        state = self.rule_state(rules, messages)
+        state = product_state(self.rule_state(rules, messages), scores)
         reply = ReplyText(self, self.template.role_tags if stop_at_role_tags else ())
         sampler = self.sampler(sampling)
         shown, finish = 0, "length"

@@ -58,7 +58,11 @@ def top_k(row: np.ndarray, k: int, normaliser: float, top: float) -> TopK:
         margin *= 2
         candidates = np.flatnonzero(row >= top - margin)
     if len(candidates) < k or len(candidates) > 8192:
-        candidates = np.flatnonzero(row >= np.partition(row, -k)[-k])  # the k-th value and above, ties included
+        kth = np.partition(row, -k)[-k]
+        if np.isfinite(kth):
+            candidates = np.flatnonzero(row >= kth)  # the k-th value and above, ties included
+        else:  # fewer than k tokens are possible at all (a grammar masked the rest to −∞)
+            candidates = np.flatnonzero(np.isfinite(row))
     order = candidates[np.argsort(-row[candidates], kind="stable")[:k]]
     return TopK([int(t) for t in order], [float(row[t]) - normaliser for t in order])
 

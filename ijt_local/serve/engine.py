@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from ..errors import UserError
 from ..rules.expert import RuleConfig
 from ..runtime.batch import BatchDecoder, Sequence
+from ..runtime.scores import RequestScores, product_state
 from ..runtime.session import ReplyText, SamplingParams, Session
 from ..runtime.token_logprobs import TokenChoice
 
@@ -39,6 +40,19 @@ class Event:
     error: str | None = None
     choices: list[TokenChoice] = field(default_factory=list)  # logprobs of the tokens since the last event
     prompt_choices: list[TokenChoice | None] | None = None  # on the first event, when prompt logprobs asked
+    note: str | None = None  # on the last event: why a grammar ended the reply early
+    timings: Timings | None = None  # on the last event
+
+
+@dataclass
+class Timings:
+    """Where a request's time went (seconds): waiting for a slot, its prompt (prefill and the first token's
+    choice), then the rest of its tokens; and the gaps between its tokens."""
+
+    queue: float = 0.0
+    prompt: float = 0.0
+    decode: float = 0.0
+    token_gaps: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -54,9 +68,13 @@ class Request:
     logprobs: int | None = None  # top-k per generated token; None = no logprobs
     prompt_logprobs: int | None = None  # top-k per prompt token (echo); None = none
     tags: tuple[str, ...] | None = None  # role tags that end the reply; None = the template's
+    scores: RequestScores | None = None  # logit bias, penalties, grammar beside the rules
     cancelled: threading.Event = field(default_factory=threading.Event)
     choices_sent: int = 0
     prompt_scores: list[TokenChoice | None] | None = None
+    submitted: float = field(default_factory=time.perf_counter)
+    last_token: float = 0.0  # when its last token was taken
+    timings: Timings = field(default_factory=Timings)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -88,33 +106,7 @@ class Engine:
 
     def submit(
         self,
-        messages: list[dict],
-        on_event: Callable[[Event], None],
-        max_tokens: int | None = None,
-        sampling: SamplingParams | None = None,
-        rules: RuleConfig | None = None,
-        stop: tuple[str, ...] = (),
-        stream: bool = True,
-        logprobs: int | None = None,
-    ) -> Request:
-        """Queue a reply to `messages`. Raises UserError (before queueing) when the prompt and the reply
-        budget do not fit a sequence's context. `max_tokens` None = all the room left; `logprobs` = top-k
-        of each reply token's logprobs (0: the chosen token's only) reported with the text."""
-        return self._queue(
-            self.session.prompt_tokens(messages),
-            messages,
-            on_event,
-            max_tokens,
-            sampling,
-            rules,
-            stop,
-            stream,
-            logprobs=logprobs,
-        )
-
-    def submit_text(
-        self,
-        text: str,
+        conversation: list[dict] | str,
         on_event: Callable[[Event], None],
         max_tokens: int | None = None,
         sampling: SamplingParams | None = None,
@@ -123,31 +115,23 @@ class Engine:
         stream: bool = True,
         logprobs: int | None = None,
         prompt_logprobs: int | None = None,
+        scores: RequestScores | None = None,
     ) -> Request:
-        """Queue a continuation of raw text (no chat template, no role tags ending it); the rule expert's
-        diversity rule is seeded with the text. `prompt_logprobs`: also the base model's logprobs of the
-        prompt's tokens (top-k), on the first event."""
+        """Queue a reply to chat messages (through the chat template, ended by its role tags) or, when
+        `conversation` is a string, a continuation of that raw text (no template, no role tags; the rule
+        expert's diversity rule is seeded with the text). Raises UserError (before queueing) when the prompt
+        and the reply budget do not fit a sequence's context. `max_tokens` None = all the room left;
+        `logprobs` = top-k of each reply token's logprobs (0: the chosen token's only) reported with the
+        text; `prompt_logprobs` = the base model's logprobs of the prompt's tokens (top-k), on the first
+        event; `scores` = logit bias, penalties or a grammar beside the rules (runtime/scores.py)."""
         session = self.session
-        prompt = session.tokenize(text, add_bos=session.adds_bos())
-        if not prompt:
-            raise UserError("the prompt is empty")
-        return self._queue(
-            prompt,
-            [{"role": "user", "content": text}],
-            on_event,
-            max_tokens,
-            sampling,
-            rules,
-            stop,
-            stream,
-            logprobs=logprobs,
-            prompt_logprobs=prompt_logprobs,
-            tags=(),
-        )
-
-    def _queue(
-        self, prompt: list[int], messages: list[dict], on_event, max_tokens, sampling, rules, stop, stream, **options
-    ) -> Request:
+        if isinstance(conversation, str):
+            prompt = session.tokenize(conversation, add_bos=session.adds_bos())
+            messages, tags = [{"role": "user", "content": conversation}], ()
+            if not prompt:
+                raise UserError("the prompt is empty")
+        else:
+            prompt, messages, tags = session.prompt_tokens(conversation), conversation, None
         room = self.seq_ctx - len(prompt) - 1
         if room < 1 or (max_tokens is not None and max_tokens > room):
             asked = f"{max_tokens} reply tokens" if max_tokens is not None else "any reply"
@@ -164,7 +148,10 @@ class Engine:
             tuple(stop),
             on_event,
             stream,
-            **options,
+            logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
+            tags=tags,
+            scores=scores,
         )
         with self._wake:
             self._incoming.append(request)
@@ -197,6 +184,7 @@ class Engine:
                 for seq in [s for s in decoder.running.values() if s.request.cancelled.is_set()]:
                     decoder.release(seq)
                 for seq, finish in decoder.round(self._admit):
+                    self._took_token(seq.request)
                     if finish is None:
                         self._report(seq)
                     else:
@@ -221,6 +209,7 @@ class Engine:
         return None
 
     def _sequence(self, seq_id: int, request: Request) -> Sequence:
+        request.timings.queue = time.perf_counter() - request.submitted
         tags = self.tags if request.tags is None else request.tags
         if request.prompt_logprobs is not None:
             request.prompt_scores = self.decoder.prompt_logprobs(seq_id, request.prompt, request.prompt_logprobs)
@@ -229,7 +218,7 @@ class Engine:
             seq_id,
             request.prompt,
             request.max_tokens,
-            self.session.rule_state(request.rules, request.messages),
+            product_state(self.session.rule_state(request.rules, request.messages), request.scores),
             self.session.sampler(request.sampling),
             ReplyText(self.session, tags + request.stop),
             time.perf_counter(),
@@ -237,6 +226,13 @@ class Engine:
         )
         seq.request = request
         return seq
+
+    @staticmethod
+    def _took_token(request: Request) -> None:
+        now = time.perf_counter()
+        if request.last_token:
+            request.timings.token_gaps.append(now - request.last_token)
+        request.last_token = now
 
     def _report(self, seq: Sequence) -> None:
         if seq.request.stream and seq.reply.safe_length() > seq.shown:
@@ -252,6 +248,10 @@ class Engine:
         """The last event of a sequence that has left its slot."""
         seq.reply.close()
         request = seq.request
+        timings = request.timings
+        if seq.reply.tokens or finish != "error":
+            timings.prompt = seq.prefill_seconds or (time.perf_counter() - seq.started)
+            timings.decode = max(0.0, time.perf_counter() - seq.started - timings.prompt)
         request.on_event(
             Event(
                 delta=seq.new_text(final=True),
@@ -262,6 +262,8 @@ class Engine:
                 error=error,
                 choices=self._new_choices(seq),
                 prompt_choices=self._prompt_choices(request),
+                note=getattr(seq.state, "note", None),
+                timings=timings,
             )
         )
 

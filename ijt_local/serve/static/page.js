@@ -69,7 +69,24 @@ function requestBody(pane, messages) {
   };
   const rules = rulesChoice(pane);
   if (rules !== undefined) body.ijt_rules = rules;
+  const schema = $("#json-schema").value.trim();
+  if (schema) {
+    let parsed;
+    try {
+      parsed = JSON.parse(schema);
+    } catch (error) {
+      throw new Error("the JSON schema is not valid JSON (" + error.message + ")");
+    }
+    body.response_format = { type: "json_schema", json_schema: { name: "page", strict: true, schema: parsed } };
+  }
   return body;
+}
+
+function serverTimings(timings) {
+  // the server's own account (llama.cpp's `timings`): its prefill, then its decode steps
+  if (!timings || timings.prompt_ms === undefined) return "";
+  const rate = timings.predicted_per_second ? `, ${timings.predicted_per_second.toFixed(1)} tok/s` : "";
+  return ` [server: prompt ${Math.round(timings.prompt_ms)} ms, decode ${Math.round(timings.predicted_ms)} ms${rate}]`;
 }
 
 // ---- the token view ----------------------------------------------------------------------------
@@ -182,7 +199,14 @@ async function runPane(pane, instruction) {
   const conversation = $(".conversation", pane.root);
   const status = $(".status", pane.root);
   const messages = [...pane.messages, { role: "user", content: instruction }];
-  const body = requestBody(pane, messages);
+  let body;
+  try {
+    body = requestBody(pane, messages);
+  } catch (error) {
+    status.className = "status error";
+    status.textContent = "error: " + error.message;
+    return;
+  }
   pane.lastBody = body;
   conversation.appendChild(element("div", "turn user", instruction));
   const reply = element("div", "turn assistant");
@@ -197,7 +221,7 @@ async function runPane(pane, instruction) {
   status.className = "status";
   status.textContent = "waiting…";
   const started = performance.now();
-  let first = null, text = "", finish = null, usage = null;
+  let first = null, text = "", finish = null, usage = null, timings = null, note = null;
   try {
     const response = await fetch("/v1/chat/completions", { method: "POST", headers: apiHeaders(), body: JSON.stringify(body) });
     if (!response.ok) {
@@ -206,8 +230,10 @@ async function runPane(pane, instruction) {
     }
     for await (const chunk of serverEvents(response)) {
       if (chunk.usage) usage = chunk.usage;
+      if (chunk.timings) timings = chunk.timings;
       const choice = chunk.choices && chunk.choices[0];
       if (!choice) continue;
+      if (choice.ijt_note) note = choice.ijt_note;
       if (choice.logprobs) view.addTokens(choice.logprobs.content, choice.ijt_base_logprobs ? choice.ijt_base_logprobs.content : null);
       const delta = (choice.delta && choice.delta.content) || "";
       if (delta) {
@@ -224,7 +250,8 @@ async function runPane(pane, instruction) {
     const seconds = (performance.now() - (first === null ? started : first)) / 1000;  // decoding, after the first token
     const ttft = first === null ? "" : `, first token ${((first - started) / 1000).toFixed(2)} s`;
     status.textContent = `${tokens} tokens, ${(tokens / Math.max(seconds, 1e-3)).toFixed(1)} tok/s${ttft}, ` +
-      `finish: ${finish}` + (view.tokens.some((t) => t.base) ? `, rules changed ${view.changedCount}` : "");
+      `finish: ${finish}` + (view.tokens.some((t) => t.base) ? `, rules changed ${view.changedCount}` : "") +
+      serverTimings(timings) + (note ? ` (${note})` : "");
     pane.messages = [...messages, { role: "assistant", content: text }];
     pane.root.dataset.finish = finish || "";
   } catch (error) {
