@@ -10,7 +10,7 @@ import pytest
 from test_runtime import ask, val_instructions
 
 from ijt_local.rules.expert import load_rules
-from ijt_local.runtime.batch import generate_all
+from ijt_local.runtime.batch import batch_decoder, generate_all
 from ijt_local.runtime.conversation import generate_reply
 from ijt_local.runtime.rows import RowPlan
 from ijt_local.runtime.session import SamplingParams, Session
@@ -145,3 +145,18 @@ def test_every_call_is_whole_row_groups(plan):
                 filled = end
     assert plan.prefill_ranges(0, least - 1, 512) == [(0, least - 1)]  # padded to prompt_min by the caller
     assert len(plan.prompt_rows(list(range(20)), 0, least - 1, 0, True)) == least
+
+
+@pytest.mark.slow
+def test_prompts_sharing_a_long_prefix_copy_its_cells_and_keep_their_replies(gemma_session):
+    system = "You are a careful assistant. " * 12  # about 70 tokens every prompt shares
+    conversations = [
+        [{"role": "system", "content": system}, {"role": "user", "content": text}] for text in val_instructions(4)
+    ]
+    conversations.append(conversations[0])  # a second choice of the same prompt
+    alone = texts(gemma_session, conversations, 1, exact=True, max_tokens=24)
+    decoder = batch_decoder(gemma_session, 5)
+    reused = decoder.reused_prompt_tokens
+    together = texts(gemma_session, conversations, 5, max_tokens=24)
+    assert decoder.reused_prompt_tokens - reused >= 4 * 60  # each later prompt copied the shared cells
+    assert together == alone

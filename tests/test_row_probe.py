@@ -16,9 +16,11 @@ from ijt_local.runtime.rows import RowPlan
 OTHER_TEXT = "Seven wise owls argued all night about whether the moon tastes of cheese or of chalk and dust."
 
 
-def fake_steps(regime, rows=32):
-    """Step hashes where `regime(n, i, token)` names the kernel that computes row i of an n-row step."""
-    steps = {("alone", n): f"{regime(n, 0, n % row_probe.TOKENS)}/{n % row_probe.TOKENS}" for n in range(1, rows + 1)}
+def fake_steps(regime, rows=32, alone=None):
+    """Step hashes where `regime(n, i, token)` names the kernel that computes row i of an n-row step (and
+    `alone(n)`, if given, a lone step's row, whose step has one logits row)."""
+    alone = alone or (lambda n: regime(n, 0, n % row_probe.TOKENS))
+    steps = {("alone", n): f"{alone(n)}/{n % row_probe.TOKENS}" for n in range(1, rows + 1)}
     for n in range(1, rows + 1):
         for i in range(n):
             steps[(n, i)] = f"{regime(n, i, i % row_probe.TOKENS)}/{i % row_probe.TOKENS}"
@@ -34,12 +36,19 @@ def test_derives_groups_of_four_from_at_least_eight_from_repacked_like_regimes()
             return "mid"
         return "tail" if i >= n - n % 4 else "gemm"
 
-    assert row_probe._step_plan(fake_steps(regime), 32) == (4, 8)
+    assert row_probe._step_plans(fake_steps(regime), 32) == [(4, 8, False), (4, 8, True)]
 
 
 def test_derives_no_padding_where_every_count_agrees_and_none_where_nothing_does():
-    assert row_probe._step_plan(fake_steps(lambda n, i, t: "same"), 32) == (1, 1)
-    assert row_probe._step_plan(fake_steps(lambda n, i, t: f"kernel{n}"), 32) is None
+    assert row_probe._step_plans(fake_steps(lambda n, i, t: "same"), 32) == [(1, 1, False), (1, 1, True)]
+    assert row_probe._step_plans(fake_steps(lambda n, i, t: f"kernel{n}"), 32) == []
+
+
+def test_where_the_number_of_logits_rows_matters_pads_want_logits():
+    # as gemma's f16 file here: a step with one logits row differs from any with more, and 2+ rows agree
+    steps = fake_steps(lambda n, i, t: "one" if n == 1 else "many", alone=lambda n: "one")
+    assert row_probe._step_plans(steps, 32) == [(1, 2, True)]
+    assert RowPlan(1, 2, pad_logits=True).step_outputs(1) == 2 and RowPlan(4, 8).step_outputs(3) == 3
 
 
 def test_a_token_that_hides_the_difference_does_not_decide_the_plan():
@@ -47,7 +56,7 @@ def test_a_token_that_hides_the_difference_does_not_decide_the_plan():
     def regime(n, i, token):
         return "same" if token == 0 else ("small" if n < 8 else "big")
 
-    assert row_probe._step_plan(fake_steps(regime), 32) == (1, 8)
+    assert row_probe._step_plans(fake_steps(regime), 32)[0] == (1, 8, False)
 
 
 def test_prompt_plan_is_the_smallest_minimum_that_agrees():
@@ -61,8 +70,9 @@ def test_prompt_plan_is_the_smallest_minimum_that_agrees():
     assert row_probe._prompt_plan(prompts, rows) == (1, 8)
     assert row_probe._prompt_plan({key: f"{key[0]}{key[2]}" for key in prompts}, rows) == (1, 1)
     # a prompt finished by a one-row call (its prefix cached) attends as a decode step does: it differs
-    split = {(text, (k - 1, 1), k - 1): f"one-row{text}{k}" for text in range(2) for k in range(2, rows + 1)}
     same = {key: f"{key[0]}{key[2]}" for key in prompts}
+    same |= {(text, ("last", k - 2, 2), k - 1): f"{text}{k - 1}" for text in range(2) for k in range(3, rows + 1)}
+    split = {(text, ("last", k - 1, 1), k - 1): f"one-row{text}{k}" for text in range(2) for k in range(2, rows + 1)}
     assert row_probe._prompt_plan(same | split, rows) == (1, 2)
 
 
@@ -93,9 +103,10 @@ def test_the_probe_derives_each_models_row_plan(real_session, capsys):
     plan = result.plan
     with capsys.disabled():
         print(f"\n{real_session.model.path.name}: {plan} ({result.seconds:.1f} s)")
-        print("  steps agree:", result.step_classes, " prompts agree:", result.prompt_classes)
+        print("  steps like a 32-row step:", result.steps_like_widest, " prompt calls:", result.prompts_like_widest)
     assert plan.invariant
     assert result.seconds < 120
+    assert all(n in result.steps_like_widest for n in range(plan.step_min, 33, plan.step_group))
     # the plan holds for rows the probe never saw: a lone step and steps of 3, 9 and 30 sequences, padded
     counts = sorted({plan.step_rows(n) for n in (1, 3, 9, 30)})
     per_token = step_hashes(real_session, plan, counts)

@@ -33,11 +33,12 @@ from ..errors import UserError
 from ..rules.expert import RuleConfig, RuleState
 from .llama import Context, free_sampler, max_parallel_sequences
 from .scores import RequestScores, product_state
-from .session import Generation, ReplyText, SamplingParams, Session, pick_token
+from .session import Generation, ReplyText, SamplingParams, Session, pick_token, shared_prefix
 from .token_logprobs import TokenChoice, observe
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
 PROMPT_SCORE_ROWS = 64  # rows per call when every prompt row's logits are wanted (see prompt_logprobs)
+SHARED_PREFIX = 32  # prompt tokens a new sequence must share with a running one to copy its cells
 
 
 @dataclass
@@ -101,6 +102,7 @@ class BatchDecoder:
         self.context: Context | None = None
         self.running: dict[int, Sequence] = {}  # by sequence id
         self.free = list(range(width))  # a heap: a new sequence takes the lowest id
+        self.reused_prompt_tokens = 0  # prompt tokens whose cells were copied from a running sequence
         session.add_context_hooks(self.set_threads, self.close)
 
     def fit(self, seq_ctx: int) -> None:
@@ -187,7 +189,7 @@ class BatchDecoder:
         rows = [(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences]
         assert [seq.seq_id for seq in sequences] == list(range(len(sequences)))
         pads = range(len(sequences), self.plan.step_rows(len(sequences)))
-        self._decode(rows + [(self.session.eos_id, 0, seq_id, False) for seq_id in pads])
+        self._decode(rows + [(self.session.eos_id, 0, seq_id, self.plan.pad_logits) for seq_id in pads])
         for seq_id in pads:
             self.context.remove(seq_id)
         return self._choose([(seq, n) for n, seq in enumerate(sequences)])
@@ -227,14 +229,39 @@ class BatchDecoder:
         self.context.decode(rows)
 
     def _prefill(self, seq: Sequence) -> tuple[Sequence, int]:
-        """Decode a starting sequence's prompt in calls of its own, in whole row groups (see rows.py): the
-        same calls whatever else runs, so its cells and first logits never depend on the batch."""
+        """Decode a starting sequence's prompt in calls of its own, in whole row groups (see rows.py), after
+        the prefix it shares with a running sequence's prompt, if long (`_borrow_prefix`): its cells and
+        first logits are those of a fresh prefill whatever else runs, so they never depend on the batch."""
         total = len(seq.prompt)
-        for start, end in self.plan.prefill_ranges(0, total, self.session.n_batch):
+        cached = self._borrow_prefix(seq)
+        for start, end in self.plan.prefill_ranges(cached, total, self.session.n_batch):
             self.context.remove(seq.seq_id, start)
             self._decode(self.plan.prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
             self.context.remove(seq.seq_id, end)  # a short prompt's padding
         return seq, total - 1 - start
+
+    def _borrow_prefix(self, seq: Sequence) -> int:
+        """Copy the cells of the longest prompt prefix (at least SHARED_PREFIX tokens) a running sequence
+        shares with `seq`'s, so `n` choices of one request, or prompts under one long system prompt, pay for
+        it once. Prompt cells do not depend on how their prompt was cut into calls (the plan's prompt
+        calls; the probe checks split calls), so the copy and `prefill_ranges`' reach-back give the cells and
+        logits of a fresh prefill. Returns the tokens kept (0: none could be)."""
+        best, source = 0, None
+        for other in self.running.values():
+            if other is not seq:
+                shared = shared_prefix(other.prompt, seq.prompt)
+                if shared > best:
+                    best, source = shared, other
+        if best < SHARED_PREFIX:
+            return 0
+        context = self.context
+        context.copy(source.seq_id, seq.seq_id)  # a whole stream: llama.cpp copies no part of one across streams
+        # keep the shared prompt cells only; a sliding-window cache that dropped early cells is no use
+        if context.remove(seq.seq_id, best) and context.first_position(seq.seq_id) == 0:
+            self.reused_prompt_tokens += best
+            return best
+        context.remove(seq.seq_id)
+        return 0
 
     def _choose(self, outputs: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
         """The next token of each sequence that produced logits: rule scores added to its row in place,

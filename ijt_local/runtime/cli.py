@@ -375,7 +375,7 @@ def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, repro
     passes) and exits 1 otherwise."""
     from .certificate import FILLERS, PROMPTS, WIDTHS, certificate_prompts, check_invariance
     from .llama import backend_identity
-    from .row_probe import forget_probe
+    from .row_probe import PROBE_ROWS, PROMPT_ROWS, forget_probe
     from .specs import RunOptions, resolve_spec
 
     if not 1 <= count <= len(PROMPTS):
@@ -390,8 +390,8 @@ def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, repro
     probe = session.row_probe
     source = "cached" if probe.cached else f"{probe.seconds:.1f} s"
     click.echo(f"probe ({source}): {probe.summary()}")
-    click.echo("  decode steps whose rows agree: " + " | ".join(_span(c) for c in probe.step_classes))
-    click.echo("  prompt calls whose rows agree: " + " | ".join(_span(c) for c in probe.prompt_classes))
+    click.echo(f"  decode steps whose rows equal a {PROBE_ROWS}-row step's: {_span(probe.steps_like_widest)} rows")
+    click.echo(f"  prompt calls whose rows equal a {PROMPT_ROWS}-row call's: {_span(probe.prompts_like_widest)} rows")
     padded = probe.plan.step_rows(1)
     click.echo(f"  a lone step: one row {probe.one_row_ms:.1f} ms, padded to {padded} rows {probe.padded_ms:.1f} ms")
     default = "batch-invariant" if session.batch_invariant_by_default() else "fast (one-row steps)"
@@ -418,9 +418,10 @@ def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, repro
         raise SystemExit(1)
 
 
-def _span(counts: list[str]) -> str:
-    """'4-7,9' for ['4', '5', '6', '7', '9']."""
-    numbers = sorted(int(c) for c in counts)
+def _span(numbers: list[int]) -> str:
+    """'4-7,9' for [4, 5, 6, 7, 9]; 'none' for []."""
+    if not numbers:
+        return "none"
     runs, start = [], numbers[0]
     for previous, current in zip(numbers, numbers[1:] + [None]):
         if current != previous + 1:

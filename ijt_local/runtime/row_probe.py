@@ -31,7 +31,7 @@ from ..models import cache_dir
 from .llama import LlamaModel, backend_identity
 from .rows import RowPlan
 
-FORMAT = 1
+FORMAT = 3
 PROBE_ROWS = 32  # the widest call probed: the default --parallel
 PROMPT_ROWS = 16  # the longest prompt call probed
 PREFIX = 16
@@ -49,8 +49,8 @@ TIMING_REPEATS = 7
 @dataclass
 class ProbeResult:
     plan: RowPlan
-    step_classes: list[list[str]]  # step row counts that agree, e.g. [["1", "2", "3"], ["4", "8", ...], ...]
-    prompt_classes: list[list[str]]  # prompt call sizes that agree
+    steps_like_widest: list[int]  # step row counts whose every probed row equals a full PROBE_ROWS step's
+    prompts_like_widest: list[int]  # prompt call sizes whose every probed row equals the widest call's
     one_row_ms: float  # a lone decode step of one row
     padded_ms: float  # the same step padded to plan.step_rows(1)
     seconds: float  # the probe's own time
@@ -139,21 +139,21 @@ def probe(llama: LlamaModel, threads: int, rows: int = PROBE_ROWS) -> ProbeResul
         context.decode([(t, p, 0, False) for p, t in enumerate(tokens[:PREFIX])])
         steps = _probe_steps(context, tokens, rows)
         prompts = _probe_prompts(context, tokens, min(rows, PROMPT_ROWS))
-        step = _step_plan(steps, rows)
         prompt = _prompt_plan(prompts, min(rows, PROMPT_ROWS))
-        if step is None or prompt is None:
-            plan = RowPlan(invariant=False)
-        else:
-            plan = RowPlan(step[0], step[1], prompt[0], prompt[1])
-        one_row_ms, padded_ms = _timings(context, tokens, plan.step_rows(1))
-        if plan.step_rows(1) == 1:
-            padded_ms = one_row_ms  # nothing is padded
+        candidates = [
+            RowPlan(group, least, prompt[0], prompt[1], pad_logits=pad_logits)
+            for group, least, pad_logits in _step_plans(steps, rows)
+        ]
+        if prompt is None or not candidates:
+            candidates = [RowPlan(invariant=False)]
+        timed = [(_timings(context, tokens, plan), plan) for plan in candidates]
+        (one_row_ms, padded_ms), plan = min(timed, key=lambda entry: entry[0][1])
     finally:
         context.close()
     return ProbeResult(
         plan=plan,
-        step_classes=_step_classes(steps, rows),
-        prompt_classes=_prompt_classes(prompts, min(rows, PROMPT_ROWS)),
+        steps_like_widest=_steps_like_widest(steps, rows, plan.pad_logits),
+        prompts_like_widest=_prompts_like_widest(prompts, min(rows, PROMPT_ROWS)),
         one_row_ms=one_row_ms,
         padded_ms=padded_ms,
         seconds=time.perf_counter() - started,
@@ -164,14 +164,16 @@ def _digest(row: np.ndarray) -> str:
     return hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest()
 
 
-def _step(context, tokens: list[int], n: int, alone: bool) -> list[str]:
+def _step(context, tokens: list[int], n: int, alone: bool) -> dict[int, str]:
     """One n-row decode step of copies of the probe prefix. `alone`: row 0 holds probe token n % TOKENS and
     is the only row wanting logits, the rest are one-token pad sequences (a lone reply's padded step);
-    else row i holds probe token i % TOKENS (a full batch), and the first TOKENS rows and the last four
-    want logits. Sequence ids rise with the rows, as in a batched step (llama.cpp splits a step whose ids
-    do not). {row: hash} of the rows with logits."""
+    else row i holds probe token i % TOKENS and every row wants logits (a full batch; the number of rows
+    wanting logits is a row count too: llama.cpp runs the last layer's feed-forward and the output layer
+    on those rows only). Sequence ids rise with the rows, as in a batched step (llama.cpp splits a step
+    whose ids do not). {row: hash} of row 0, the first TOKENS rows and the last four."""
     rows = []
-    wanted = {0} if alone else {i for i in range(n) if i < TOKENS or i >= n - 4}
+    wanted = {0} if alone else set(range(n))
+    hashed = {0} if alone else {i for i in range(n) if i < TOKENS or i >= n - 4}
     for i in range(n):
         if i == 0 or not alone:
             context.copy(0, i + 1)
@@ -180,16 +182,22 @@ def _step(context, tokens: list[int], n: int, alone: bool) -> list[str]:
         else:
             rows.append((1000 + 7 * i, 0, i + 1, False))
     context.decode(rows)
-    digests = {i: _digest(context.logits_row(i)) for i in sorted(wanted)}
+    digests = {i: _digest(context.logits_row(i)) for i in sorted(hashed)}
     for seq_id in range(1, n + 1):
         context.remove(seq_id)
     return digests
 
 
+def step_counts(rows: int) -> list[int]:
+    """The step row counts probed: every count to 16, then enough above it to see groups of up to 8 and
+    their tails (a model's cost in the probe grows with the rows it decodes)."""
+    return sorted({n for n in range(1, 17)} | {n for n in (17, 19, 20, 23, 24, 28, 31, 32) if n <= rows} | {rows})
+
+
 def _probe_steps(context, tokens: list[int], rows: int) -> dict[tuple, str]:
     """Hashes keyed ("alone", n) and (n, i) for row i of a full n-row step."""
     steps = {}
-    for n in range(1, rows + 1):
+    for n in step_counts(rows):
         steps[("alone", n)] = _step(context, tokens, n, alone=True)[0]
         for i, digest in _step(context, tokens, n, alone=False).items():
             steps[(n, i)] = digest
@@ -199,9 +207,10 @@ def _probe_steps(context, tokens: list[int], rows: int) -> dict[tuple, str]:
 def _probe_prompts(context, tokens: list[int], rows: int) -> dict[tuple, str]:
     """Hashes of prompt rows continuing a 16-token prefix, for PROMPT_TEXTS prefixes (offsets into the probe
     text): keyed (text, (k,), j) for row j of one k-row call (logits for the first and last four rows and
-    the middle one: an output row on a large vocabulary costs more than the rest of a small model's row),
-    and (text, (k - m, m), k - 1) for the last row when the same k tokens go in two calls, the second of m
-    rows (how a prompt whose prefix is cached is finished)."""
+    the middle one: an output row on a large vocabulary costs more than the rest of a small model's row);
+    and, with only the last row wanting logits as in a prefill, (text, ("last", k), k - 1) for one call and
+    (text, ("last", k - m, m), k - 1) when the same k tokens go in two calls, the second of m rows (how a
+    prompt whose prefix is cached is finished)."""
     prompts = {}
     for text in range(PROMPT_TEXTS):
         seq_id, offset = text + 1, text * 5
@@ -213,31 +222,46 @@ def _probe_prompts(context, tokens: list[int], rows: int) -> dict[tuple, str]:
             for j in sorted(wanted):
                 prompts[(text, (k,), j)] = _digest(context.logits_row(j))
             context.remove(seq_id, PREFIX)
+            if text > 0:  # the single-logits family on the first text only (a large model's probe time)
+                continue
+            # as a prefill decodes: only the last row wants logits, in one call or in two
+            context.decode([(t, PREFIX + j, seq_id, j == k - 1) for j, t in enumerate(continuation)])
+            prompts[(text, ("last", k), k - 1)] = _digest(context.logits_row(k - 1))
+            context.remove(seq_id, PREFIX)
             for m in SPLITS:
                 if m >= k:
                     continue
                 context.decode([(t, PREFIX + j, seq_id, False) for j, t in enumerate(continuation[: k - m])])
                 last = [(t, PREFIX + k - m + j, seq_id, j == m - 1) for j, t in enumerate(continuation[k - m :])]
                 context.decode(last)
-                prompts[(text, (k - m, m), k - 1)] = _digest(context.logits_row(m - 1))
+                prompts[(text, ("last", k - m, m), k - 1)] = _digest(context.logits_row(m - 1))
                 context.remove(seq_id, PREFIX)
         context.remove(seq_id)
     return prompts
 
 
-def _timings(context, tokens: list[int], padded: int) -> tuple[float, float]:
-    """Median ms of a lone one-row step and of the same step padded to `padded` rows, timed alternately."""
+def _timings(context, tokens: list[int], plan: RowPlan) -> tuple[float, float]:
+    """Median ms of a lone one-row step and of the same step as `plan` pads it, timed alternately."""
+    padded, outputs = plan.step_rows(1), plan.step_outputs(1)
+    if padded == 1:
+        outputs = 1
     one, more = [], []
     for _ in range(TIMING_REPEATS):
-        for n, samples in ((1, one), (padded, more)):
+        for n, wanted, samples in ((1, 1, one), (padded, outputs, more)):
+            rows = [(tokens[PREFIX], PREFIX, 1, True)] + [(1000 + 7 * i, 0, i + 1, i < wanted) for i in range(1, n)]
+            context.copy(0, 1)
             begun = time.perf_counter()
-            _step(context, tokens, n, alone=True)
+            context.decode(rows)
             samples.append(time.perf_counter() - begun)
+            for seq_id in range(1, n + 1):
+                context.remove(seq_id)
+    if padded == 1:
+        more = one  # nothing is padded
     return 1000 * float(np.median(one)), 1000 * float(np.median(more))
 
 
-def _allowed(group: int, least: int, rows: int) -> list[int]:
-    return [n for n in range(least, rows + 1) if n % group == 0]
+def _allowed(group: int, least: int, rows: int, probed: list[int] | None = None) -> list[int]:
+    return [n for n in (probed or range(1, rows + 1)) if n >= least and n % group == 0]
 
 
 def _plans(rows: int):
@@ -247,24 +271,31 @@ def _plans(rows: int):
                 yield group, least
 
 
-def _step_plan(steps: dict[tuple, str], rows: int) -> tuple[int, int] | None:
-    """The (group, minimum) that pads least over widths 1..rows among those under which each probe token
-    gets one hash in every allowed step, alone or in a full batch, wherever its row sits."""
+def _step_plans(steps: dict[tuple, str], rows: int) -> list[tuple[int, int, bool]]:
+    """The cheapest (group, minimum, pad_logits) under which each probe token gets one hash in every
+    allowed step wherever its row sits: with pad_logits False (pads want no logits) the lone steps must
+    agree with the full ones; with True (pads want logits too, so a step's logits rows are its rows) only
+    the full ones need to. At most one plan of each kind, the one padding least over widths 1..rows."""
 
-    def agrees(group: int, least: int) -> bool:
-        sizes = _allowed(group, least, rows)
+    def agrees(group: int, least: int, pad_logits: bool) -> bool:
         by_token: dict[int, set[str]] = {}
-        for n in sizes:
-            by_token.setdefault(n % TOKENS, set()).add(steps[("alone", n)])
+        for n in _allowed(group, least, rows, [n for n in range(1, rows + 1) if ("alone", n) in steps]):
+            if not pad_logits:
+                by_token.setdefault(n % TOKENS, set()).add(steps[("alone", n)])
             for i in range(n):
                 if (n, i) in steps:
                     by_token.setdefault(i % TOKENS, set()).add(steps[(n, i)])
         return all(len(hashes) == 1 for hashes in by_token.values())
 
-    valid = [(group, least) for group, least in _plans(rows) if agrees(group, least)]
-    if not valid:
-        return None
-    return min(valid, key=lambda gm: (sum(RowPlan(*gm).step_rows(w) for w in range(1, rows + 1)), gm[0]))
+    def padding(plan: tuple[int, int, bool]) -> int:
+        return sum(RowPlan(*plan[:2]).step_rows(w) for w in range(1, rows + 1))
+
+    found = []
+    for pad_logits in (False, True):
+        valid = [(g, m, pad_logits) for g, m in _plans(rows) if agrees(g, m, pad_logits)]
+        if valid:
+            found.append(min(valid, key=lambda plan: (padding(plan), plan[0])))
+    return found
 
 
 def _prompt_plan(prompts: dict[tuple, str], rows: int) -> tuple[int, int] | None:
@@ -277,34 +308,31 @@ def _prompt_plan(prompts: dict[tuple, str], rows: int) -> tuple[int, int] | None
             sizes = set(_allowed(group, least, rows))
             by_position: dict[tuple[int, int], set[str]] = {}
             for (text, calls, j), digest in prompts.items():
-                if all(size in sizes for size in calls):
-                    by_position.setdefault((text, j), set()).add(digest)
+                family, sizes_used = (calls[0], calls[1:]) if calls[0] == "last" else ("one", calls)
+                if all(size in sizes for size in sizes_used):  # one family per number of logits rows
+                    by_position.setdefault((text, j, family), set()).add(digest)
             if all(len(hashes) == 1 for hashes in by_position.values()):
                 return group, least
     return None
 
 
-def _step_classes(steps: dict[tuple, str], rows: int) -> list[list[str]]:
-    """Step row counts grouped by the logits they give one probe token's row (first in a full step), for
-    the token whose rows split into the most groups."""
-    per_token = [_classes({str(n): steps[(n, j)] for n in range(j + 1, rows + 1)}) for j in range(TOKENS)]
-    return max(per_token, key=len)
-
-
-def _prompt_classes(prompts: dict[tuple, str], rows: int) -> list[list[str]]:
-    """Prompt call sizes grouped by the logits they give one row (one of the first four of a text), for
-    the row that splits into the most groups."""
-    per_row = [
-        _classes({str(k): prompts[(text, (k,), j)] for k in range(j + 1, rows + 1)})
-        for text in range(PROMPT_TEXTS)
-        for j in range(4)
+def _steps_like_widest(steps: dict[tuple, str], rows: int, pad_logits: bool) -> list[int]:
+    """Probed row counts n whose steps give every probed token's row, at any position and (unless pad rows
+    want logits) alone, the hash that token's row has in a full step of `rows` rows."""
+    widest = {token: steps[(rows, token)] for token in range(TOKENS)}
+    return [
+        n
+        for n in step_counts(rows)
+        if (pad_logits or steps[("alone", n)] == widest[n % TOKENS])
+        and all(steps[(n, i)] == widest[i % TOKENS] for i in range(n) if (n, i) in steps)
     ]
-    return max(per_row, key=len)
 
 
-def _classes(hashes: dict[str, str]) -> list[list[str]]:
-    """Keys grouped by equal hash, in first-seen order."""
-    groups: dict[str, list[str]] = {}
-    for key, digest in hashes.items():
-        groups.setdefault(digest, []).append(key)
-    return list(groups.values())
+def _prompts_like_widest(prompts: dict[tuple, str], rows: int) -> list[int]:
+    """Prompt call sizes k whose one-call rows all have the hash the same row has in a `rows`-row call."""
+    widest = {(text, j): digest for (text, calls, j), digest in prompts.items() if calls == (rows,)}
+    sizes = {}
+    for (text, calls, j), digest in prompts.items():
+        if len(calls) == 1 and calls[0] != "last" and (text, j) in widest:
+            sizes.setdefault(calls[0], []).append(digest == widest[(text, j)])
+    return [k for k in sorted(sizes) if all(sizes[k])]

@@ -34,10 +34,15 @@ class RowPlan:
     prompt_group: int = 1
     prompt_min: int = 1
     invariant: bool = True  # False: the probe found no regime where rows agree; no padding then
+    pad_logits: bool = False  # pad rows of a step want logits too (where the count of logits rows matters)
 
     def step_rows(self, n: int) -> int:
         """Rows a decode step of `n` sequences is padded to."""
         return max(self.step_min, -(-n // self.step_group) * self.step_group)
+
+    def step_outputs(self, n: int) -> int:
+        """Rows wanting logits in a step of `n` sequences: its real rows, or with pad_logits every row."""
+        return self.step_rows(n) if self.pad_logits else n
 
     def prompt_call_rows(self, n: int) -> int:
         """Rows a prompt call of `n` tokens carries (whole groups, at least prompt_min)."""

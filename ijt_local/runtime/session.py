@@ -241,7 +241,7 @@ class Session:
         (`rows.prefill_ranges`), so the cells and the last logits are the same as a fresh prefill's;
         cells written by decode steps (an earlier reply) are decoded again, since attention over one
         query row differs from attention over many (see rows.py)."""
-        shared = _shared_prefix(self._kv_tokens[: self._kv_prefilled], tokens)
+        shared = shared_prefix(self._kv_tokens[: self._kv_prefilled], tokens)
         plan = self.row_plan
         ranges = plan.prefill_ranges(shared, len(tokens), self.n_batch)
         first = ranges[0][0]
@@ -417,7 +417,8 @@ class Session:
         self.llama.close()
 
 
-def _shared_prefix(a: list[int], b: list[int]) -> int:
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` have in common."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
