@@ -19,11 +19,12 @@ OTHER_TEXT = "Seven wise owls argued all night about whether the moon tastes of 
 def fake_steps(regime, rows=32, alone=None):
     """Step hashes where `regime(n, i, token)` names the kernel that computes row i of an n-row step (and
     `alone(n)`, if given, a lone step's row, whose step has one logits row)."""
-    alone = alone or (lambda n: regime(n, 0, n % row_probe.TOKENS))
-    steps = {("alone", n): f"{alone(n)}/{n % row_probe.TOKENS}" for n in range(1, rows + 1)}
+    token = row_probe._token_index
+    alone = alone or (lambda n: regime(n, 0, token(n, 0)))
+    steps = {("alone", n): f"{alone(n)}/{token(n, 0)}" for n in range(1, rows + 1)}
     for n in range(1, rows + 1):
         for i in range(n):
-            steps[(n, i)] = f"{regime(n, i, i % row_probe.TOKENS)}/{i % row_probe.TOKENS}"
+            steps[(n, i)] = f"{regime(n, i, token(n, i))}/{token(n, i)}"
     return steps
 
 

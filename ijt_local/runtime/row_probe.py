@@ -66,9 +66,11 @@ class ProbeResult:
         plan = self.plan
         if not plan.invariant:
             return "no row count gives every row the same logits here: replies may depend on the batch"
+        logits = ", pad rows wanting logits too" if plan.pad_logits else ""
         return (
-            f"decode steps of {plan.step_min}+ rows in {plan.step_group}s, prompt calls of {plan.prompt_min}+ "
-            f"rows in {plan.prompt_group}s; a lone padded step costs {self.padded_cost:.2f}x a one-row step"
+            f"decode steps of {plan.step_min}+ rows in {plan.step_group}s{logits}, prompt calls of "
+            f"{plan.prompt_min}+ rows in {plan.prompt_group}s; a lone padded step costs {self.padded_cost:.2f}x "
+            "a one-row step"
         )
 
 
@@ -167,7 +169,8 @@ def _digest(row: np.ndarray) -> str:
 def _step(context, tokens: list[int], n: int, alone: bool) -> dict[int, str]:
     """One n-row decode step of copies of the probe prefix. `alone`: row 0 holds probe token n % TOKENS and
     is the only row wanting logits, the rest are one-token pad sequences (a lone reply's padded step);
-    else row i holds probe token i % TOKENS and every row wants logits (a full batch; the number of rows
+    else row i holds probe token (n + i) % TOKENS (so a call's tail rows hold other tokens at other
+    counts) and every row wants logits (a full batch; the number of rows
     wanting logits is a row count too: llama.cpp runs the last layer's feed-forward and the output layer
     on those rows only). Sequence ids rise with the rows, as in a batched step (llama.cpp splits a step
     whose ids do not). {row: hash} of row 0, the first TOKENS rows and the last four."""
@@ -177,7 +180,7 @@ def _step(context, tokens: list[int], n: int, alone: bool) -> dict[int, str]:
     for i in range(n):
         if i == 0 or not alone:
             context.copy(0, i + 1)
-            token = tokens[PREFIX + (n if alone else i) % TOKENS]
+            token = tokens[PREFIX + _token_index(n, 0 if alone else i)]
             rows.append((token, PREFIX, i + 1, i in wanted))
         else:
             rows.append((1000 + 7 * i, 0, i + 1, False))
@@ -192,6 +195,11 @@ def step_counts(rows: int) -> list[int]:
     """The step row counts probed: every count to 16, then enough above it to see groups of up to 8 and
     their tails (a model's cost in the probe grows with the rows it decodes)."""
     return sorted({n for n in range(1, 17)} | {n for n in (17, 19, 20, 23, 24, 28, 31, 32) if n <= rows} | {rows})
+
+
+def _token_index(n: int, row: int) -> int:
+    """Which probe token row `row` of an n-row step holds (a lone step's row 0 included)."""
+    return (n + row) % TOKENS
 
 
 def _probe_steps(context, tokens: list[int], rows: int) -> dict[tuple, str]:
@@ -281,10 +289,10 @@ def _step_plans(steps: dict[tuple, str], rows: int) -> list[tuple[int, int, bool
         by_token: dict[int, set[str]] = {}
         for n in _allowed(group, least, rows, [n for n in range(1, rows + 1) if ("alone", n) in steps]):
             if not pad_logits:
-                by_token.setdefault(n % TOKENS, set()).add(steps[("alone", n)])
+                by_token.setdefault(_token_index(n, 0), set()).add(steps[("alone", n)])
             for i in range(n):
                 if (n, i) in steps:
-                    by_token.setdefault(i % TOKENS, set()).add(steps[(n, i)])
+                    by_token.setdefault(_token_index(n, i), set()).add(steps[(n, i)])
         return all(len(hashes) == 1 for hashes in by_token.values())
 
     def padding(plan: tuple[int, int, bool]) -> int:
@@ -319,12 +327,12 @@ def _prompt_plan(prompts: dict[tuple, str], rows: int) -> tuple[int, int] | None
 def _steps_like_widest(steps: dict[tuple, str], rows: int, pad_logits: bool) -> list[int]:
     """Probed row counts n whose steps give every probed token's row, at any position and (unless pad rows
     want logits) alone, the hash that token's row has in a full step of `rows` rows."""
-    widest = {token: steps[(rows, token)] for token in range(TOKENS)}
+    widest = {_token_index(rows, i): steps[(rows, i)] for i in range(TOKENS)}
     return [
         n
         for n in step_counts(rows)
-        if (pad_logits or steps[("alone", n)] == widest[n % TOKENS])
-        and all(steps[(n, i)] == widest[i % TOKENS] for i in range(n) if (n, i) in steps)
+        if (pad_logits or steps[("alone", n)] == widest[_token_index(n, 0)])
+        and all(steps[(n, i)] == widest[_token_index(n, i)] for i in range(n) if (n, i) in steps)
     ]
 
 
