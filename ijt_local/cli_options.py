@@ -335,6 +335,42 @@ exact_option = option(
 )
 
 
+def _check_constraint(ctx, param, value):
+    ctx.params.setdefault("constraint", None)
+    if value is not None and ctx.params["constraint"] is not None:
+        raise UserError("give --json-schema or --grammar, not both")
+    if value is not None:
+        ctx.params["constraint"] = (param.name, value)
+    return value
+
+
+constraint_options = together(
+    option(
+        "json_schema",
+        "--json-schema",
+        "json_schema",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        expose_value=False,
+        callback=_check_constraint,
+        help="A JSON schema every reply must follow: a hard expert (−∞ off the schema) beside the rules.",
+    ),
+    option(
+        "grammar",
+        "--grammar",
+        "gbnf",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        expose_value=False,
+        callback=_check_constraint,
+        help="A GBNF grammar (llama.cpp's format) every reply must follow, as --json-schema.",
+    ),
+)
+"""--json-schema FILE / --grammar FILE: the verb gets `constraint`, ("json_schema" | "gbnf", FILE) or None."""
+
+
 # ---- files: what a verb reads and where it writes -----------------------------------------------------------
 
 

@@ -49,6 +49,8 @@ CONCEPTS = {
     "judge_model": ("--judge-model", set(), (), "the model name sent to --judge-url"),
     "judge_prompt_form": ("--judge-prompt-form", set(), ("--prompt-form",), "how the judge is asked"),
     "reference_answers": ("--reference-answers", set(), (), "a reference answer per instruction"),
+    "json_schema": ("--json-schema", set(), (), "a JSON schema every reply follows (a hard expert)"),
+    "grammar": ("--grammar", set(), (), "a GBNF grammar every reply follows (a hard expert)"),
 }
 
 # runtime/specs.py's RunOptions, the one road from a SPEC to a session: each field is a concept's option

@@ -134,3 +134,33 @@ def test_unreachable_judge_fails_in_one_line_after_writing_results(finished, pro
     assert "unreachable" in result.output and "Traceback" not in result.output
     assert (out / "results.json").exists() and (out / "report.html").exists()
     assert {p.name: p.read_bytes() for p in (out / "generations").iterdir()} == before
+
+
+def test_a_json_schema_constrains_every_model_and_keys_the_cache(prompts, tmp_path):
+    schema = {
+        "type": "object",
+        "properties": {"tip": {"type": "string", "maxLength": 40}},
+        "required": ["tip"],
+        "additionalProperties": False,
+    }
+    schema_path = tmp_path / "tip.json"
+    schema_path.write_text(json.dumps(schema))
+    out = tmp_path / "out"
+    args = ["compare", "--input", str(prompts), "--out", str(out), "--max-tokens", "40", "--threads", "1"]
+    args += ["--model", "poe=default+poe", "--model", "instruct=smollm2-135m-instruct"]
+    args += ["--json-schema", str(schema_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["constraint"]["kind"] == "json_schema"
+    for name in ("poe", "instruct"):
+        rows = [json.loads(line) for line in (out / "generations" / f"{name}.jsonl").read_text().splitlines()]
+        complete = [row for row in rows if row["grammar_complete"]]
+        assert results["models"][name]["grammar_complete"] == len(complete)
+        for row in complete:  # a reply that completes the schema parses and holds to it
+            reply = json.loads(row["output"])
+            assert set(reply) == {"tip"} and len(reply["tip"]) <= 40
+        assert all(row["output"].startswith("{") for row in rows)  # the mask held from the first token
+    schema_path.write_text(json.dumps(schema | {"required": []}))  # an edited schema is another cache
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "cached generations were made with" in again.output

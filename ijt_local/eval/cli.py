@@ -91,6 +91,7 @@ def _print_table(results: dict) -> None:
     help="The model every other one is judged against (default: the last --model).",
 )
 @options.reference_answers
+@options.constraint_options
 def compare(
     models,
     prompts,
@@ -108,8 +109,12 @@ def compare(
     judge_model,
     judge_reference,
     reference_answers,
+    constraint,
 ):
-    """Run instructions through several models; write DIR/results.json and DIR/report.html."""
+    """Run instructions through several models; write DIR/results.json and DIR/report.html.
+
+    With --json-schema or --grammar every model's replies follow it (a hard expert beside each model's own
+    rules), and results.json gives each model's share of replies that complete it."""
     from .compare import run_compare
 
     prompts = data_file(prompts, PROMPT_NAMES)
@@ -140,6 +145,7 @@ def compare(
         judge=judge,
         threads=threads,
         parallel=parallel,
+        constraint=constraint,
     )
     _print_table(results)
     click.echo(f"wrote {out}/results.json and {out}/report.html")

@@ -45,10 +45,12 @@ def run_compare(
     threads: int | None = None,
     log=None,
     parallel: int | None = None,
+    constraint: tuple[str, str] | None = None,
 ) -> dict:
     """Generate what is missing, then rebuild results.json and report.html from the cache.
 
-    `judge`, when given, is a callable (generations: dict[name, rows]) -> {name: winrate dict}."""
+    `judge`, when given, is a callable (generations: dict[name, rows]) -> {name: winrate dict}.
+    `constraint`: ("json_schema" | "gbnf", FILE) every reply must follow."""
     if max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
     named = parse_named_specs(model_pairs)
@@ -73,6 +75,7 @@ def run_compare(
             options=options,
             log=log,
             parallel=parallel,
+            constraint=constraint,
         )
     results = {
         "models": {
@@ -81,6 +84,11 @@ def run_compare(
                 "model": spec.describe(),
                 "metrics": behaviour_metrics(generations[name]),
                 "generation": generation_summary(generations[name]),
+                **(
+                    {"grammar_complete": sum(bool(r.get("grammar_complete")) for r in generations[name])}
+                    if constraint
+                    else {}
+                ),
             }
             for name, spec in named
         },
@@ -90,6 +98,7 @@ def run_compare(
             "temperature": temperature,
             "seed": seed,
             "stop_at_role_tags": stop_at_role_tags,
+            **({"constraint": {"kind": constraint[0], "path": str(constraint[1])}} if constraint else {}),
         },
         "definitions": DEFINITIONS,
     }

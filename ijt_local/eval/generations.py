@@ -4,6 +4,7 @@ with; reusing a cache with other settings is refused rather than silently mixed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -19,8 +20,17 @@ if TYPE_CHECKING:
     from ..runtime.specs import ModelSpec, ResolvedSpec, RunOptions
 
 
-def cache_meta(spec: ModelSpec, max_tokens: int, temperature: float, seed: int, stop_at_role_tags: bool) -> dict:
-    return {
+def cache_meta(
+    spec: ModelSpec,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    stop_at_role_tags: bool,
+    constraint: tuple[str, str] | None = None,
+) -> dict:
+    """What a cache's generations were made with; a constraint by its kind and its file's sha256, so the
+    same schema elsewhere reuses the cache and an edited one does not."""
+    meta = {
         "spec": spec.text,
         **({"rules": spec.rule_names()} if spec.poe else {}),
         "max_tokens": max_tokens,
@@ -28,6 +38,14 @@ def cache_meta(spec: ModelSpec, max_tokens: int, temperature: float, seed: int, 
         "seed": seed,
         "stop_at_role_tags": stop_at_role_tags,
     }
+    if constraint is not None:
+        kind, path = constraint
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        meta["constraint"] = {"kind": kind, "sha256": digest}
+    return meta
 
 
 def check_cache_meta(cache: Path, meta: dict) -> None:
@@ -90,6 +108,7 @@ def generate_cached(
     options: RunOptions | None = None,
     log=None,
     parallel: int | None = None,
+    constraint: tuple[str, str] | None = None,
 ) -> list[dict]:
     """Rows for `prompts` in order, generating only the ones missing from `cache`.
 
@@ -106,7 +125,7 @@ def generate_cached(
     spec = resolved.spec if resolved is not None else spec
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     cache = Path(cache)
-    check_cache_meta(cache, cache_meta(spec, max_tokens, temperature, seed, stop_at_role_tags))
+    check_cache_meta(cache, cache_meta(spec, max_tokens, temperature, seed, stop_at_role_tags, constraint))
     done = cached_rows(cache, prompts)
     missing = [p for p in prompts if p.id not in done]
     name = label or spec.text
@@ -118,6 +137,9 @@ def generate_cached(
         loaded = open_spec(resolved or spec, options or RunOptions())
         session, rules = loaded.session, loaded.rules
         sampling = SamplingParams(temperature=temperature, seed=seed)
+        from ..runtime.grammar import constraint_scores
+
+        scores = constraint_scores(session, constraint)
         try:
             with JsonlAppender(cache) as out:
                 replies = answer_turns(
@@ -128,12 +150,15 @@ def generate_cached(
                     max_tokens=max_tokens,
                     sampling=sampling,
                     stop_at_role_tags=stop_at_role_tags,
+                    scores=scores,
                 )
                 last = time.perf_counter()
                 for index, generations in replies:
                     prompt = missing[index]
                     now = time.perf_counter()
                     row = cache_row(session, prompt, generations) | {"seconds": round(now - last, 3)}
+                    if scores is not None:
+                        row["grammar_complete"] = scores.grammar.complete(generations[-1].tokens)
                     last = now
                     out.write(row)
                     done[prompt.id] = row

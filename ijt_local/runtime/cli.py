@@ -147,40 +147,24 @@ def chat(independent, exact, **opts):
     "output_path",
     old=("--output",),
 )
-@click.option(
-    "--json-schema",
-    "json_schema",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="A JSON schema every reply must follow: a hard expert (−∞ off the schema) beside the rules.",
-)
-@click.option(
-    "--grammar",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="A GBNF grammar (llama.cpp's format) every reply must follow, as --json-schema.",
-)
+@cli_options.constraint_options
 @cli_options.parallel(batch_invariant=True)
 @exact_option
-def generate(prompt, input_path, output_path, json_schema, grammar, parallel, exact, **opts):
+def generate(prompt, input_path, output_path, constraint, parallel, exact, **opts):
     """Generate replies for one prompt or a JSONL file of instructions (AlpacaEval-style output).
 
     Example: ijt-local generate -m default+poe --json-schema person.json --prompt "Describe a person as JSON." """
-    if json_schema is not None and grammar is not None:
-        raise UserError("give --json-schema or --grammar, not both")
-    constraint = ("json_schema", json_schema) if json_schema else ("gbnf", grammar) if grammar else None
     if (prompt is None) == (input_path is None):
         raise UserError("give either --prompt TEXT or --input F.jsonl|val|alpaca_eval|ifeval --out F.jsonl")
     if input_path is not None and output_path is None:
         raise UserError("--input needs --out")
     if prompt is not None:
         from .conversation import generate_reply
+        from .grammar import constraint_scores
         from .specs import resolve_spec
 
         loaded = open_model(resolve_spec(opts["model"], run_options(opts)))
-        scores = grammar_scores(loaded.session, constraint)
+        scores = constraint_scores(loaded.session, constraint)
         generation = generate_reply(
             loaded.session,
             [{"role": "user", "content": prompt}],
@@ -200,26 +184,6 @@ def generate(prompt, input_path, output_path, json_schema, grammar, parallel, ex
 
     rows = load_instructions(data_file(input_path, PROMPT_NAMES))
     _generate_file(rows, Path(output_path), opts, parallel, exact, constraint)
-
-
-def grammar_scores(session, constraint: tuple[str, str] | None):
-    """The RequestScores of a --json-schema or --grammar FILE compiled for this vocabulary (None for none);
-    UserError naming the file when it cannot be read or compiled."""
-    if constraint is None:
-        return None
-    from .grammar import gbnf_grammar, json_schema_grammar
-    from .scores import RequestScores
-
-    kind, path = constraint
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        grammar = json_schema_grammar(session, text) if kind == "json_schema" else gbnf_grammar(session, text)
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    return RequestScores.make(grammar=grammar)
 
 
 def load_instructions(path) -> list[tuple[str, list[dict], list[str] | None]]:
@@ -284,7 +248,9 @@ def _generate_file(
         return
     loaded = open_model(resolved)
     session, rules, sampling = loaded.session, loaded.rules, sampling_params(opts)
-    scores = grammar_scores(session, constraint)
+    from .grammar import constraint_scores
+
+    scores = constraint_scores(session, constraint)
     stops = tokens = 0
     started = time.perf_counter()
     prompts = [turns_to_answer(messages, turns) for _, messages, turns in todo]

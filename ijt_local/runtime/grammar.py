@@ -140,3 +140,25 @@ def gbnf_grammar(session, text: str) -> Grammar:
     except Exception as exc:  # noqa: BLE001 - the converter raises several kinds for a bad grammar
         raise UserError(f"not a GBNF grammar ({_clean_error(exc)})") from None
     return Grammar(session, llguidance.LLMatcher.grammar_from_lark(lark), "gbnf", text)
+
+
+def constraint_scores(session, constraint: tuple[str, str] | None):
+    """The RequestScores of a --json-schema or --grammar FILE, `constraint` = ("json_schema" | "gbnf", path),
+    compiled for this vocabulary (None for none); UserError naming the file when it cannot be read or
+    compiled."""
+    if constraint is None:
+        return None
+    from pathlib import Path
+
+    from .scores import RequestScores
+
+    kind, path = constraint
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        grammar = json_schema_grammar(session, text) if kind == "json_schema" else gbnf_grammar(session, text)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return RequestScores.make(grammar=grammar)
