@@ -22,7 +22,7 @@ def test_check_invariance_passes_and_says_what_the_probe_found(smollm_session):
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "probe (" in out and "decode steps of" in out and "prompt calls whose rows agree" in out
+    assert "probe (" in out and "decode steps of" in out and "prompt calls whose rows equal a 16-row call" in out
     assert "greedy: unique replies per prompt 1 1 1: pass" in out
     assert "seeded: unique replies per prompt 1 1 1: pass" in out
 
@@ -41,4 +41,4 @@ def test_the_certificate_counts_every_distinct_reply(gemma_session):
 def test_bad_prompt_count_is_one_line():
     done = run_cli("check", "invariance", "--num-prompts", "0")
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines() == ["error: --num-prompts must be 1 to 8 (got 0)"]
+    assert done.stderr.strip().splitlines() == ["Error: --num-prompts must be 1 to 8 (got 0)"]
