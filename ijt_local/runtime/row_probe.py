@@ -148,6 +148,8 @@ def probe(llama: LlamaModel, threads: int, rows: int = PROBE_ROWS) -> ProbeResul
         ]
         if prompt is None or not candidates:
             candidates = [RowPlan(invariant=False)]
+        if len(candidates) == 2 and candidates[0].step_rows(1) == candidates[1].step_rows(1):
+            candidates = candidates[:1]  # the same rows either way: pads need not want logits
         timed = [(_timings(context, tokens, plan), plan) for plan in candidates]
         (one_row_ms, padded_ms), plan = min(timed, key=lambda entry: entry[0][1])
     finally:
