@@ -1,15 +1,19 @@
 """Measure, on this machine, which llama_decode row counts give a row bit-identical logits (rows.py's plan).
 
-The probe takes one fixed sequence (`PROBE_TEXT`, a 16-token prefix already in the cache) and decodes its
-next tokens in calls of 1 to PROBE_ROWS rows:
-  - decode steps: the sequence's next token as one row beside n - 1 one-token sequences, first in the call
-    with only its row wanting logits (a lone reply's padded step), and last with every row wanting logits
-    (a full batch's tail row);
-  - prompt calls: its next k tokens in one call, every row's logits kept.
-Each row's logits are hashed, and the plan is the cheapest (group, minimum) under which every allowed row
-count gives the same hash for the same token: for steps, the one that pads least over widths 1..32; for
-prompt calls, the smallest minimum. The probe also times a lone step of one row against the padded one, so
-the single-stream paths can choose to decode batch-invariantly when it costs little (`padded_cost`).
+The probe copies one fixed 16-token prefix (`PROBE_TEXT`) into many sequences and decodes next tokens:
+  - decode steps of 1 to PROBE_ROWS rows (`step_counts`): alone, the probe row first beside one-token pad
+    sequences and the only row wanting logits (a lone reply's padded step); and full, every row a probe
+    row wanting logits, eight different probe tokens rotating over the positions (some tokens' rows agree
+    across kernels that differ for others, and a call's tail rows must see several);
+  - prompt calls of 1 to PROMPT_ROWS rows over two texts, in one call, and (with a single logits row, as a
+    prefill) split in two, the second call of 1, 2, 4 or 8 rows (how a cached prefix is finished).
+Each row's logits are hashed. A step plan (group, minimum) is valid when every allowed row count gives each
+probe token one hash; with `pad_logits` off the lone steps must agree too, with it on (pad rows want logits,
+for models where the number of logits rows is a regime of its own) only the full ones. The cheapest valid
+plan of each kind is timed as a lone step, and the faster kept (the one without logits when both pad to the
+same rows). The prompt plan is the smallest minimum under which one-call rows agree with each other and
+single-logits rows with each other. The lone step's time against a one-row step (`padded_cost`) lets the
+single-stream paths decode batch-invariantly by default where that costs little.
 
 The result depends on the model file, the llama.cpp build, the CPU's features and GPU offload, so it is
 cached under ~/.cache/ijt-local/rows/ keyed by all of them; an unreadable entry is probed again.
