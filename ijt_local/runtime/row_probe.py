@@ -180,21 +180,25 @@ def _step(context, tokens: list[int], n: int, alone: bool) -> dict[int, str]:
     wanting logits is a row count too: llama.cpp runs the last layer's feed-forward and the output layer
     on those rows only). Sequence ids rise with the rows, as in a batched step (llama.cpp splits a step
     whose ids do not). {row: hash} of row 0, the first TOKENS rows and the last four."""
-    rows = []
-    wanted = {0} if alone else set(range(n))
-    hashed = {0} if alone else {i for i in range(n) if i < TOKENS or i >= n - 4}
-    for i in range(n):
-        if i == 0 or not alone:
+    if alone:
+        rows, hashed = _lone_step(context, tokens[PREFIX + _token_index(n, 0)], n, 1), {0}
+    else:
+        rows, hashed = [], {i for i in range(n) if i < TOKENS or i >= n - 4}
+        for i in range(n):
             context.copy(0, i + 1)
-            token = tokens[PREFIX + _token_index(n, 0 if alone else i)]
-            rows.append((token, PREFIX, i + 1, i in wanted))
-        else:
-            rows.append((1000 + 7 * i, 0, i + 1, False))
+            rows.append((tokens[PREFIX + _token_index(n, i)], PREFIX, i + 1, True))
     context.decode(rows)
     digests = {i: _digest(context.logits_row(i)) for i in sorted(hashed)}
     for seq_id in range(1, n + 1):
         context.remove(seq_id)
     return digests
+
+
+def _lone_step(context, token: int, n: int, logits_rows: int) -> list[tuple[int, int, int, bool]]:
+    """The rows of a lone reply's step padded to n: the probe sequence's `token` first (its prefix copied
+    into sequence 1), then one-token pad sequences; the first `logits_rows` rows want logits."""
+    context.copy(0, 1)
+    return [(token, PREFIX, 1, True)] + [(1000 + 7 * i, 0, i + 1, i < logits_rows) for i in range(1, n)]
 
 
 def step_counts(rows: int) -> list[int]:
@@ -256,14 +260,11 @@ def _probe_prompts(context, tokens: list[int], rows: int) -> dict[tuple, str]:
 
 def _timings(context, tokens: list[int], plan: RowPlan) -> tuple[float, float]:
     """Median ms of a lone one-row step and of the same step as `plan` pads it, timed alternately."""
-    padded, outputs = plan.step_rows(1), plan.step_outputs(1)
-    if padded == 1:
-        outputs = 1
+    padded = plan.step_rows(1)
     one, more = [], []
     for _ in range(TIMING_REPEATS):
-        for n, wanted, samples in ((1, 1, one), (padded, outputs, more)):
-            rows = [(tokens[PREFIX], PREFIX, 1, True)] + [(1000 + 7 * i, 0, i + 1, i < wanted) for i in range(1, n)]
-            context.copy(0, 1)
+        for n, logits_rows, samples in ((1, 1, one), (padded, plan.step_outputs(1), more)):
+            rows = _lone_step(context, tokens[PREFIX], n, logits_rows)
             begun = time.perf_counter()
             context.decode(rows)
             samples.append(time.perf_counter() - begun)
