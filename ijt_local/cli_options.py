@@ -316,6 +316,44 @@ parallel_option = parallel()
 """--parallel for verbs without --batch-invariant (compare, eval ifeval)."""
 
 
+def _default_widths() -> str:
+    from .runtime.certificate import WIDTHS
+
+    return ",".join(map(str, WIDTHS))
+
+
+def _widest_probed() -> dict:
+    from .runtime.row_probe import PROBE_ROWS
+
+    return {"widest": PROBE_ROWS}
+
+
+def _parse_widths(ctx, param, value: str) -> tuple[int, ...]:
+    from .runtime.row_probe import PROBE_ROWS
+
+    try:
+        widths = tuple(sorted({int(part) for part in value.split(",")}))
+    except ValueError:
+        raise UserError(f"--widths takes numbers separated by commas (got {value!r})") from None
+    if len(widths) < 2 or widths[0] < 1 or widths[-1] > PROBE_ROWS:
+        raise UserError(f"--widths needs two or more widths from 1 to {PROBE_ROWS} (got {value!r})")
+    return widths
+
+
+widths = option(
+    "widths",
+    "--widths",
+    default=_default_widths,
+    show_default=True,
+    callback=_parse_widths,
+    metavar="N,N,...",
+    help_values=_widest_probed,
+    help="Batch widths each prompt is decoded at: two or more, 1 to {widest} (the widest the probe measures). "
+    "Fewer widths check a large model sooner.",
+)
+"""--widths: the batch widths `check invariance` decodes every prompt at."""
+
+
 def _padded_cost_values() -> dict:
     from .runtime.rows import MAX_PADDED_COST
 

@@ -17,11 +17,11 @@ def run_cli(*args):
 
 @pytest.mark.slow
 def test_check_invariance_passes_and_says_what_the_probe_found(smollm_session):
-    done = run_cli(
-        "check", "invariance", "--model", "smollm2-135m-instruct", "--num-prompts", "3", "--max-tokens", "12"
-    )
+    args = ("--model", "smollm2-135m-instruct", "--num-prompts", "3", "--max-tokens", "12", "--widths", "8,1,3")
+    done = run_cli("check", "invariance", *args)
     assert done.returncode == 0, done.stderr
     out = done.stdout
+    assert "3 prompts at widths 1 3 8, shuffled" in out
     assert "probe (" in out and "decode steps of" in out and "prompt calls whose rows equal a 16-row call" in out
     assert "greedy: unique replies per prompt 1 1 1: pass" in out
     assert "seeded: unique replies per prompt 1 1 1: pass" in out
@@ -42,3 +42,18 @@ def test_bad_prompt_count_is_one_line():
     done = run_cli("check", "invariance", "--num-prompts", "0")
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == ["Error: --num-prompts must be 1 to 8 (got 0)"]
+
+
+@pytest.mark.parametrize(
+    "widths, error",
+    [
+        ("8", "--widths needs two or more widths from 1 to 32 (got '8')"),
+        ("1,64", "--widths needs two or more widths from 1 to 32 (got '1,64')"),
+        ("0,4", "--widths needs two or more widths from 1 to 32 (got '0,4')"),
+        ("1,two", "--widths takes numbers separated by commas (got '1,two')"),
+    ],
+)
+def test_bad_widths_are_one_line(widths, error):
+    done = run_cli("check", "invariance", "--widths", widths)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [f"Error: {error}"]

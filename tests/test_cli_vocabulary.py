@@ -36,6 +36,7 @@ CONCEPTS = {
     "max_tokens": ("--max-tokens", set(), (), "a reply's length budget"),
     "history": ("--history", set(), (), "earlier exchanges a reply sees"),
     "parallel": ("--parallel", set(), (), "sequences decoded at once in one llama.cpp batch"),
+    "widths": ("--widths", set(), (), "the batch widths a check decodes each prompt at"),
     "batch_invariant": ("--batch-invariant", set(), (), "a lone reply decoded as batched decoding does"),
     "input": ("--input", set(), ("--prompts",), "the instructions a verb answers: a data-home set or JSONL"),
     "out": ("--out", set(), ("--output",), "where a verb writes"),

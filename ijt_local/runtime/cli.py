@@ -333,13 +333,14 @@ def check():
 @cli_options.ctx()
 @cli_options.threads()
 @cli_options.gpu_layers
+@cli_options.widths
 @click.option("--reprobe", is_flag=True, help="Probe the row counts again instead of reading the cache.")
-def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, reprobe):
+def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, widths, reprobe):
     """Probe which llama_decode row counts give identical logits for this model here, then prove replies do
-    not depend on the batch: each prompt at widths 1, 2, 3, 8, 16 and 32 in shuffled orders, some sharing
-    a prefix, beside other prompts, greedy and seeded. Prints the distinct replies per prompt (1 everywhere
-    passes) and exits 1 otherwise."""
-    from .certificate import FILLERS, PROMPTS, WIDTHS, certificate_prompts, check_invariance
+    not depend on the batch: each prompt at several widths (by default 1, 2, 3, 8, 16 and 32) in shuffled orders, some
+    sharing a prefix, beside other prompts, greedy and seeded. Prints the distinct replies per prompt (1
+    everywhere passes) and exits 1 otherwise."""
+    from .certificate import FILLERS, PROMPTS, certificate_prompts, check_invariance
     from .llama import backend_identity
     from .row_probe import PROBE_ROWS, PROMPT_ROWS, forget_probe
     from .specs import RunOptions, resolve_spec
@@ -369,11 +370,12 @@ def check_invariance(model, count, max_tokens, n_ctx, threads, gpu_layers, repro
         prompts,
         loaded.rules,
         max_tokens,
+        widths,
         on_run=lambda mode, width: click.echo(f"  {mode}: {f'width {width}' if width else 'one-row path'}", err=True),
     )
     seconds = time.perf_counter() - started
-    widths = " ".join(map(str, WIDTHS))
-    click.echo(f"{len(prompts)} prompts at widths {widths}, shuffled, beside {len(FILLERS)} others ({seconds:.0f} s):")
+    listed = " ".join(map(str, widths))
+    click.echo(f"{len(prompts)} prompts at widths {listed}, shuffled, beside {len(FILLERS)} others ({seconds:.0f} s):")
     for check in checks:
         verdict = "pass" if check.passed else "FAIL"
         click.echo(
