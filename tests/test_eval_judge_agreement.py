@@ -11,6 +11,7 @@ from ijt_local.errors import UserError
 from ijt_local.eval.judge import judgement_key
 from ijt_local.eval.judge_agreement import (
     LENGTH_JUDGE,
+    _Validation,
     agreement,
     cached_llm_values,
     cross_fit,
@@ -179,3 +180,15 @@ def test_reference_judges_on_six_hand_made_pairs(tmp_path):
     with pytest.raises(UserError, match="no reference answer for 1 dev pairs"):
         _write(answers, [{"instruction": q, "output": a} for q, a in reference.items() if q != "a0?"])
         validate_reference_judges(dev, answers, tmp_path / "no-cache.jsonl", "judge", 400, seed=0)
+
+
+def test_a_judge_covering_some_pairs_is_read_against_those_pairs_picks():
+    # GPT-4 picks output_1, output_2, output_2; the judge covers pairs 1 and 2 and prefers output_2 on both
+    pairs = [_pair("a", 1, "x", "yy"), _pair("a", 2, "xx", "y"), _pair("b", 2, "x", "yy")]
+    default_metric = REFERENCE_JUDGES["chrf1"].metric
+    columns = {"length": [1.0, -1.0, 1.0], default_metric: [1.0, 1.0, -1.0]}
+    line = _Validation(pairs, columns, "answers.jsonl").line("judge", [1.0, 1.0], [1, 2], {})
+    assert not line["covers_all_pairs"] and line["pairs"] == 2
+    assert line["agreement"] == 1.0  # both covered pairs went to output_2
+    assert line["length_baseline"] == 0.5  # longer wins pair 2 only
+    assert line["chrf1_same_pairs"] == 0.5 and line["difference_vs_chrf1"] == 0.5

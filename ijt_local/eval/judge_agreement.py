@@ -309,9 +309,7 @@ class _Validation:
             "reference_answers": self.reference_name,
             "covers_all_pairs": len(index) == len(pairs),
         }
-        # as measured for docs/judge-agreement.jsonl: score k is read against pair k's GPT-4 pick (not
-        # pair index[k]'s); the two differ only when `index` leaves pairs out
-        agree = [verdict_agreement(scores[k], pairs[k]["gpt4"]) for k in range(len(index))]
+        agree = [verdict_agreement(scores[k], pairs[i]["gpt4"]) for k, i in enumerate(index)]
         entry |= paired(agree, [length_agree[i] for i in index])
         picks = [
             float((scores[k] > 0) == (columns["length"][i] > 0))
