@@ -19,7 +19,6 @@ The last line is one JSON object; per-width details go to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -27,7 +26,7 @@ import time
 from bench_harness import VAL, user_conversations
 
 from ijt_local.rules.expert import load_rules
-from ijt_local.runtime.batch import batch_decoder, generate_all
+from ijt_local.runtime.batch import BatchDecoder, batch_decoder, generate_all
 from ijt_local.runtime.rows import RowPlan
 from ijt_local.runtime.session import Session
 
@@ -40,16 +39,18 @@ def run_tok_s(session: Session, conversations, width: int, max_tokens: int, rule
     return tokens / (time.perf_counter() - started)
 
 
-@contextlib.contextmanager
-def unpadded(session: Session, width: int):
-    """The batched decoder of this width without the probed plan's padding (RowPlan(): steps carry only
-    their running sequences, prompts go in n_batch pieces from position 0)."""
-    decoder = batch_decoder(session, width)
-    saved, decoder.plan = decoder.plan, RowPlan()
+def unpadded_tok_s(session: Session, conversations, width: int, max_tokens: int, rules) -> float:
+    """`run_tok_s` through a decoder of this width without the probed plan's padding (RowPlan(): steps carry
+    only their running sequences, prompts go in n_batch pieces from position 0)."""
+    decoder = BatchDecoder(session, width, plan=RowPlan())
     try:
-        yield
+        list(decoder.generate(conversations[:1], max_tokens=1))  # make its context outside the timing
+        started = time.perf_counter()
+        replies = decoder.generate(conversations, max_tokens=max_tokens, rules=rules)
+        tokens = sum(g.n_tokens for _, g in replies)
+        return tokens / (time.perf_counter() - started)
     finally:
-        decoder.plan = saved
+        decoder.close()
 
 
 def plain_llama_cpp_seconds(session: Session, prompts: list[list[int]], steps: int) -> tuple[float, float]:
@@ -105,15 +106,15 @@ def main() -> None:
     session = Session(args.model, n_ctx=args.ctx, threads=args.threads)
     rules = load_rules()
     session.rule_expert(rules)  # resolve the vocabulary outside the timed region
-    generate_all(session, conversations[:2], 2, max_tokens=4)  # warm-up: page in the weights
+    list(generate_all(session, conversations[:2], 2, max_tokens=4))  # warm-up: page in the weights
 
     run = {"plain": {}, "poe": {}, "poe_unpadded": {}}
     for width in widths:
         for name, rule_config in (("plain", None), ("poe", rules)):
             run[name][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rule_config), 1)
         if width > 1:
-            with unpadded(session, min(width, len(conversations))):
-                run["poe_unpadded"][width] = round(run_tok_s(session, conversations, width, args.max_tokens, rules), 1)
+            unpadded = unpadded_tok_s(session, conversations, min(width, len(conversations)), args.max_tokens, rules)
+            run["poe_unpadded"][width] = round(unpadded, 1)
         print(
             f"run width {width}: plain {run['plain'][width]} tok/s, poe {run['poe'][width]} tok/s, poe "
             f"unpadded {run['poe_unpadded'].get(width)} tok/s",

@@ -19,6 +19,7 @@ from bench_harness import median, rounds
 
 from ijt_local.jsonl import read_jsonl
 from ijt_local.rules.expert import load_rules
+from ijt_local.runtime.batch import generate_one
 from ijt_local.runtime.session import Session
 
 PROMPTS = [
@@ -75,9 +76,11 @@ def main() -> None:
         """Decode tokens/s over all prompts (prefill excluded)."""
         n, seconds = 0, 0.0
         for prompt in prompts:
-            g = session.generate(
+            g = generate_one(
+                session,
                 [{"role": "user", "content": prompt}],
-                args.tokens,
+                exact=False,  # llama.cpp's one-row steps, as plain llama.cpp decodes a lone prompt
+                max_tokens=args.tokens,
                 rules=rules if poe else None,
                 ignore_eos=True,
                 stop_at_role_tags=False,

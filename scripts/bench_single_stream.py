@@ -54,7 +54,7 @@ def measure(spec: str, args, conversations, rules) -> dict:
     session = Session(resolve_model(spec), n_ctx=2048, threads=args.threads, repack=not args.no_repack)
     probe = session.row_probe
     session.rule_expert(rules)
-    generate_all(session, conversations[:2], 2, max_tokens=4)  # page the weights in
+    list(generate_all(session, conversations[:2], 2, max_tokens=4))  # page the weights in
     runs = {"fast": [], "invariant": [], "batched": []}
     texts = {}
     for _ in range(args.repeats):

@@ -37,15 +37,15 @@ PROMPTS = [
 
 
 def child(model: str, threads: int, tokens: int, width: int) -> dict:
-    from ijt_local.runtime.batch import generate_all
+    from ijt_local.runtime.batch import generate_all, generate_one
     from ijt_local.runtime.session import Session
 
     session = Session(model, n_ctx=512, threads=threads)
     conversations = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(width)]
     options = dict(max_tokens=tokens, ignore_eos=True, stop_at_role_tags=False)
-    session.generate(conversations[0], max_tokens=4)  # warm-up: page in the weights
+    generate_one(session, conversations[0], exact=False, max_tokens=4)  # warm-up: page in the weights
     started = time.perf_counter()
-    single = session.generate(conversations[0], **options).n_tokens / (time.perf_counter() - started)
+    single = generate_one(session, conversations[0], exact=False, **options).n_tokens / (time.perf_counter() - started)
     started = time.perf_counter()
     total = sum(g.n_tokens for _, g in generate_all(session, conversations, width, **options))
     return {"single_tok_s": round(single, 1), "batched_tok_s": round(total / (time.perf_counter() - started), 1)}
@@ -64,6 +64,7 @@ def busy_core():
 
 def follow(args) -> dict:
     from ijt_local.runtime import session as runtime
+    from ijt_local.runtime.batch import generate_one
     from ijt_local.runtime.session import Session
 
     sessions = {"follows_load": Session(args.model, n_ctx=512), "fixed_2": Session(args.model, n_ctx=512, threads=2)}
@@ -76,12 +77,12 @@ def follow(args) -> dict:
         speeds = []
         for _ in range(3):
             started = time.perf_counter()
-            tokens = session.generate(conversation, max_tokens=args.tokens, ignore_eos=True).n_tokens
+            tokens = generate_one(session, conversation, False, max_tokens=args.tokens, ignore_eos=True).n_tokens
             speeds.append(tokens / (time.perf_counter() - started))
         return {"threads": session.threads, "tok_s": median(speeds, 1)}
 
     for session in sessions.values():
-        session.generate(conversation, max_tokens=4)  # warm-up: page in the weights
+        generate_one(session, conversation, False, max_tokens=4)  # warm-up: page in the weights
     phases = {}
     phases["idle"] = {name: recount_then_measure(s) for name, s in sessions.items()}
     with busy_core():

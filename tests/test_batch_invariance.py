@@ -10,7 +10,7 @@ import pytest
 from test_runtime import ask, val_instructions
 
 from ijt_local.rules.expert import load_rules
-from ijt_local.runtime.batch import batch_decoder, generate_all
+from ijt_local.runtime.batch import BatchDecoder, batch_decoder, generate_all
 from ijt_local.runtime.conversation import generate_reply
 from ijt_local.runtime.rows import RowPlan
 from ijt_local.runtime.session import SamplingParams, Session
@@ -112,17 +112,30 @@ def test_a_prompt_gives_the_same_logits_however_it_is_cut_into_calls():
 
 
 @pytest.mark.slow
-def test_a_conversation_turn_is_the_same_with_or_without_the_cache_of_earlier_turns(gemma_session):
+@pytest.mark.parametrize("one_row_steps", [False, True], ids=["batch-invariant", "fast"])
+def test_a_conversation_turn_is_the_same_with_or_without_the_cells_of_earlier_turns(gemma_session, one_row_steps):
+    # a finished reply's prompt cells stay in its slot, and the next turn decodes only what follows them
     rules = load_rules()
+    decoder = batch_decoder(gemma_session, 1, one_row_steps)
+    decoder.clear()
+
+    def answer(messages):
+        [(_, generation)] = decoder.generate([messages], max_tokens=40, rules=rules)
+        return generation
+
     first = ask("Name a large city in Japan.")
-    reply = gemma_session.generate(first, max_tokens=24, rules=rules)
     follow_up = first + [
-        {"role": "assistant", "content": reply.text},
+        {"role": "assistant", "content": answer(first).text},
         {"role": "user", "content": "What is it famous for?"},
     ]
-    continued = gemma_session.generate(follow_up, max_tokens=40, rules=rules)  # the cache holds turn 1
-    gemma_session.next_token_logprobs(gemma_session.tokenize("Unrelated text to evict the cache."))
-    fresh = gemma_session.generate(follow_up, max_tokens=40, rules=rules)
+    reused = decoder.reused_prompt_tokens
+    continued = answer(follow_up)  # its slot holds turn 1's prompt
+    plan = decoder.plan
+    assert decoder.reused_prompt_tokens - reused >= len(gemma_session.prompt_tokens(first)) - plan.prompt_call_rows(1)
+    decoder.clear()
+    reused = decoder.reused_prompt_tokens
+    fresh = answer(follow_up)
+    assert decoder.reused_prompt_tokens == reused
     assert continued.tokens == fresh.tokens
 
 
@@ -160,3 +173,34 @@ def test_prompts_sharing_a_long_prefix_copy_its_cells_and_keep_their_replies(gem
     together = texts(gemma_session, conversations, 5, max_tokens=24)
     assert decoder.reused_prompt_tokens - reused >= 4 * 60  # each later prompt copied the shared cells
     assert together == alone
+
+
+@pytest.mark.slow
+def test_a_later_call_starts_from_the_prompt_cells_a_finished_sequence_kept(gemma_session):
+    # requests under one system prompt arriving one after another: each starts from the cells the last kept
+    system = "You are a careful assistant. " * 12  # about 70 tokens every prompt shares
+    conversations = [
+        [{"role": "system", "content": system}, {"role": "user", "content": text}] for text in val_instructions(3)
+    ]
+
+    def reply(decoder, conversation):
+        [(_, generation)] = decoder.generate([conversation], max_tokens=24)
+        return generation.tokens
+
+    fresh = []
+    for conversation in conversations:
+        decoder = BatchDecoder(gemma_session, 2)
+        fresh.append(reply(decoder, conversation))
+        assert decoder.reused_prompt_tokens == 0
+        decoder.close()
+    decoder = BatchDecoder(gemma_session, 2)
+    try:
+        kept, reused = [], []
+        for conversation in conversations:
+            before = decoder.reused_prompt_tokens
+            kept.append(reply(decoder, conversation))
+            reused.append(decoder.reused_prompt_tokens - before)
+    finally:
+        decoder.close()
+    assert kept == fresh
+    assert reused[0] == 0 and min(reused[1:]) >= 60

@@ -10,8 +10,8 @@ import pytest
 
 from ijt_local.data.home import data_home
 from ijt_local.rules.expert import load_rules
-from ijt_local.runtime.batch import batch_decoder
-from ijt_local.runtime.session import SamplingParams, _partial_tag_suffix
+from ijt_local.runtime.batch import _partial_tag_suffix, batch_decoder, generate_one
+from ijt_local.runtime.session import SamplingParams
 
 VAL = data_home() / "val" / "val.jsonl"
 
@@ -26,12 +26,17 @@ def ask(text):
     return [{"role": "user", "content": text}]
 
 
+def reply(session, messages, **options):
+    """One reply decoded alone, in llama.cpp's one-row steps (chat's `--fast`)."""
+    return generate_one(session, messages, exact=False, **options)
+
+
 @pytest.mark.slow
 def test_greedy_poe_on_val_instructions_stops_on_its_own(gemma_session):
     rules = load_rules()
     for instruction in val_instructions(3):
         # role tags do not end the reply here: only an end-of-text token can, so "stop" means the rules ended it
-        generation = gemma_session.generate(ask(instruction), max_tokens=400, rules=rules, stop_at_role_tags=False)
+        generation = reply(gemma_session, ask(instruction), max_tokens=400, rules=rules, stop_at_role_tags=False)
         assert generation.finish_reason == "stop", instruction
         assert not any(tag in generation.text for tag in gemma_session.template.role_tags)
         assert generation.text.strip()
@@ -43,7 +48,7 @@ def test_base_model_without_poe_echoes_or_continues(gemma_session):
     # text here, so the reply shows it); with the paper's rules neither happens on the first instruction
     role_tags = gemma_session.template.role_tags
     for instruction in val_instructions(3):
-        generation = gemma_session.generate(ask(instruction), max_tokens=64, stop_at_role_tags=False)
+        generation = reply(gemma_session, ask(instruction), max_tokens=64, stop_at_role_tags=False)
         head = " ".join(instruction.split()[:4])
         echoes = generation.text.lstrip().startswith(head)
         continues = any(tag in generation.text for tag in role_tags)
@@ -60,8 +65,8 @@ def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
         {"role": "assistant", "content": "Hi!"},
         {"role": "user", "content": "Say hi."},
     ]
-    generation = gemma_session.generate(messages, max_tokens=80)
-    uncut = gemma_session.generate(messages, max_tokens=80, stop_at_role_tags=False)
+    generation = reply(gemma_session, messages, max_tokens=80)
+    uncut = reply(gemma_session, messages, max_tokens=80, stop_at_role_tags=False)
     tag = next(tag for tag in gemma_session.template.role_tags if tag in uncut.text)  # it does play the user
     assert uncut.text.startswith(generation.text + tag) or uncut.text.startswith(generation.text.rstrip() + tag)
     assert generation.finish_reason == "stop" and tag not in generation.text
@@ -70,17 +75,20 @@ def test_role_tag_ends_the_reply_and_is_cut(gemma_session):
 @pytest.mark.slow
 def test_streamed_text_equals_the_reply(real_session):
     pieces = []
-    generation = real_session.generate(ask("List three fruits."), max_tokens=40, on_text=pieces.append)
+    generation = reply(real_session, ask("List three fruits."), max_tokens=40, on_text=pieces.append)
     assert "".join(pieces) == generation.text
 
 
 @pytest.mark.slow
 def test_fixed_seed_gives_the_same_text(real_session):
     sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=7)
-    a = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
-    b = real_session.generate(ask("Tell me a story."), max_tokens=30, sampling=sampling)
-    c = real_session.generate(
-        ask("Tell me a story."), max_tokens=30, sampling=SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=8)
+    a = reply(real_session, ask("Tell me a story."), max_tokens=30, sampling=sampling)
+    b = reply(real_session, ask("Tell me a story."), max_tokens=30, sampling=sampling)
+    c = reply(
+        real_session,
+        ask("Tell me a story."),
+        max_tokens=30,
+        sampling=SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=8),
     )
     assert a.text == b.text
     assert a.tokens != c.tokens
@@ -88,21 +96,21 @@ def test_fixed_seed_gives_the_same_text(real_session):
 
 @pytest.mark.slow
 def test_a_prompt_gives_the_same_tokens_after_another_prompt(smollm_session):
-    first = smollm_session.generate(ask("What is 2+2?"), max_tokens=20)
-    smollm_session.generate(ask("Name a color."), max_tokens=5)
-    again = smollm_session.generate(ask("What is 2+2?"), max_tokens=20)
+    first = reply(smollm_session, ask("What is 2+2?"), max_tokens=20)
+    reply(smollm_session, ask("Name a color."), max_tokens=5)
+    again = reply(smollm_session, ask("What is 2+2?"), max_tokens=20)
     assert first.tokens == again.tokens
 
 
 @pytest.mark.slow
 def test_max_tokens_gives_length(smollm_session):
-    generation = smollm_session.generate(ask("Write a long essay about rivers."), max_tokens=5)
+    generation = reply(smollm_session, ask("Write a long essay about rivers."), max_tokens=5)
     assert generation.finish_reason == "length" and generation.n_tokens == 5
 
 
 @pytest.mark.slow
 def test_instruct_model_stops_at_eos(smollm_session):
-    generation = smollm_session.generate(ask("What is the capital of France?"), max_tokens=100)
+    generation = reply(smollm_session, ask("What is the capital of France?"), max_tokens=100)
     assert generation.finish_reason == "stop"
     assert "Paris" in generation.text
 
@@ -202,7 +210,7 @@ def test_a_session_moves_its_contexts_to_the_free_cores_unless_threads_were_give
         free = 2 if following.threads == 1 else 1  # whatever it started with, the load now says otherwise
         monkeypatch.setattr(runtime, "default_threads", lambda: free)
         for session in (following, fixed):
-            session.generate(ask("Name a colour."), max_tokens=2)
+            session.next_token_logprobs(session.tokenize("Name a colour."))  # a decode in the main context
         assert following.threads == free
         assert following.context.threads() == free
         assert batch_decoder(following, 2).context.threads() == free

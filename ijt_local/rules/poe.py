@@ -1,8 +1,9 @@
 """Product of experts: log p(x) ∝ log p_model(x) + score_rules(x).
 
-For decoding, adding the rule scores to the logits is exact (the sampler normalises), which is what
-`Session.generate(rules=...)` does in place on llama.cpp's logits buffer. For scoring a given response
-(likelihoods, ranking) the sum must be normalised per step: logit + score − logsumexp(logit + score).
+For decoding, adding the rule scores to the logits is exact (the sampler normalises), which is what the
+decode loop (`BatchDecoder._choose` in runtime/batch.py) does in place on llama.cpp's logits buffer. For
+scoring a given response (likelihoods, ranking) the sum must be normalised per step: logit + score −
+logsumexp(logit + score).
 """
 
 from __future__ import annotations

@@ -6,22 +6,25 @@ running sequence. On a CPU one step reads all the weights once however many sequ
 sequences cost little more per step than one (llama.cpp's server serves its parallel slots the same way).
 
 A sequence keeps its own sampler, stop handling and rule state: the rule expert adds to that sequence's
-logits row in place, as in the single-stream loop of `Session.generate`. A finished sequence frees its KV
-cells and the next waiting prompt starts in its slot, so the batch stays full; once no prompt waits, the
-remaining sequences move down to ids 0..n-1, because llama.cpp computes a step in one pass only when its
-sequence ids are one increasing run (`_compact`).
+logits row in place. A finished sequence frees its reply's KV cells and the next waiting prompt starts in
+its slot, so the batch stays full; once no prompt waits, the remaining sequences move down to ids 0..n-1,
+because llama.cpp computes a step in one pass only when its sequence ids are one increasing run
+(`_compact`). A finished sequence's prompt cells stay in its slot until the slot is needed, so a later
+prompt that starts the same way (a chat's next turn, a request under the same system prompt) decodes only
+what follows (`_reuse_prefix`).
 
 Each sequence has its own KV stream (`kv_unified = false`): its attention reads only its own cells. Every
 llama_decode carries whole groups of rows (`rows.py`): a step with fewer running sequences is topped
 up with one-token pad sequences, and prompts are decoded in whole groups, so a reply is the same at any
-width, in any order and beside any neighbours. The single-stream loop of `Session.generate` decodes one
-row per step, llama.cpp's faster one-row kernels, whose text can part from this at a near tie;
-`generate_all(..., exact=True)` runs a lone prompt through this decoder instead, which is the default
-where the probe measured padding a lone step to be cheap (`Session.batch_invariant_by_default`).
+width, in any order and beside any neighbours. A lone reply (chat, `generate --prompt`) runs through the
+same decoder at width 1: padded the same way where the probe measured that cheap
+(`Session.batch_invariant_by_default`), or with `--fast` in llama.cpp's one-row steps
+(`RowPlan.with_one_row_steps`), faster, but its text can part from the batched one at a near tie.
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import heapq
 import time
@@ -29,16 +32,72 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import UserError
 from ..rules.expert import RuleConfig, RuleState
 from .llama import Context, free_sampler, max_parallel_sequences
+from .rows import RowPlan
 from .scores import RequestScores, product_state
-from .session import Generation, ReplyText, SamplingParams, Session, pick_token, shared_prefix
+from .session import Generation, SamplingParams, Session, shared_prefix
 from .token_logprobs import TokenChoice, observe
 
 CONTEXT_STEP = 256  # per-sequence contexts are made in multiples of this many tokens
 PROMPT_SCORE_ROWS = 64  # rows per call when every prompt row's logits are wanted (see prompt_logprobs)
 SHARED_PREFIX = 32  # prompt tokens a new sequence must share with a running one to copy its cells
+
+
+def pick_token(context: Context, sampler, logits: np.ndarray, index: int) -> int:
+    """The next token from a logits row that the rule expert (if any) has already shifted: argmax when
+    greedy (`sampler` None), else the sampler chain on output `index` of the context's last decode."""
+    if sampler is None:
+        return int(np.argmax(logits))
+    return context.sample(sampler, index)
+
+
+class ReplyText:
+    """A reply growing token by token: bytes decoded as UTF-8 across token boundaries, and the text cut
+    where it starts a role tag (`<|user|>` …), which ends the reply."""
+
+    def __init__(self, session: Session, tags: tuple[str, ...]):
+        self.session = session
+        self.tags = tags
+        self.tokens: list[int] = []
+        self.text = ""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int) -> bool:
+        """Append `token`; True if the text now holds a role tag (cut off: the reply is over)."""
+        self.tokens.append(token)
+        self.text += self._utf8.decode(self.session.token_bytes(token))
+        cut = _find_tag(self.text, self.tags)
+        if cut is None:
+            return False
+        self.text = self.text[:cut]
+        return True
+
+    def safe_length(self) -> int:
+        """How much of the text can be shown: never the start of what may become a role tag."""
+        return len(self.text) - _partial_tag_suffix(self.text, self.tags)
+
+    def close(self) -> None:
+        self.text += self._utf8.decode(b"", final=True)
+
+
+def _find_tag(text: str, tags: tuple[str, ...]) -> int | None:
+    hits = [i for i in (text.find(tag) for tag in tags) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _partial_tag_suffix(text: str, tags: tuple[str, ...]) -> int:
+    """Length of the longest tail of `text` that could still grow into a role tag."""
+    longest = 0
+    for tag in tags:
+        for k in range(min(len(tag) - 1, len(text)), longest, -1):
+            if text.endswith(tag[:k]):
+                longest = k
+                break
+    return longest
 
 
 @dataclass
@@ -75,9 +134,9 @@ class Sequence:
 
 
 class BatchDecoder:
-    """The batched decode core: a second llama.cpp context over a Session's weights with `width` sequence
-    slots, and the sequences in them. It owns admission (a new sequence prefilled alone in the lowest free
-    slot), steps (one llama_decode for every running sequence, padded to whole row groups), compaction and
+    """The decode core: a second llama.cpp context over a Session's weights with `width` sequence slots,
+    and the sequences in them. It owns admission (a new sequence prefilled alone in the lowest free slot),
+    steps (one llama_decode for every running sequence, padded to whole row groups), compaction and
     release. `generate` (a list known in advance) and serve's Engine (requests arriving at any time) are
     both thin loops over `round`. Reuse it for many calls; `close` frees it.
 
@@ -86,13 +145,20 @@ class BatchDecoder:
     sequence's context, so a 2,048-token session at width 32 would hold 65k cells for replies that need a
     few hundred each. The context is made again only when a call needs longer sequences.
 
-    `adapters`: the LoRA (handle, scale) pairs this context runs; None = the session's."""
+    `adapters`: the LoRA (handle, scale) pairs this context runs; None = the session's. `plan`: the rows
+    each call carries; None = the session's probed plan (`RowPlan.with_one_row_steps()` of it for `--fast`)."""
 
-    def __init__(self, session: Session, width: int, adapters: list[tuple[object, float]] | None = None):
+    def __init__(
+        self,
+        session: Session,
+        width: int,
+        adapters: list[tuple[object, float]] | None = None,
+        plan: RowPlan | None = None,
+    ):
         if width < 1:
             raise UserError(f"--parallel must be at least 1 (got {width})")
         limit = max_parallel_sequences()
-        self.plan = session.row_plan
+        self.plan = session.row_plan if plan is None else plan
         if self.plan.step_rows(width) > limit:
             raise UserError(f"--parallel {width}: llama.cpp runs at most {limit} sequences at once")
         self.session = session
@@ -102,7 +168,8 @@ class BatchDecoder:
         self.context: Context | None = None
         self.running: dict[int, Sequence] = {}  # by sequence id
         self.free = list(range(width))  # a heap: a new sequence takes the lowest id
-        self.reused_prompt_tokens = 0  # prompt tokens whose cells were copied from a running sequence
+        self.kept: dict[int, list[int]] = {}  # free slot id -> the prompt whose cells it still holds
+        self.reused_prompt_tokens = 0  # prompt tokens whose cells a sequence took from another or a kept one
         session.add_context_hooks(self.set_threads, self.close)
 
     def fit(self, seq_ctx: int) -> None:
@@ -156,24 +223,40 @@ class BatchDecoder:
         for seq, token in chosen:
             finish = self._advance(seq, token)
             if finish is not None:
-                self.release(seq)
+                self.release(seq, keep_prompt=True)
             taken.append((seq, finish))
         return taken
 
-    def release(self, seq: Sequence) -> None:
-        """A finished (or abandoned) sequence gives back its KV cells, sampler and id."""
+    def release(self, seq: Sequence, keep_prompt: bool = False) -> None:
+        """A finished (or abandoned) sequence gives back its sampler, its id and its KV cells: all of them,
+        or with `keep_prompt` all but its prompt's, which stay in the slot for a later prompt that starts
+        the same way (prompt calls wrote them; a reply's cells, written by decode steps, are never reused)."""
         del self.running[seq.seq_id]
-        self.context.remove(seq.seq_id)
+        if keep_prompt and self.context.remove(seq.seq_id, len(seq.prompt)):
+            self.kept[seq.seq_id] = seq.prompt
+        else:
+            self.context.remove(seq.seq_id)
         free_sampler(seq.sampler)
         seq.sampler = None
         heapq.heappush(self.free, seq.seq_id)
 
-    def clear(self) -> None:
-        """Drop every sequence in flight (after a failed step, or when a call ends early)."""
+    def abandon(self) -> None:
+        """Release every sequence in flight, keeping no cells of theirs (a call that ends early)."""
         for seq in list(self.running.values()):
             self.release(seq)
+
+    def clear(self) -> None:
+        """Drop every sequence in flight and every kept prompt (after a failed step: nothing in the cache
+        is trusted)."""
+        self.abandon()
+        self.kept.clear()
         if self.context is not None:
             self.context.clear()
+
+    def _empty(self, seq_id: int) -> None:
+        """Free slot `seq_id` of a kept prompt's cells before a pad, a moved sequence or prompt scores use it."""
+        if self.kept.pop(seq_id, None) is not None:
+            self.context.remove(seq_id)
 
     def _start(self, make: Callable[[int], Sequence]) -> tuple[Sequence, int]:
         seq = make(heapq.heappop(self.free))
@@ -189,6 +272,8 @@ class BatchDecoder:
         rows = [(seq.reply.tokens[-1], seq.position, seq.seq_id, True) for seq in sequences]
         assert [seq.seq_id for seq in sequences] == list(range(len(sequences)))
         pads = range(len(sequences), self.plan.step_rows(len(sequences)))
+        for seq_id in pads:
+            self._empty(seq_id)
         self._decode(rows + [(self.session.eos_id, 0, seq_id, self.plan.pad_logits) for seq_id in pads])
         for seq_id in pads:
             self.context.remove(seq_id)
@@ -217,6 +302,7 @@ class BatchDecoder:
         while free_ids and running and free_ids[0] < max(running):
             seq = running.pop(max(running))
             target = heapq.heappushpop(free_ids, seq.seq_id)
+            self.kept.pop(target, None)  # the move replaces the target's cells
             self.context.move(seq.seq_id, target)
             seq.seq_id = target
             running[target] = seq
@@ -230,32 +316,37 @@ class BatchDecoder:
 
     def _prefill(self, seq: Sequence) -> tuple[Sequence, int]:
         """Decode a starting sequence's prompt in calls of its own, in whole row groups (see rows.py), after
-        the prefix it shares with a running sequence's prompt, if long (`_borrow_prefix`): its cells and
-        first logits are those of a fresh prefill whatever else runs, so they never depend on the batch."""
+        the prefix it shares with a prompt whose cells are at hand (`_reuse_prefix`): its cells and first
+        logits are those of a fresh prefill whatever else runs, so they never depend on the batch."""
         total = len(seq.prompt)
-        cached = self._borrow_prefix(seq)
+        cached = self._reuse_prefix(seq)
         for start, end in self.plan.prefill_ranges(cached, total, self.session.n_batch):
             self.context.remove(seq.seq_id, start)
             self._decode(self.plan.prompt_rows(seq.prompt, start, end, seq.seq_id, logits_last=end == total))
             self.context.remove(seq.seq_id, end)  # a short prompt's padding
         return seq, total - 1 - start
 
-    def _borrow_prefix(self, seq: Sequence) -> int:
-        """Copy the cells of the longest prompt prefix (at least SHARED_PREFIX tokens) a running sequence
-        shares with `seq`'s, so `n` choices of one request, or prompts under one long system prompt, pay for
-        it once. Prompt cells do not depend on how their prompt was cut into calls (the plan's prompt
-        calls; the probe checks split calls), so the copy and `prefill_ranges`' reach-back give the cells and
-        logits of a fresh prefill. Returns the tokens kept (0: none could be)."""
-        best, source = 0, None
-        for other in self.running.values():
-            if other is not seq:
-                shared = shared_prefix(other.prompt, seq.prompt)
-                if shared > best:
-                    best, source = shared, other
-        if best < SHARED_PREFIX:
-            return 0
+    def _reuse_prefix(self, seq: Sequence) -> int:
+        """Start `seq` from the cells of the longest prompt prefix it shares with a prompt at hand: the one
+        its own slot kept (any length: nothing to copy), or a running sequence's or another slot's kept
+        prompt (at least SHARED_PREFIX tokens, copied), so a chat's next turn, `n` choices of one request or
+        prompts under one long system prompt pay for it once. Prompt cells do not depend on how their
+        prompt was cut into calls (the plan's prompt calls; the probe checks split calls), so the reused
+        cells and `prefill_ranges`' reach-back give the cells and logits of a fresh prefill. Returns the
+        tokens kept (0: none could be)."""
+        own = self.kept.pop(seq.seq_id, None)
+        best, source = shared_prefix(own, seq.prompt) if own else 0, seq.seq_id
+        prompts = [(other.seq_id, other.prompt) for other in self.running.values() if other is not seq]
+        for seq_id, prompt in prompts + list(self.kept.items()):
+            shared = shared_prefix(prompt, seq.prompt)
+            if shared >= SHARED_PREFIX and shared > best:
+                best, source = shared, seq_id
         context = self.context
-        context.copy(source.seq_id, seq.seq_id)  # a whole stream: llama.cpp copies no part of one across streams
+        if best == 0:
+            context.remove(seq.seq_id)
+            return 0
+        if source != seq.seq_id:
+            context.copy(source, seq.seq_id)  # a whole stream: llama.cpp copies no part of one across streams
         # keep the shared prompt cells only; a sliding-window cache that dropped early cells is no use
         if context.remove(seq.seq_id, best) and context.first_position(seq.seq_id) == 0:
             self.reused_prompt_tokens += best
@@ -293,6 +384,7 @@ class BatchDecoder:
         output buffer to that many vocabulary rows). Leaves sequence `seq_id` empty: the reply's prefill
         follows as for any request, so asking for these never changes the reply."""
         scored: list[TokenChoice | None] = [None] * len(tokens)
+        self._empty(seq_id)
         for start, end in self.plan.prefill_ranges(0, len(tokens), PROMPT_SCORE_ROWS):
             self.context.remove(seq_id, start)
             rows = [
@@ -320,10 +412,12 @@ class BatchDecoder:
         on_text: Callable[[int, str], None] | None = None,
         scores: RequestScores | None = None,
     ) -> Iterator[tuple[int, Generation]]:
-        """(index, Generation) for each conversation, in the order they finish, with the stop handling,
-        rule state, request scores and sampler (seeded per prompt) of `Session.generate`; `on_text(index,
-        piece)` gets each reply as it grows. Every prompt is checked against the per-sequence context before any
-        decoding."""
+        """(index, Generation) for each conversation, in the order they finish. A reply stops at an
+        end-of-generation token or, with `stop_at_role_tags`, where its text starts a role tag
+        (`<|user|>` …), which is cut from it. `rules` and `scores` (logit bias, penalties, a grammar:
+        scores.py) add to each sequence's logits; `sampling` is seeded per prompt. `on_text(index, piece)`
+        gets each reply as it grows (never a partial role tag). Every prompt is checked against the
+        per-sequence context before any decoding."""
         session = self.session
         sampling = sampling or SamplingParams()
         prompts = [session.prompt_tokens(messages) for messages in conversations]
@@ -355,7 +449,7 @@ class BatchDecoder:
                 ignore_eos=ignore_eos,
             )
 
-        self.clear()
+        self.abandon()
         try:
             while waiting or self.running:
                 for seq, finish in self.round(admit):
@@ -366,8 +460,11 @@ class BatchDecoder:
                         yield seq.index, generation
                     elif on_text is not None and seq.reply.safe_length() > seq.shown:
                         on_text(seq.index, seq.new_text())
+        except Exception:
+            self.clear()  # after a failed call nothing in the cache is trusted
+            raise
         finally:
-            self.clear()
+            self.abandon()  # a caller that stopped early (or Ctrl-C): the kept prompts stay
 
 
 def _generation(seq: Sequence, finish: str) -> Generation:
@@ -386,13 +483,16 @@ def _generation(seq: Sequence, finish: str) -> Generation:
 _decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> its BatchDecoder
 
 
-def batch_decoder(session: Session, width: int) -> BatchDecoder:
-    """The session's BatchDecoder with `width` sequences (made once per width; the last one is kept)."""
+def batch_decoder(session: Session, width: int, one_row_steps: bool = False) -> BatchDecoder:
+    """The session's BatchDecoder with `width` sequences under the session's row plan, or with
+    `one_row_steps` that plan's prompt calls and unpadded steps (`--fast`). Made once per width and plan;
+    the last one is kept, with the prompts its slots hold (a chat's earlier turns)."""
+    plan = session.row_plan.with_one_row_steps() if one_row_steps else session.row_plan
     decoder = _decoders.get(session)
-    if decoder is None or decoder.width != width:
+    if decoder is None or decoder.width != width or decoder.plan != plan:
         if decoder is not None:
             decoder.close()
-        decoder = _decoders[session] = BatchDecoder(session, width)
+        decoder = _decoders[session] = BatchDecoder(session, width, plan=plan)
     return decoder
 
 
@@ -413,11 +513,11 @@ def generate_all(
     exact: bool | None = None,
     **options,
 ) -> Iterator[tuple[int, Generation]]:
-    """(index, Generation) for every conversation: up to `parallel` at once through a BatchDecoder (in
-    the order they finish), or one at a time through `Session.generate`'s one-row steps when `parallel`
-    is 1 and `exact` is False (None: `Session.batch_invariant_by_default`). `parallel` None means
-    `default_parallel()`. Any width gives the same replies; the one-row path is faster for a lone prompt
-    on a small model but may part from them at a near tie (see rows.py)."""
+    """(index, Generation) for every conversation (BatchDecoder.generate's options), up to `parallel` at
+    once, in the order they finish. `parallel` None means `default_parallel()`. Any width gives the same
+    replies; at width 1 with `exact` False they are decoded in llama.cpp's one-row steps, faster for a lone
+    prompt but they may part from the batched ones at a near tie (see rows.py); `exact` None:
+    `Session.batch_invariant_by_default`."""
     if parallel is None:
         parallel = default_parallel()
     parallel = min(parallel, max(len(conversations), 1))
@@ -425,8 +525,19 @@ def generate_all(
         raise UserError(f"--parallel must be at least 1 (got {parallel})")
     if parallel == 1 and exact is None:
         exact = session.batch_invariant_by_default()
-    if parallel == 1 and not exact:
-        for index, messages in enumerate(conversations):
-            yield index, session.generate(messages, **options)
-        return
-    yield from batch_decoder(session, parallel).generate(conversations, **options)
+    one_row_steps = parallel == 1 and not exact
+    yield from batch_decoder(session, parallel, one_row_steps).generate(conversations, **options)
+
+
+def generate_one(
+    session: Session,
+    messages: list[dict],
+    exact: bool | None = None,
+    on_text: Callable[[str], None] | None = None,
+    **options,
+) -> Generation:
+    """One reply decoded alone: `generate_all` at width 1 (`exact` False: llama.cpp's one-row steps);
+    `on_text(piece)` gets it as it grows."""
+    stream = None if on_text is None else (lambda _, piece: on_text(piece))
+    [(_, generation)] = generate_all(session, [messages], 1, exact, on_text=stream, **options)
+    return generation

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from ..prompts import recent_turns
 from ..rules.expert import RuleConfig
-from .batch import batch_decoder, generate_all
+from .batch import generate_all, generate_one
 from .session import Generation
 
 
@@ -38,12 +38,7 @@ def generate_reply(
     so it is the reply `generate --input` and `serve` give; False: llama.cpp's faster one-row steps; None:
     whichever `Session.batch_invariant_by_default` picks for this model on this machine."""
     window = recent_turns(messages, history_window(rules, history))
-    if exact is None:
-        exact = session.batch_invariant_by_default()
-    if not exact:
-        return session.generate(window, rules=rules, on_text=on_text, **generate_options)
-    stream = None if on_text is None else (lambda _, piece: on_text(piece))
-    return next(batch_decoder(session, 1).generate([window], rules=rules, on_text=stream, **generate_options))[1]
+    return generate_one(session, window, exact, on_text, rules=rules, **generate_options)
 
 
 def turns_to_answer(messages: list[dict], turns: list[str] | None) -> tuple[list[dict], list[str]]:

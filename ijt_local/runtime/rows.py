@@ -18,13 +18,13 @@ of 4+ rows in 4s and prompt calls of 8+ rows; with repacking off, every step row
 
 Attention is the exception that stays: a decode step computes one query row per sequence, a prompt call
 many, and the attention kernels differ between the two. So KV cells written by decode steps are never
-reused as prompt cells (`Session._prefill`); a conversation's earlier replies are decoded again as part of
-the next prompt.
+reused as prompt cells (a finished sequence keeps only its prompt's, `BatchDecoder.release`); a
+conversation's earlier replies are decoded again as part of the next prompt.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class RowPlan:
     prompt_min: int = 1
     invariant: bool = True  # False: the probe found no regime where rows agree; no padding then
     pad_logits: bool = False  # pad rows of a step want logits too (where the count of logits rows matters)
+
+    def with_one_row_steps(self) -> RowPlan:
+        """This plan's prompt calls with llama.cpp's unpadded decode steps (`--fast`): a lone reply's steps
+        are one row, faster than a padded step, but its text may part from the batched one at a near tie."""
+        return replace(self, step_group=1, step_min=1, pad_logits=False)
 
     def step_rows(self, n: int) -> int:
         """Rows a decode step of `n` sequences is padded to."""

@@ -1,13 +1,14 @@
-"""A llama.cpp session: load a GGUF (+ LoRA adapters), decode with an optional rule expert, score text.
+"""A llama.cpp session: load a GGUF (+ LoRA adapters), hold its tokenizer, template, rule experts and
+probed row plan, and score text (a response's log-probability, a judge's next-token distribution).
 
-The decode loop works on llama.cpp's own contiguous logits buffer (a zero-copy numpy view): the rule
-expert adds its scores in place, then llama.cpp's native sampler chain picks the token from the same
-buffer. Plain and PoE decoding therefore share one loop and differ by a single vectorised add.
+Replies are decoded by batch.py's BatchDecoder, a second context over the same weights. Its loop works on
+llama.cpp's own contiguous logits buffer (a zero-copy numpy view): the rule expert adds its scores in
+place, then llama.cpp's native sampler chain picks the token from the same buffer, so plain and PoE
+decoding share one loop and differ by a single vectorised add.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import sys
 import time
@@ -23,10 +24,9 @@ from ..prompts import ChatTemplate, get_template
 from ..rules.expert import RuleConfig, RuleExpert, Vocabulary
 from ..rules.poe import poe_logprob
 from ..rules.vocab_cache import load_vocabulary
-from .llama import Context, LlamaModel, free_sampler, make_sampler
+from .llama import LlamaModel, make_sampler
 from .row_probe import ProbeResult, load_or_probe
 from .rows import MAX_PADDED_COST, RowPlan
-from .scores import RequestScores, product_state
 
 THREAD_CHECK_SECONDS = 30.0  # how often a session without --threads re-counts the busy cores (0.1 s each)
 
@@ -99,8 +99,7 @@ class Session:
         except UserError:
             self.llama.close()
             raise
-        self._kv_tokens: list[int] = []  # what the KV cache holds, for prefix reuse across turns
-        self._kv_prefilled = 0  # how many of them prompt calls wrote (the rest: decode steps)
+        self._kv_tokens: list[int] = []  # the prompt whose cells the context holds, for prefix reuse
         self._vocabulary: Vocabulary | None = None
         self._experts: dict[int, RuleExpert] = {}
         self._on_threads: list[Callable[[int], None]] = []  # other contexts over this model
@@ -236,12 +235,10 @@ class Session:
         self.context.decode(rows)
 
     def _prefill(self, tokens: list[int]) -> None:
-        """Bring the KV cache to `tokens`, reusing whatever prefix it shares with them that earlier prompt
-        calls wrote (a chat's earlier turns, a judge's other order). Every call carries whole row groups
-        (`rows.prefill_ranges`), so the cells and the last logits are the same as a fresh prefill's;
-        cells written by decode steps (an earlier reply) are decoded again, since attention over one
-        query row differs from attention over many (see rows.py)."""
-        shared = shared_prefix(self._kv_tokens[: self._kv_prefilled], tokens)
+        """Bring the KV cache to `tokens`, reusing whatever prefix it shares with the previous call's (a
+        judge's other order, the next model judged against the same reply). Every call carries whole row
+        groups (`rows.prefill_ranges`), so the cells and the last logits are the same as a fresh prefill's."""
+        shared = shared_prefix(self._kv_tokens, tokens)
         plan = self.row_plan
         ranges = plan.prefill_ranges(shared, len(tokens), self.n_batch)
         first = ranges[0][0]
@@ -251,76 +248,17 @@ class Session:
         if not (first > 0 and context.remove(0, first) and context.first_position(0) <= 0):
             context.clear()
             ranges = plan.prefill_ranges(0, len(tokens), self.n_batch)
-        self._kv_tokens, self._kv_prefilled = [], 0
+        self._kv_tokens = []
         for start, end in ranges:
             context.remove(0, start)
             self._decode_rows(plan.prompt_rows(tokens, start, end, 0, logits_last=end == len(tokens)))
             context.remove(0, end)  # the padding of a short prompt
-        self._kv_tokens, self._kv_prefilled = list(tokens), len(tokens)
+        self._kv_tokens = list(tokens)
 
     def sampler(self, sampling: SamplingParams):
         """A llama.cpp sampler chain for `sampling`, or None for greedy (llama.make_sampler); free it with
         `llama.free_sampler`."""
         return make_sampler(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed, sampling.min_p)
-
-    def generate(
-        self,
-        messages: list[dict] | None = None,
-        max_tokens: int = 512,
-        sampling: SamplingParams | None = None,
-        rules: RuleConfig | None = None,
-        on_text: Callable[[str], None] | None = None,
-        prompt_tokens: list[int] | None = None,
-        stop_at_role_tags: bool = True,
-        ignore_eos: bool = False,
-        scores: RequestScores | None = None,
-    ) -> Generation:
-        """Generate one assistant reply to `messages` (or to raw `prompt_tokens`).
-
-        Stops at an end-of-generation token or when the text starts a role tag (`<|user|>` …), which is
-        cut from the reply. `on_text` receives the reply as it grows (never a partial role tag). `scores`:
-        logit bias, penalties or a grammar added beside the rules (runtime/scores.py)."""
-        sampling = sampling or SamplingParams()
-        if prompt_tokens is None:
-            prompt_tokens = self.prompt_tokens(messages)
-        max_tokens = self.reply_budget(len(prompt_tokens), max_tokens)
-        state = product_state(self.rule_state(rules, messages), scores)
-        reply = ReplyText(self, self.template.role_tags if stop_at_role_tags else ())
-        sampler = self.sampler(sampling)
-        shown, finish = 0, "length"
-        started = time.perf_counter()
-        try:
-            self._prefill(prompt_tokens)
-            prefill_seconds = time.perf_counter() - started
-            n_past = len(prompt_tokens)
-            for _ in range(max_tokens):
-                logits = self.context.logits_row()
-                if state is not None:
-                    state.apply(logits)
-                token = pick_token(self.context, sampler, logits, -1)
-                if self.is_end(token) and not ignore_eos:
-                    finish = "stop"
-                    break
-                if state is not None:
-                    state.accept(token)
-                if reply.add(token):
-                    finish = "stop"
-                    break
-                if on_text is not None and reply.safe_length() > shown:
-                    on_text(reply.text[shown : reply.safe_length()])
-                    shown = reply.safe_length()
-                self._decode([token], n_past=n_past)
-                self._kv_tokens.append(token)
-                n_past += 1
-        finally:
-            free_sampler(sampler)
-        reply.close()
-        if on_text is not None and len(reply.text) > shown:
-            on_text(reply.text[shown:])
-        seconds = time.perf_counter() - started
-        return Generation(
-            reply.text, finish, len(reply.tokens), seconds, reply.tokens, len(prompt_tokens), prefill_seconds
-        )
 
     def reply_budget(self, prompt_length: int, max_tokens: int) -> int:
         """`max_tokens` cut to the room the context leaves after the prompt; a prompt that leaves none is
@@ -335,7 +273,7 @@ class Session:
     def logits(self, tokens: list[int]) -> np.ndarray:
         """Logits predicting the token after each position of `tokens` (fresh context): [n, vocab]."""
         self.context.clear()
-        self._kv_tokens, self._kv_prefilled = [], 0
+        self._kv_tokens = []
         out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
@@ -352,7 +290,7 @@ class Session:
         if not tokens or len(tokens) >= self.n_ctx:
             raise UserError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
         if not reuse_prefix:
-            self._kv_prefilled = 0
+            self._kv_tokens = []
         self._prefill(tokens)
         logits = self.context.logits_row().astype(np.float64)
         top = logits.max()
@@ -375,7 +313,7 @@ class Session:
         initial_state = self.rule_state(rules, messages)
         head = prompt[:-1]  # its cells are shared; the last prompt token's logits predict each response
         context.clear()
-        self._kv_tokens, self._kv_prefilled = [], 0
+        self._kv_tokens = []
         kept = 0
         if len(head) >= 1:
             self._prefill(head)
@@ -407,7 +345,7 @@ class Session:
             context.remove(0, kept)
             scores.append(ResponseScore(total, n))
         context.clear()
-        self._kv_tokens, self._kv_prefilled = [], 0
+        self._kv_tokens = []
         return scores
 
     def close(self) -> None:
@@ -462,56 +400,3 @@ def _busy_cores(seconds: float = 0.1) -> float:
         return 0.0
     busy = (elapsed - (idle_after - idle)) / elapsed * (os.cpu_count() or 1)
     return max(0.0, busy - own_cores)
-
-
-def pick_token(context: Context, sampler, logits: np.ndarray, index: int) -> int:
-    """The next token from a logits row that the rule expert (if any) has already shifted: argmax when
-    greedy (`sampler` None), else the sampler chain on output `index` of the context's last decode."""
-    if sampler is None:
-        return int(np.argmax(logits))
-    return context.sample(sampler, index)
-
-
-class ReplyText:
-    """A reply growing token by token: bytes decoded as UTF-8 across token boundaries, and the text cut
-    where it starts a role tag (`<|user|>` …), which ends the reply."""
-
-    def __init__(self, session: Session, tags: tuple[str, ...]):
-        self.session = session
-        self.tags = tags
-        self.tokens: list[int] = []
-        self.text = ""
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def add(self, token: int) -> bool:
-        """Append `token`; True if the text now holds a role tag (cut off: the reply is over)."""
-        self.tokens.append(token)
-        self.text += self._utf8.decode(self.session.token_bytes(token))
-        cut = _find_tag(self.text, self.tags)
-        if cut is None:
-            return False
-        self.text = self.text[:cut]
-        return True
-
-    def safe_length(self) -> int:
-        """How much of the text can be shown: never the start of what may become a role tag."""
-        return len(self.text) - _partial_tag_suffix(self.text, self.tags)
-
-    def close(self) -> None:
-        self.text += self._utf8.decode(b"", final=True)
-
-
-def _find_tag(text: str, tags: tuple[str, ...]) -> int | None:
-    hits = [i for i in (text.find(tag) for tag in tags) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _partial_tag_suffix(text: str, tags: tuple[str, ...]) -> int:
-    """Length of the longest tail of `text` that could still grow into a role tag."""
-    longest = 0
-    for tag in tags:
-        for k in range(min(len(tag) - 1, len(text)), longest, -1):
-            if text.endswith(tag[:k]):
-                longest = k
-                break
-    return longest

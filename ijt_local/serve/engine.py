@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..rules.expert import RuleConfig
-from ..runtime.batch import BatchDecoder, Sequence
+from ..runtime.batch import BatchDecoder, ReplyText, Sequence
 from ..runtime.scores import RequestScores, product_state
-from ..runtime.session import ReplyText, SamplingParams, Session
+from ..runtime.session import SamplingParams, Session
 from ..runtime.token_logprobs import TokenChoice
 
 
