@@ -209,7 +209,7 @@ def test_evaluation_compare_table_is_compare_val():
     models = COMPARE_VAL["models"]
     labels = {
         "gemma-3-270m base (`default`)": "base",
-        "base × rules, all four (`default+poe:all`)": "poe",
+        "base × rules (`default+poe`: eos, uniform, diversity)": "poe",
         "SmolLM2-135M-Instruct": "instruct",
     }
     assert set(rows) == set(labels)
@@ -218,8 +218,12 @@ def test_evaluation_compare_table_is_compare_val():
         keys = ("stop_rate", "role_leak_rate", "echo_rate", "repetition_rate", "mean_tokens")
         for cell, key in zip(rows[label], keys):
             assert_shows(cell, metrics[key], scale=1, where=f"evaluation.md {label} {key}")
-    # the rules row ran when +poe meant all four rules: its replies are the replication's rules-start's
-    assert models["poe"]["spec"] == "default+poe" and models["poe"]["generation"]["tokens"] == 6834
+    assert models["poe"]["spec"] == "default+poe" and models["poe"]["model"]["rules"] == "eos,uniform,diversity"
+    text = flat(read("docs/evaluation.md"))
+    totals = re.search(r"the same to the token \(([\d,]+) and ([\d,]+) tokens", text).groups()
+    assert [int(total.replace(",", "")) for total in totals] == [
+        models[name]["generation"]["tokens"] for name in ("base", "instruct")
+    ]
 
 
 def test_before_batch_invariance_figures_are_that_runs():
@@ -230,7 +234,7 @@ def test_before_batch_invariance_figures_are_that_runs():
     assert same(leak, base["role_leak_rate"]) and same(echo, base["echo_rate"])
     assert same(repetition, base["repetition_rate"])
     echo, repetition, tokens = re.search(
-        r"base × rules ([\d.]+) echo, ([\d.]+) repetition, (\d+) tokens", text
+        r"base × all four rules ([\d.]+) echo, ([\d.]+) repetition, (\d+) tokens", text
     ).groups()
     poe = before["poe"]["metrics"]
     assert same(echo, poe["echo_rate"]) and same(repetition, poe["repetition_rate"])

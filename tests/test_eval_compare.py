@@ -37,11 +37,11 @@ def finished(prompts, tmp_path_factory):
     return out, result
 
 
-def test_results_hold_the_five_metrics_per_model(finished):
+def test_results_hold_the_five_metrics_per_model(finished, prompts):
     out, result = finished
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == ["base", "poe", "instruct"]
-    assert results["prompts"]["count"] == 2
+    assert results["prompts"] == {"path": str(prompts), "count": 2}  # not in the data home: its path
     for name, spec in zip(["base", "poe", "instruct"], ["default", "default+poe", "smollm2-135m-instruct"]):
         entry = results["models"][name]
         assert entry["spec"] == spec
@@ -164,3 +164,12 @@ def test_a_json_schema_constrains_every_model_and_keys_the_cache(prompts, tmp_pa
     schema_path.write_text(json.dumps(schema | {"required": []}))  # an edited schema is another cache
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "cached generations were made with" in again.output
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_a_data_home_set_is_recorded_by_its_place_there(tmp_path, monkeypatch, inside):
+    from ijt_local.eval.compare import _input_name
+
+    monkeypatch.setenv("IJT_LOCAL_DATA", str(tmp_path / "home"))
+    path = (tmp_path / "home" if inside else tmp_path) / "val" / "val.jsonl"
+    assert _input_name(path) == ("val/val.jsonl (the data home)" if inside else str(path))

@@ -92,7 +92,7 @@ def run_compare(
             }
             for name, spec in named
         },
-        "prompts": {"path": str(prompts_path), "count": len(prompts)},
+        "prompts": {"path": _input_name(prompts_path), "count": len(prompts)},
         "settings": {
             "max_tokens": max_tokens,
             "temperature": temperature,
@@ -113,3 +113,14 @@ def run_compare(
 def write_results(out_dir: Path, results: dict, generations: dict[str, list[dict]]) -> None:
     write_atomic(out_dir / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     write_atomic(out_dir / "report.html", render_report(results, generations))
+
+
+def _input_name(path) -> str:
+    """The prompts file as results.json records it: a data-home set by its place there (results written
+    on one machine read the same on another), any other file by its path."""
+    from ..data.home import data_home
+
+    path = Path(path).absolute()
+    if path.is_relative_to(data_home()):
+        return f"{path.relative_to(data_home()).as_posix()} (the data home)"
+    return str(path)
