@@ -149,6 +149,21 @@ def test_text_completion_with_echo_and_legacy_logprobs(server):
 
 
 @pytest.mark.slow
+def test_a_prompt_of_token_ids_is_its_text(server):
+    # evaluation harnesses (lm-eval's local-completions by default) send the prompt as the model's token ids
+    text = "The capital of France is Paris"
+    asked = {"model": "poe", "content": text, "add_special": True}
+    tokens = httpx.post(f"{server}/tokenize", json=asked, timeout=30).json()["tokens"]
+    scored = complete(server, text, max_tokens=0, echo=True, logprobs=1)["choices"][0]
+    for prompt in (tokens, [tokens]):
+        as_ids = complete(server, prompt, max_tokens=0, echo=True, logprobs=1)["choices"][0]
+        assert as_ids["text"] == scored["text"] == text
+        assert as_ids["logprobs"] == scored["logprobs"]
+    reply = complete(server, text, max_tokens=8, ijt_rules="off")["choices"][0]["text"]
+    assert complete(server, tokens, max_tokens=8, ijt_rules="off")["choices"][0]["text"] == reply
+
+
+@pytest.mark.slow
 def test_bad_completion_requests_get_one_line_4xx(server):
     def refused(body: dict, path: str = "/v1/completions") -> str:
         response = httpx.post(f"{server}{path}", json={"model": "poe", **body}, timeout=30)
@@ -157,7 +172,10 @@ def test_bad_completion_requests_get_one_line_4xx(server):
         assert "\n" not in message and "Traceback" not in message
         return message
 
-    assert "one string per request" in refused({"prompt": ["a", "b"]})
+    assert "one prompt per request (got a list of 2)" in refused({"prompt": ["a", "b"]})
+    assert "one prompt per request (got a list of 2)" in refused({"prompt": [[2, 651], [2]]})
+    assert "token id 999999999 is not in the vocabulary" in refused({"prompt": [2, 999999999], "echo": True})
+    assert "prompt: no tokens" in refused({"prompt": [[]]})
     assert "only with echo" in refused({"prompt": "a", "max_tokens": 0})
     assert "logprobs" in refused({"prompt": "a", "logprobs": 50})
     assert "does not fit" in refused({"prompt": "word " * 2000, "max_tokens": 10})

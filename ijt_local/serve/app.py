@@ -108,7 +108,7 @@ class ChatRequest(Completion):
 
 
 class CompletionRequest(Completion):
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]  # text or token ids; one prompt a request
     max_tokens: int | None = Field(default=16, ge=0)
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP)
     echo: bool = False
@@ -546,17 +546,30 @@ async def chat_completions(body: ChatRequest, request: Request):
     return payload(choices, "chat.completion", usage=usage_of(events), timings=timings_of(events))
 
 
+def one_prompt(body: CompletionRequest, n_vocab: int) -> str | list[int]:
+    """The request's prompt: its text, or its token ids (as evaluation harnesses send them, tokenized by
+    the model's own tokenizer), each checked against the vocabulary."""
+    prompt = body.prompt
+    if isinstance(prompt, list) and not (prompt and all(isinstance(token, int) for token in prompt)):
+        if len(prompt) != 1:
+            raise APIError(400, f"prompt: one prompt per request (got a list of {len(prompt)})", param="prompt")
+        prompt = prompt[0]
+    if isinstance(prompt, list):
+        outside = [token for token in prompt if not 0 <= token < n_vocab]
+        if not prompt or outside:
+            what = f"token id {outside[0]} is not in the vocabulary (0 to {n_vocab - 1})" if outside else "no tokens"
+            raise APIError(400, f"prompt: {what}", param="prompt")
+    return prompt
+
+
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
-    prompt = body.prompt
-    if isinstance(prompt, list):
-        if len(prompt) != 1:
-            raise APIError(400, f"prompt: one string per request (got a list of {len(prompt)})", param="prompt")
-        prompt = prompt[0]
     if body.max_tokens == 0 and not body.echo:
         raise APIError(400, "max_tokens: 0 only with echo (scoring the prompt)", param="max_tokens")
     scoring_only = body.max_tokens == 0
     served = await pick(request, body.model)
+    prompt = one_prompt(body, served.engine.session.n_vocab)
+    prompt_text = prompt if isinstance(prompt, str) else served.engine.session.detokenize(prompt)
     jobs = await open_jobs(
         served,
         body,
@@ -572,7 +585,7 @@ async def completions(body: CompletionRequest, request: Request):
         """This event's text (the echoed prompt first) and its legacy logprobs, offsets from `offset`."""
         text, choices = ("", []) if scoring_only else (event.delta, event.choices)
         if event.prompt_choices is not None or (body.echo and body.logprobs is None and offset == 0):
-            text = prompt + text
+            text = prompt_text + text
             if event.prompt_choices is not None:
                 choices = prompt_choices(session, jobs.prompt, event.prompt_choices) + choices
         if body.logprobs is None:

@@ -106,7 +106,7 @@ class Engine:
 
     def submit(
         self,
-        conversation: list[dict] | str,
+        conversation: list[dict] | str | list[int],
         on_event: Callable[[Event], None],
         max_tokens: int | None = None,
         sampling: SamplingParams | None = None,
@@ -118,18 +118,22 @@ class Engine:
         scores: RequestScores | None = None,
     ) -> Request:
         """Queue a reply to chat messages (through the chat template, ended by its role tags) or, when
-        `conversation` is a string, a continuation of that raw text (no template, no role tags; the rule
-        expert's diversity rule is seeded with the text). Raises UserError (before queueing) when the prompt
-        and the reply budget do not fit a sequence's context. `max_tokens` None = all the room left;
-        `logprobs` = top-k of each reply token's logprobs (0: the chosen token's only) reported with the
-        text; `prompt_logprobs` = the base model's logprobs of the prompt's tokens (top-k), on the first
-        event; `scores` = logit bias, penalties or a grammar beside the rules (runtime/scores.py)."""
+        `conversation` is a string (or token ids), a continuation of that raw text (no template, no role
+        tags; the rule expert's diversity rule is seeded with the text). Raises UserError (before
+        queueing) when the prompt and the reply budget do not fit a sequence's context. `max_tokens` None
+        = all the room left; `logprobs` = top-k of each reply token's logprobs (0: the chosen token's only)
+        reported with the text; `prompt_logprobs` = the base model's logprobs of the prompt's tokens
+        (top-k), on the first event; `scores` = logit bias, penalties or a grammar beside the rules
+        (runtime/scores.py)."""
         session = self.session
         if isinstance(conversation, str):
             prompt = session.tokenize(conversation, add_bos=session.adds_bos())
             messages, tags = [{"role": "user", "content": conversation}], ()
             if not prompt:
                 raise UserError("the prompt is empty")
+        elif conversation and all(isinstance(token, int) for token in conversation):
+            prompt, tags = list(conversation), ()
+            messages = [{"role": "user", "content": session.detokenize(prompt)}]
         else:
             prompt, messages, tags = session.prompt_tokens(conversation), conversation, None
         room = self.seq_ctx - len(prompt) - 1
