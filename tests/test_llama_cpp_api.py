@@ -1,6 +1,6 @@
-"""What ijt_local uses of llama-cpp-python beyond its high-level API: the pointers a `Llama` gives, the
-low-level bindings and the fields of the C structs it fills in. All of it is in ijt_local/runtime/llama.py,
-and no source reaches a private attribute (`_ctx`, `_model`, `_internals`, ...).
+"""What ijt_local uses of llama-cpp-python: what it reads of a `Llama` (a GGUF's metadata), the low-level
+bindings and the fields of the C structs it fills in. All of it is in ijt_local/runtime/llama.py (convert/
+uses llama.cpp as a tool of its own), and no source reaches a private attribute (`_ctx`, `_internals`, ...).
 
 pyproject.toml pins the release these were tested with. Before raising the pin, install the new release
 and run this file: a part that is gone fails here in one line naming it, not in every verb at once. (A
@@ -21,10 +21,11 @@ SOURCES = sorted(p for folder in ("ijt_local", "train", "convert") for p in (ROO
 
 # the parts of a loaded Llama the runtime reads: dotted path from the instance -> what we do with it
 LLAMA_PARTS = {
-    "ctx": "the session's llama_context pointer",
-    "model": "the llama_model pointer: its vocabulary, LoRA adapters and more contexts",
+    "metadata": "a GGUF's metadata (`ijt-local models`)",
+    "n_vocab": "its vocabulary's size",
 }
 STRUCT_FIELDS = {
+    "llama_model_params": ("n_gpu_layers", "use_extra_bufts"),
     "llama_batch": ("n_tokens", "token", "pos", "n_seq_id", "seq_id", "logits"),
     "llama_context_params": (
         "n_ctx",
@@ -113,5 +114,5 @@ def test_only_the_llama_layer_imports_llama_cpp():
 def test_a_missing_part_is_named():
     import llama_cpp
 
-    stub = types.SimpleNamespace(ctx=1)  # no model
-    assert missing_parts(stub, llama_cpp) == ["Llama.model"]
+    stub = types.SimpleNamespace(metadata={})  # no n_vocab
+    assert missing_parts(stub, llama_cpp) == ["Llama.n_vocab"]

@@ -1,9 +1,9 @@
-"""The one module that talks to llama-cpp-python below its `Llama` class: the low-level bindings, contexts,
-LoRA adapters, samplers and llama.cpp's log. It reaches no private attribute: a `Llama` gives its model and
-context pointers as public properties, and everything else goes through the C API's bindings. Raising the
-llama-cpp-python pin means reading this file (tests/test_llama_cpp_api.py checks what it uses).
+"""The one module of the runtime that talks to llama-cpp-python: its bindings of llama.cpp's C API for
+models, contexts, LoRA adapters, samplers and llama.cpp's log (its `Llama` class only reads a GGUF's
+metadata). It reaches no private attribute. Raising the llama-cpp-python pin means reading this file
+(tests/test_llama_cpp_api.py checks what it uses).
 
-- `LlamaModel`: a GGUF's weights and vocabulary, with the context llama.cpp made for them;
+- `LlamaModel`: a GGUF's weights and vocabulary, and the contexts made with them (`new_context`);
 - `Context`: one llama.cpp context: calls of (token, position, seq_id, wants_logits) rows, their logits as
   zero-copy numpy views (the rule expert adds to them in place), its KV memory by sequence, its threads
   and LoRA adapters;
@@ -16,7 +16,6 @@ llama-cpp-python pin means reading this file (tests/test_llama_cpp_api.py checks
 from __future__ import annotations
 
 import collections
-import contextlib
 import ctypes
 import os
 import sys
@@ -106,13 +105,12 @@ def read_metadata(path: Path) -> tuple[dict, int]:
 class Context:
     """One llama.cpp context and the llama_batch its calls are written into."""
 
-    def __init__(self, pointer, n_vocab: int, n_batch: int, where: str, owned: bool):
+    def __init__(self, pointer, n_vocab: int, n_batch: int, where: str):
         self.pointer = pointer
         self.n_vocab = n_vocab
         self.where = where  # named in a decode error: "context 4096 tokens"
         self._memory = llama_cpp.llama_get_memory(pointer)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self._owned = owned  # made here (and freed by `close`), not a Llama's own
 
     def decode(self, rows: Rows) -> None:
         """One llama_decode of `rows`."""
@@ -181,71 +179,52 @@ class Context:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
-        if self._owned and self.pointer is not None:
+        if self.pointer is not None:
             llama_cpp.llama_free(self.pointer)
             self.pointer = None
 
 
 # ---- a model -----------------------------------------------------------------------------------------
 
-_params_lock = threading.Lock()
+_backend_started = threading.Lock()
+_backend_ready = False
 
 
-@contextlib.contextmanager
-def _model_params(**fields):
-    """Model parameters `Llama()` has no argument for (llama.cpp's `use_extra_bufts`, which repacks CPU
-    weights into gemm tiles): `Llama` starts from the bindings' `llama_model_default_params()`, so that
-    public function gives these defaults while one model loads."""
-    if all(getattr(llama_cpp.llama_model_default_params(), k) == v for k, v in fields.items()):
-        yield
-        return
-    bindings = llama_cpp.llama_cpp
-    original = bindings.llama_model_default_params
-
-    def with_fields():
-        params = original()
-        for key, value in fields.items():
-            setattr(params, key, value)
-        return params
-
-    with _params_lock:
-        bindings.llama_model_default_params = with_fields
-        try:
-            yield
-        finally:
-            bindings.llama_model_default_params = original
+def _start_backend() -> None:
+    """llama.cpp's backends, initialised once per process before the first model loads."""
+    global _backend_ready
+    with _backend_started:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
 
 
 class LlamaModel:
-    """A GGUF loaded by llama.cpp: its weights, its vocabulary and the context made with them (`context`)."""
+    """A GGUF loaded by llama.cpp: its weights and vocabulary. It makes no context of its own: a Session
+    makes one for scoring when it first scores, and replies decode in BatchDecoder's (`new_context`), so a
+    chat or a server holds only the contexts it uses."""
 
     def __init__(self, path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int | None, repack: bool = True):
         capture_llama_logs()
-        clear_llama_log()
+        _start_backend()
         self.gpu_layers = default_gpu_layers() if gpu_layers is None else gpu_layers
         self.repack = repack
-        try:
-            with _model_params(use_extra_bufts=repack):
-                self._llama = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=n_ctx,
-                    n_batch=n_batch,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_gpu_layers=self.gpu_layers,
-                    verbose=False,
-                )
-        except (ValueError, RuntimeError) as exc:
-            detail = first_llama_error() or str(exc)
-            raise UserError(f"{path}: llama.cpp cannot load this model ({detail})") from None
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such model file")
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = self.gpu_layers
+        params.use_extra_bufts = repack  # repacks CPU weights into gemm tiles (llama.cpp's default: on)
+        clear_llama_log()
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self._model:
+            raise UserError(f"{path}: llama.cpp cannot load this model ({first_llama_error() or 'no reason given'})")
         self.path = path
         self.n_batch = n_batch
-        self.n_vocab = self._llama.n_vocab()
-        self.n_ctx = self._llama.n_ctx()
-        self.eos_id = self._llama.token_eos()
-        self.bos_id = self._llama.token_bos()
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
-        self.context = Context(self._llama.ctx, self.n_vocab, n_batch, f"context {self.n_ctx} tokens", owned=False)
+        self.n_ctx = n_ctx  # the tokens a Session's context holds (a sequence's at most, in BatchDecoder's)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
+        self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self._adapters: list = []  # LoRA handles loaded and not yet freed
         # One piece buffer per thread: serve's engine thread decodes reply tokens while its request thread
         # writes logprobs tokens, and ctypes lets both into llama_token_to_piece at once.
@@ -254,10 +233,23 @@ class LlamaModel:
     # tokens
 
     def tokenize(self, text: str, add_bos: bool, special: bool) -> list[int]:
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        data = text.encode("utf-8")
+        size = len(data) + 2  # a token holds at least one byte; BOS and EOS may be added
+        tokens = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), tokens, size, add_bos, special)
+        if n < 0:  # more tokens than bytes (special tokens added): ask again with the count llama.cpp gave
+            size = -n
+            tokens = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), tokens, size, add_bos, special)
+        return list(tokens[:n])
 
     def detokenize(self, tokens: list[int]) -> bytes:
-        return self._llama.detokenize(tokens)
+        """The tokens' bytes, special tokens left out; a space after a leading BOS dropped, as llama.cpp's
+        detokenizer does for SentencePiece models."""
+        text = b"".join(self.piece(token) for token in tokens)
+        if tokens and tokens[0] == self.bos_id and text.startswith(b" "):
+            text = text[1:]
+        return text
 
     def piece(self, token: int, special: bool = False) -> bytes:
         """The bytes of one token."""
@@ -323,13 +315,13 @@ class LlamaModel:
         params.n_seq_max = n_seq
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the model's own context
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # one attention kernel everywhere
         clear_llama_log()
-        pointer = llama_cpp.llama_init_from_model(self._llama.model, params)
+        pointer = llama_cpp.llama_init_from_model(self._model, params)
         if not pointer:
             raise ValueError(first_llama_error() or "llama.cpp could not make the context")
-        where = f"{n_seq} sequences of {n_ctx // n_seq} tokens"
-        return Context(pointer, self.n_vocab, self.n_batch, where, owned=True)
+        where = f"context of {n_ctx} tokens" if n_seq == 1 else f"{n_seq} sequences of {n_ctx // n_seq} tokens"
+        return Context(pointer, self.n_vocab, self.n_batch, where)
 
     # LoRA adapters
 
@@ -339,7 +331,7 @@ class LlamaModel:
         if not path.is_file():
             raise UserError(f"{path}: no such adapter file")
         clear_llama_log()
-        handle = llama_cpp.llama_adapter_lora_init(self._llama.model, str(path).encode())
+        handle = llama_cpp.llama_adapter_lora_init(self._model, str(path).encode())
         if not handle:
             detail = first_llama_error()
             raise UserError(
@@ -355,12 +347,13 @@ class LlamaModel:
         llama_cpp.llama_adapter_lora_free(handle)
 
     def close(self) -> None:
-        """Free the adapters, the context's batch and the weights (close other contexts first)."""
+        """Free the adapters and the weights (close the contexts made with them first)."""
         for handle in self._adapters:
             llama_cpp.llama_adapter_lora_free(handle)
         self._adapters.clear()
-        self.context.close()
-        self._llama.close()
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
 
 
 # ---- samplers ----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ..prompts import ChatTemplate, get_template
 from ..rules.expert import RuleConfig, RuleExpert, Vocabulary
 from ..rules.poe import poe_logprob
 from ..rules.vocab_cache import load_vocabulary
-from .llama import LlamaModel, make_sampler
+from .llama import Context, LlamaModel, make_sampler
 from .row_probe import ProbeResult, load_or_probe
 from .rows import MAX_PADDED_COST, RowPlan
 
@@ -88,14 +88,12 @@ class Session:
         threads_given = threads is not None
         self.threads = threads = threads or default_threads()
         self.llama = LlamaModel(self.model.path, n_ctx, n_batch, threads, gpu_layers, repack)
-        self.context = self.llama.context
+        self._context: Context | None = None  # for scoring, made on first use (replies decode in batch.py's)
         self.n_vocab = self.llama.n_vocab
         self.n_ctx = self.llama.n_ctx
         self.eos_id = self.llama.eos_id
         try:
             self.adapters = [(self.llama.load_adapter(Path(path)), float(scale)) for path, scale in adapters]
-            if self.adapters:
-                self.context.set_adapters(self.adapters)
         except UserError:
             self.llama.close()
             raise
@@ -107,6 +105,16 @@ class Session:
         self._threads_given = threads_given
         self._threads_checked = time.monotonic()
         self._probe: ProbeResult | None = None
+
+    @property
+    def context(self) -> Context:
+        """The session's own context (one sequence of n_ctx tokens): scoring, a judge's next-token
+        distribution. Made when first used, so a session that only generates never holds it."""
+        if self._context is None:
+            self._context = self.llama.new_context(self.n_ctx, 1, self.threads)
+            if self.adapters:
+                self._context.set_adapters(self.adapters)
+        return self._context
 
     @property
     def row_probe(self) -> ProbeResult:
@@ -142,7 +150,8 @@ class Session:
         if threads == self.threads:
             return
         self.threads = threads
-        self.context.set_threads(threads)
+        if self._context is not None:
+            self._context.set_threads(threads)
         for follow in self._on_threads:
             follow(threads)
 
@@ -352,6 +361,9 @@ class Session:
         for close in reversed(self._on_close):
             close()
         self._on_close.clear()
+        if self._context is not None:
+            self._context.close()
+            self._context = None
         self.llama.close()
 
 
