@@ -35,13 +35,7 @@ def merge_command(base, adapter, out):
 @click.argument("hf_dir", type=click.Path())
 @options.out("GGUF file to write.", file=None, required=True)
 @options.outtype(OUTTYPES, "Encoding of the weight matrices (norms stay f32).")
-@click.option(
-    "--quantize",
-    "quantize_type",
-    metavar="TYPE",
-    default=None,
-    help="Then quantize with llama.cpp (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...).",
-)
+@options.quantize("Then quantize with llama.cpp to TYPE (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def convert_command(hf_dir, out, outtype, quantize_type, no_progress):
     """Convert a Hugging Face llama / qwen2 / gemma3 / olmo / olmo2 folder to GGUF."""
@@ -53,13 +47,26 @@ def convert_command(hf_dir, out, outtype, quantize_type, no_progress):
 @click.command("quantize")
 @click.argument("source", type=click.Path())
 @click.argument("out", type=click.Path())
-@click.option("--type", "kind", required=True, metavar="TYPE", help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...")
+@click.argument("kind", metavar="TYPE", required=False)
+@click.option("--type", "old_type", metavar="TYPE", hidden=True)
 @options.threads("CPU threads for llama.cpp's quantizer (default: all cores).")
-def quantize_command(source, out, kind, threads):
-    """Quantize a GGUF file with llama.cpp's quantizer."""
+def quantize_command(source, out, kind, old_type, threads):
+    """Quantize a GGUF file to TYPE (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...) with llama.cpp's quantizer, as
+    `llama-quantize SOURCE OUT TYPE` does (`convert --quantize TYPE` converts, then does the same)."""
     from pathlib import Path
 
+    from ..errors import UserError
     from .quantize import quantize_gguf
+
+    if old_type is not None:  # the spelling before 0.2
+        if kind is not None:
+            raise UserError("--type is the old spelling of TYPE: give TYPE once, after OUT")
+        click.echo(
+            f"warning: --type is deprecated and goes in {options.OLD_SPELLINGS_GO_IN}; give TYPE after OUT", err=True
+        )
+        kind = old_type
+    if kind is None:
+        raise UserError("quantize needs TYPE after OUT (Q4_K_M, Q5_K_M, Q6_K, Q8_0, ...)")
 
     _echo(quantize_gguf(Path(source), Path(out), kind, threads))
 

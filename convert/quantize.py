@@ -1,4 +1,4 @@
-"""`ijt-local quantize IN.gguf OUT.gguf --type Q4_K_M`: llama.cpp's own quantizer, through llama-cpp-python
+"""`ijt-local quantize IN.gguf OUT.gguf Q4_K_M`: llama.cpp's own quantizer, through llama-cpp-python
 (no separate llama.cpp build). The output is written beside OUT and renamed when complete."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ QUANT_TYPES = {
 def check_type(name: str) -> str:
     key = name.upper()
     if key not in QUANT_TYPES:
-        raise UserError(f"--type {name}: choose one of {', '.join(QUANT_TYPES)}")
+        raise UserError(f"quantization type {name}: choose one of {', '.join(QUANT_TYPES)}")
     return key
 
 

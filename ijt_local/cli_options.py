@@ -467,6 +467,12 @@ def base(help: str, **attrs):
     return option("base", "--base", help=help, **attrs)
 
 
+def quantize(help: str):
+    """`--quantize TYPE`: a llama.cpp quantization type (Ollama's name for it; `ijt-local quantize` takes it
+    as its TYPE argument, as llama-quantize does)."""
+    return option("quantize", "--quantize", "quantize_type", metavar="TYPE", default=None, help=help)
+
+
 def outtype(choices, help: str):
     """`--outtype`: how a written GGUF stores its matrices."""
     return option("outtype", "--outtype", type=click.Choice(choices), default="f16", show_default=True, help=help)

@@ -45,6 +45,7 @@ CONCEPTS = {
     "data_root": ("--data-root", set(), (), "the data home"),
     "base": ("--base", set(), (), "the base model a verb trains, merges onto, exports for or replicates with"),
     "outtype": ("--outtype", set(), (), "how a written GGUF stores its matrices"),
+    "quantize": ("--quantize", set(), ("--type",), "a llama.cpp quantization type (quantize's TYPE argument)"),
     "judge": ("--judge", set(), (), "the in-process (or reference) judge"),
     "judge_url": ("--judge-url", set(), (), "an OpenAI-compatible judge endpoint"),
     "judge_model": ("--judge-model", set(), (), "the model name sent to --judge-url"),

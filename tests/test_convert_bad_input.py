@@ -140,7 +140,7 @@ def test_existing_output_is_replaced_only_on_success(llama_dir, copy, tmp_path):
 
 
 def test_quantize_bad_inputs(llama_dir, tmp_path):
-    with pytest.raises(UserError, match="--type Q9_Z"):
+    with pytest.raises(UserError, match="quantization type Q9_Z: choose one of"):
         quantize_gguf(tmp_path / "in.gguf", tmp_path / "out.gguf", "Q9_Z")
     not_gguf = tmp_path / "in.gguf"
     not_gguf.write_text("hello")
@@ -150,7 +150,7 @@ def test_quantize_bad_inputs(llama_dir, tmp_path):
     convert(llama_dir, good, "f32", progress=False)
     with pytest.raises(UserError, match="must differ"):
         quantize_gguf(good, good, "Q8_0")
-    with pytest.raises(UserError, match="--type"):
+    with pytest.raises(UserError, match="quantization type Q4_K_Q"):
         convert(llama_dir, tmp_path / "q.gguf", "f16", quantize="Q4_K_Q", progress=False)
     assert not (tmp_path / "out.gguf").exists() and not (tmp_path / "q.gguf").exists()
 
@@ -209,7 +209,8 @@ def test_cli_prints_one_line_and_exits_1(llama_dir, tmp_path):
     cases = [
         ["convert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.gguf")],
         ["convert", str(llama_dir), "--out", str(tmp_path / "no" / "x.gguf")],
-        ["quantize", str(tmp_path / "nothing.gguf"), str(tmp_path / "y.gguf"), "--type", "Q4_K_M"],
+        ["quantize", str(tmp_path / "nothing.gguf"), str(tmp_path / "y.gguf"), "Q4_K_M"],
+        ["quantize", str(tmp_path / "nothing.gguf"), str(tmp_path / "y.gguf")],
         ["export-adapter", str(tmp_path), "--base", str(tmp_path / "nothing.gguf"), "--out", str(tmp_path / "a.gguf")],
         ["merge", "--base", str(llama_dir), "--adapter", str(tmp_path / "none"), "--out", str(tmp_path / "m")],
     ]
@@ -230,3 +231,16 @@ def test_cli_convert_writes_json_summary(llama_dir, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["architecture"] == "llama" and summary["bytes"] == out.stat().st_size
+
+
+def test_quantize_takes_type_after_out_and_the_old_type_option_with_a_warning(tmp_path):
+    missing = [str(tmp_path / "nothing.gguf"), str(tmp_path / "y.gguf")]
+    old = CliRunner().invoke(cli, ["quantize", *missing, "--type", "Q4_K_M"])
+    assert old.stderr.splitlines()[0] == "warning: --type is deprecated and goes in 0.3; give TYPE after OUT"
+    assert old.exit_code == 1 and "nothing.gguf" in old.stderr  # then it runs as `quantize ... Q4_K_M` does
+    both = CliRunner().invoke(cli, ["quantize", *missing, "Q4_K_M", "--type", "Q8_0"])
+    assert both.exit_code == 1 and both.stderr.strip() == (
+        "Error: --type is the old spelling of TYPE: give TYPE once, after OUT"
+    )
+    bad = CliRunner().invoke(cli, ["quantize", *missing, "Q9_Z"])
+    assert bad.exit_code == 1 and "quantization type Q9_Z: choose one of" in bad.stderr
