@@ -222,22 +222,6 @@ class Session:
 
     # ---- decoding --------------------------------------------------------------------------------
 
-    def _decode(self, tokens: list[int], n_past: int, all_logits: bool = False, logits_from: int = 0) -> None:
-        """Decode `tokens` at positions n_past... in calls of at most n_batch; logits for each call's last
-        token, or with `all_logits` for every token at position `logits_from` or later (a scored response
-        needs none for its prompt, and on a 262k vocabulary the output layer costs more per position than
-        the rest of a small model)."""
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            first = n_past + start
-            last = len(chunk) - 1
-            self._decode_rows(
-                [
-                    (token, first + i, 0, first + i >= logits_from if all_logits else i == last)
-                    for i, token in enumerate(chunk)
-                ]
-            )
-
     def _decode_rows(self, rows: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (token, position, seq_id, wants_logits) rows."""
         self.follow_load()
@@ -286,7 +270,7 @@ class Session:
         out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
-            self._decode(chunk, n_past=start, all_logits=True)
+            self._decode_rows([(token, start + i, 0, True) for i, token in enumerate(chunk)])
             for i in range(len(chunk)):
                 out[start + i] = self.context.logits_row(i)
         self.context.clear()

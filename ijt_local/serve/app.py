@@ -292,7 +292,7 @@ async def tokenize(body: TokenizeRequest, request: Request):
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, request: Request):
     session = (await pick(request, body.model)).engine.session
-    bad = next((t for t in body.tokens if not 0 <= t < session.n_vocab), None)
+    bad = outside_vocabulary(body.tokens, session.n_vocab)
     if bad is not None:
         raise APIError(400, f"tokens: {bad} is not a token id (0 to {session.n_vocab - 1})", param="tokens")
     return {"content": session.detokenize(body.tokens)}
@@ -555,11 +555,16 @@ def one_prompt(body: CompletionRequest, n_vocab: int) -> str | list[int]:
             raise APIError(400, f"prompt: one prompt per request (got a list of {len(prompt)})", param="prompt")
         prompt = prompt[0]
     if isinstance(prompt, list):
-        outside = [token for token in prompt if not 0 <= token < n_vocab]
-        if not prompt or outside:
-            what = f"token id {outside[0]} is not in the vocabulary (0 to {n_vocab - 1})" if outside else "no tokens"
+        outside = outside_vocabulary(prompt, n_vocab)
+        if not prompt or outside is not None:
+            what = f"token id {outside} is not in the vocabulary (0 to {n_vocab - 1})" if prompt else "no tokens"
             raise APIError(400, f"prompt: {what}", param="prompt")
     return prompt
+
+
+def outside_vocabulary(tokens: list[int], n_vocab: int) -> int | None:
+    """The first of `tokens` that is no token id of a `n_vocab`-token vocabulary, or None."""
+    return next((token for token in tokens if not 0 <= token < n_vocab), None)
 
 
 @router.post("/v1/completions")
